@@ -1,0 +1,26 @@
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['node_modules/', '.stack/', 'dist/'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+      // Modules receive config from their composition root; only config loaders read the environment.
+      'no-restricted-properties': [
+        'error',
+        { object: 'process', property: 'env', message: 'Read configuration in a config loader, not in modules.' },
+      ],
+    },
+  },
+  {
+    files: ['**/config.ts', '**/load-config.ts', 'scripts/**', 'test/**', 'bin/**', '**/*.mjs'],
+    rules: { 'no-restricted-properties': 'off' },
+  },
+  {
+    files: ['**/*.mjs', 'bin/**'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
+  },
+);

@@ -1,0 +1,134 @@
+/**
+ * Where the pipeline finds its infrastructure. Read once from the environment,
+ * validated, frozen. Every variable has a working local default that matches the
+ * stack started by `npm run stack:up`; setting one points the pipeline (and the
+ * stack scripts, which then start nothing for that part) at an existing service.
+ */
+export interface InfraConfig {
+  /** postgres://user:password@host:port/db. Default: the local stack's database. */
+  readonly databaseUrl: string;
+  /** Kafka bootstrap servers. Default: ["127.0.0.1:9092"]. */
+  readonly kafkaBrokers: readonly string[];
+  /** Confluent-compatible schema registry base URL. Default: local Apicurio ccompat v7. */
+  readonly schemaRegistryUrl: string;
+  readonly s3: {
+    readonly endpoint: string;
+    readonly bucket: string;
+    readonly accessKeyId: string;
+    readonly secretAccessKey: string;
+    readonly region: string;
+  };
+  /** Which parts the environment points elsewhere (so the local stack leaves them alone). */
+  readonly external: {
+    readonly postgres: boolean;
+    readonly kafka: boolean;
+    readonly registry: boolean;
+    readonly s3: boolean;
+  };
+}
+
+export const LOCAL_DEFAULTS = Object.freeze({
+  postgresUser: 'erasure',
+  postgresPassword: 'erasure',
+  postgresDatabase: 'erasure',
+  postgresPort: 5432,
+  kafkaPort: 9092,
+  registryPort: 8081,
+  s3Port: 9000,
+  s3Bucket: 'erasure-dataset',
+  s3AccessKeyId: 'erasure-local',
+  s3SecretAccessKey: 'erasure-local-secret',
+  s3Region: 'us-east-1',
+});
+
+export class ConfigError extends Error {
+  readonly code = 'ERR_CONFIG';
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration: ${problems.join('; ')}`);
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * STACK_PORT_OFFSET (default 0) shifts every local port, so a second local stack
+ * (tests of the stack itself, the three-node Kafka failover test) can run beside the
+ * first. It applies only to defaults; an explicit URL is taken as given.
+ */
+export function localPorts(env: Env, problems: string[] = []) {
+  const raw = env['STACK_PORT_OFFSET'];
+  const offset = raw === undefined || raw === '' ? 0 : Number(raw);
+  if (!Number.isInteger(offset) || offset < 0 || offset > 20000) {
+    problems.push('STACK_PORT_OFFSET must be a whole number from 0 to 20000');
+  }
+  const o = Number.isInteger(offset) ? offset : 0;
+  return {
+    ...LOCAL_DEFAULTS,
+    postgresPort: LOCAL_DEFAULTS.postgresPort + o,
+    kafkaPort: LOCAL_DEFAULTS.kafkaPort + o,
+    registryPort: LOCAL_DEFAULTS.registryPort + o,
+    s3Port: LOCAL_DEFAULTS.s3Port + o,
+  };
+}
+
+function nonEmpty(env: Env, name: string): string | undefined {
+  const v = env[name];
+  return v === undefined || v.trim() === '' ? undefined : v.trim();
+}
+
+function checkUrl(problems: string[], name: string, value: string, protocols: string[]): void {
+  try {
+    const u = new URL(value);
+    if (!protocols.includes(u.protocol)) problems.push(`${name} must use ${protocols.join(' or ')}`);
+  } catch {
+    problems.push(`${name} is not a valid URL`);
+  }
+}
+
+/** Reads the infrastructure settings; all problems are reported together. */
+export function loadInfraConfig(env: Env): InfraConfig {
+  const problems: string[] = [];
+  const d = localPorts(env, problems);
+  const databaseUrl =
+    nonEmpty(env, 'DATABASE_URL') ??
+    `postgres://${d.postgresUser}:${d.postgresPassword}@127.0.0.1:${d.postgresPort}/${d.postgresDatabase}`;
+  checkUrl(problems, 'DATABASE_URL', databaseUrl, ['postgres:', 'postgresql:']);
+
+  const brokersRaw = nonEmpty(env, 'KAFKA_BROKERS') ?? `127.0.0.1:${d.kafkaPort}`;
+  const kafkaBrokers = brokersRaw.split(',').map((b) => b.trim());
+  for (const b of kafkaBrokers) {
+    if (!/^[A-Za-z0-9.\-[\]:]+:\d{1,5}$/.test(b))
+      problems.push(`KAFKA_BROKERS entry "${b}" is not host:port`);
+  }
+
+  const schemaRegistryUrl = (
+    nonEmpty(env, 'SCHEMA_REGISTRY_URL') ?? `http://127.0.0.1:${d.registryPort}/apis/ccompat/v7`
+  ).replace(/\/+$/, '');
+  checkUrl(problems, 'SCHEMA_REGISTRY_URL', schemaRegistryUrl, ['http:', 'https:']);
+
+  const endpoint = nonEmpty(env, 'S3_ENDPOINT') ?? `http://127.0.0.1:${d.s3Port}`;
+  checkUrl(problems, 'S3_ENDPOINT', endpoint, ['http:', 'https:']);
+  const bucket = nonEmpty(env, 'S3_BUCKET') ?? d.s3Bucket;
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket))
+    problems.push('S3_BUCKET is not a valid bucket name');
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze({
+    databaseUrl,
+    kafkaBrokers: Object.freeze(kafkaBrokers),
+    schemaRegistryUrl,
+    s3: Object.freeze({
+      endpoint,
+      bucket,
+      accessKeyId: nonEmpty(env, 'AWS_ACCESS_KEY_ID') ?? d.s3AccessKeyId,
+      secretAccessKey: nonEmpty(env, 'AWS_SECRET_ACCESS_KEY') ?? d.s3SecretAccessKey,
+      region: nonEmpty(env, 'AWS_REGION') ?? d.s3Region,
+    }),
+    external: Object.freeze({
+      postgres: nonEmpty(env, 'DATABASE_URL') !== undefined,
+      kafka: nonEmpty(env, 'KAFKA_BROKERS') !== undefined,
+      registry: nonEmpty(env, 'SCHEMA_REGISTRY_URL') !== undefined,
+      s3: nonEmpty(env, 'S3_ENDPOINT') !== undefined,
+    }),
+  });
+}
