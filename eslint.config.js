@@ -11,12 +11,24 @@ export default tseslint.config(
       // Modules receive config from their composition root; only config loaders read the environment.
       'no-restricted-properties': [
         'error',
-        { object: 'process', property: 'env', message: 'Read configuration in a config loader, not in modules.' },
+        {
+          object: 'process',
+          property: 'env',
+          message: 'Read configuration in a config loader, not in modules.',
+        },
       ],
     },
   },
   {
-    files: ['**/config.ts', '**/load-config.ts', 'scripts/**', 'test/**', 'bin/**', '**/*.mjs'],
+    files: [
+      '**/config.ts',
+      '**/load-config.ts',
+      'services/main.ts',
+      'scripts/**',
+      'test/**',
+      'bin/**',
+      '**/*.mjs',
+    ],
     rules: { 'no-restricted-properties': 'off' },
   },
   {

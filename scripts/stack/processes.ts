@@ -168,12 +168,16 @@ export function runLogged(
   }).finally(() => closeSync(fd));
 }
 
-/** The last line of a log that looks like an error, to put in a one-line failure message. */
-export function lastErrorLine(logFile: string, pattern = /ERROR|FATAL|Exception|error:/): string | undefined {
+/** The first (or last) line of a log that looks like an error, for a one-line failure message. */
+export function errorLine(
+  logFile: string,
+  pattern = /ERROR|FATAL|Exception|error:/,
+  which: 'first' | 'last' = 'last',
+): string | undefined {
   if (!existsSync(logFile)) return undefined;
   const lines = readFileSync(logFile, 'utf8')
     .split('\n')
     .filter((l) => pattern.test(l));
-  const line = lines.at(-1)?.replace(/\s+/g, ' ').trim();
-  return line && line.length > 200 ? `${line.slice(0, 197)}...` : line;
+  const line = (which === 'first' ? lines[0] : lines.at(-1))?.replace(/\s+/g, ' ').trim();
+  return line && line.length > 240 ? `${line.slice(0, 237)}...` : line;
 }

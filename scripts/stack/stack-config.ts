@@ -23,6 +23,8 @@ export interface StackConfig {
   readonly kafkaNodes: 1 | 3;
   /** Local Maven repository; default ~/.m2/repository (Maven's own default). */
   readonly mavenRepo: string | undefined;
+  /** STACK_MAVEN_OFFLINE=1: never reach a remote repository (air-gapped machines, tests). */
+  readonly mavenOffline: boolean;
   /** Upper bound for one part to become healthy once started. */
   readonly startTimeoutMs: number;
   /** Upper bound for fetching one part through Maven or apt-get. */
@@ -38,7 +40,7 @@ export function loadStackConfig(env: NodeJS.ProcessEnv, argv: string[] = []): St
     if (err instanceof ConfigError) problems.push(...err.problems);
     else throw err;
   }
-  const ports = localPorts(env, problems);
+  const ports = localPorts(env); // its problems are already reported by loadInfraConfig
 
   const nodesArg = argv.find((a) => a.startsWith('--kafka-nodes='))?.split('=')[1];
   const nodesRaw = nodesArg ?? env['STACK_KAFKA_NODES'] ?? '1';
@@ -65,6 +67,7 @@ export function loadStackConfig(env: NodeJS.ProcessEnv, argv: string[] = []): St
     ports,
     kafkaNodes: nodesRaw === '3' ? 3 : 1,
     mavenRepo: env['STACK_MAVEN_REPO'] || undefined,
+    mavenOffline: env['STACK_MAVEN_OFFLINE'] === '1',
     startTimeoutMs,
     fetchTimeoutMs,
   });

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { lastErrorLine, runLogged, tryRun } from './processes.ts';
+import { errorLine, runLogged, tryRun } from './processes.ts';
 import { StackError } from './stack-error.ts';
 import type { StackConfig } from './stack-config.ts';
 
@@ -31,6 +31,7 @@ const DEPENDENCY_PLUGIN_SINGLE = 'org.apache.maven.plugins:maven-dependency-plug
 function mavenArgs(cfg: StackConfig): string[] {
   const args = ['-B', '-Dmaven.wagon.rto=120000', '-Dmaven.wagon.http.retryHandler.count=3'];
   if (cfg.mavenRepo) args.push(`-Dmaven.repo.local=${cfg.mavenRepo}`);
+  if (cfg.mavenOffline) args.push('--offline');
   return args;
 }
 
@@ -44,7 +45,10 @@ async function runMaven(cfg: StackConfig, part: string, args: string[]): Promise
       timeoutMs: cfg.fetchTimeoutMs,
     });
   } catch (err) {
-    const detail = lastErrorLine(logFile, /\[ERROR\]/)?.replace(/^\[ERROR\]\s*/, '');
+    // Maven's first [ERROR] line carries the cause; the later ones are help links.
+    const detail = errorLine(logFile, /\[ERROR\] \S/, 'first')
+      ?.replace(/^.*?\[ERROR\]\s*/, '')
+      .replace(/^Failed to execute goal .*? on project [^:]+: /, '');
     throw new StackError(part, `fetching through Maven failed: ${detail ?? (err as Error).message}`, logFile);
   }
 }

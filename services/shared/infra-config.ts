@@ -58,8 +58,8 @@ type Env = Readonly<Record<string, string | undefined>>;
 export function localPorts(env: Env, problems: string[] = []) {
   const raw = env['STACK_PORT_OFFSET'];
   const offset = raw === undefined || raw === '' ? 0 : Number(raw);
-  if (!Number.isInteger(offset) || offset < 0 || offset > 20000) {
-    problems.push('STACK_PORT_OFFSET must be a whole number from 0 to 20000');
+  if (!Number.isInteger(offset) || offset < 0 || offset > 45000) {
+    problems.push('STACK_PORT_OFFSET must be a whole number from 0 to 45000');
   }
   const o = Number.isInteger(offset) ? offset : 0;
   return {

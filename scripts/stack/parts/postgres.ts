@@ -103,6 +103,22 @@ export function createPostgresPart(cfg: StackConfig): Part {
         throw new StackError(name, 'running as root but there is no "postgres" user to run the server as');
       chownSync(dataDir, owner.uid, owner.gid);
       chownSync(pwFile, owner.uid, owner.gid);
+      const reach = spawnSync('setpriv', [
+        '--reuid=postgres',
+        '--regid=postgres',
+        '--init-groups',
+        '--',
+        'test',
+        '-w',
+        dataDir,
+      ]);
+      if (reach.status !== 0) {
+        rmSync(dataDir, { recursive: true, force: true });
+        throw new StackError(
+          name,
+          `the "postgres" user cannot reach ${dataDir}; make its parent folders traversable (chmod o+x) or set ERASURE_STACK_DIR`,
+        );
+      }
     }
     const [cmd, args] = asOwner(join(binDir, 'initdb'), [
       '-D',

@@ -1,0 +1,62 @@
+/**
+ * `npm start`: bring the stack up, migrate, prepare topics and schemas, start the
+ * pipeline's services in this process, and print where to look. Ctrl-C stops the
+ * pipeline cleanly; the stack keeps running (`npm run stack:down` stops it).
+ */
+import { join } from 'node:path';
+import pg from 'pg';
+import { startServices, stopOnSignal, SERVICES } from '../services/main.ts';
+import { migrate } from '../services/shared/db/migrate.ts';
+import { loadStackConfig, REPO_ROOT } from './stack/stack-config.ts';
+import { PART_NAMES, stackUp } from './stack/stack.ts';
+
+// Node 20 is this project's baseline; the pinned AWS SDK supports it, so its notice about
+// future releases needing Node 22 is noise in every command's output.
+process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
+
+const say = (line: string) => process.stderr.write(`start: ${line}\n`);
+
+async function main(): Promise<void> {
+  const cfg = loadStackConfig(process.env);
+  say('bringing the stack up ...');
+  const { failures } = await stackUp(cfg, PART_NAMES, (l) => say(`stack: ${l}`));
+  if (failures.length > 0) {
+    for (const f of failures) say(`FAILED ${f.line(process.cwd())}`);
+    process.exit(1);
+  }
+
+  const pool = new pg.Pool({ connectionString: cfg.infra.databaseUrl, max: 2 });
+  const applied = await migrate(pool, join(REPO_ROOT, 'schemas', 'sql'));
+  await pool.end();
+  say(`database migrated (${applied.length} new migration(s))`);
+
+  const running = await startServices(SERVICES, process.env);
+  stopOnSignal(running, () => {
+    say('pipeline stopped; the stack is still running (npm run stack:down stops it)');
+    process.exit(0);
+  });
+
+  const api = running[0]!.url;
+  process.stdout.write(
+    [
+      '',
+      'Erasure pipeline is running.',
+      `  API          ${api}   (health ${api}/healthz, readiness ${api}/readyz, metrics ${api}/metrics)`,
+      `  Kafka        ${cfg.infra.kafkaBrokers.join(',')}`,
+      `  Registry     ${cfg.infra.schemaRegistryUrl}`,
+      `  S3           ${cfg.infra.s3.endpoint}  bucket ${cfg.infra.s3.bucket}`,
+      `  Postgres     ${cfg.infra.external.postgres ? '(DATABASE_URL)' : `127.0.0.1:${cfg.ports.postgresPort}`}`,
+      `  Stack logs   ${cfg.logsDir}`,
+      '',
+      'Coming next (see README "Roadmap"): the intake API, erasure events on Kafka with partner',
+      'acknowledgements, synchronous delete calls, and the Parquet dataset on S3. Until then /v1 answers 501.',
+      'Ctrl-C stops the pipeline.',
+      '',
+    ].join('\n'),
+  );
+}
+
+main().catch((err: unknown) => {
+  say(`FAILED: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,60 @@
+/**
+ * One entry point for any subset of services: `tsx services/main.ts api` runs the API;
+ * the demo runs all of them in one process, production runs one per process.
+ * Exits non-zero with one line when configuration is invalid.
+ */
+import { loadApiConfig } from './api/config.ts';
+import { start as startApi, type RunningService } from './api/index.ts';
+import { ErasureError } from './shared/errors.ts';
+
+export const SERVICES = ['api'] as const;
+export type ServiceName = (typeof SERVICES)[number];
+
+export async function startServices(
+  names: readonly ServiceName[],
+  env: NodeJS.ProcessEnv,
+): Promise<RunningService[]> {
+  const running: RunningService[] = [];
+  try {
+    for (const name of names) {
+      if (name === 'api') running.push(await startApi(loadApiConfig(env)));
+    }
+  } catch (err) {
+    for (const r of running.reverse()) await r.stop().catch(() => undefined);
+    throw err;
+  }
+  return running;
+}
+
+/** Stops services in reverse order of start; a second signal exits at once. */
+export function stopOnSignal(running: RunningService[], onStopped: () => void = () => process.exit(0)): void {
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    for (const r of [...running].reverse()) await r.stop().catch(() => undefined);
+    onStopped();
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+const isMain = import.meta.url === `file://${process.argv[1]}`;
+if (isMain) {
+  const wanted = (process.argv.slice(2).length > 0 ? process.argv.slice(2) : [...SERVICES]) as ServiceName[];
+  const unknown = wanted.filter((n) => !SERVICES.includes(n));
+  if (unknown.length > 0) {
+    process.stderr.write(
+      `erasure: unknown service(s) ${unknown.join(', ')}; services are ${SERVICES.join(', ')}\n`,
+    );
+    process.exit(2);
+  }
+  startServices(wanted, process.env).then(
+    (running) => stopOnSignal(running),
+    (err: unknown) => {
+      const code = err instanceof ErasureError ? err.code : 'ERR_START';
+      process.stderr.write(`erasure: ${code}: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}
