@@ -96,6 +96,7 @@ export async function stackUp(
 
     // 1. Ports: a local part that is not running needs its ports free.
     for (const part of parts) {
+      // Only for parts with nothing of ours running: a live node of a partial cluster holds its own ports.
       if (part.external || part.running().length > 0) continue;
       for (const port of part.ports) {
         if (await portOpen(port)) {
@@ -133,7 +134,8 @@ export async function stackUp(
           await Promise.all(part.dependsOn.map((d) => done.get(d)));
           const t0 = Date.now();
           let didStart = false;
-          if (!part.external && part.running().length === 0) {
+          // Start whatever is missing: a stopped part, or a dead node of a running cluster.
+          if (!part.external && part.running().length < part.processCount) {
             progress(`${part.name}: starting (log: ${part.logFile})`);
             await part.start();
             started.push(part);

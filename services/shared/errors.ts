@@ -29,3 +29,46 @@ export class MigrationError extends ErasureError {
     super('ERR_MIGRATION', message, 500, false);
   }
 }
+
+/**
+ * A client error answered as RFC 9457 problem+json. `code` is the stable, documented
+ * identifier clients switch on (docs/errors.md); the message never carries identifier values.
+ */
+export class ProblemError extends ErasureError {
+  constructor(code: string, status: number, message: string, detail?: Record<string, unknown>) {
+    super(code, message, status, false, detail);
+  }
+}
+
+/** Every problem code the HTTP API answers with, its status and its title. */
+export const PROBLEM_CODES = {
+  ERR_MALFORMED_JSON: { status: 400, title: 'Malformed JSON' },
+  ERR_INVALID_UTF8: { status: 400, title: 'Body is not valid UTF-8' },
+  ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
+  ERR_BODY_TOO_LARGE: { status: 413, title: 'Body too large' },
+  ERR_VALIDATION: { status: 400, title: 'Invalid request' },
+  ERR_UNKNOWN_FIELD: { status: 400, title: 'Unknown field' },
+  ERR_CONTROL_CHARACTERS: { status: 400, title: 'Control characters are not allowed' },
+  ERR_UNKNOWN_IDENTIFIER_TYPE: { status: 400, title: 'Unknown identifier type' },
+  ERR_INVALID_IDENTIFIER: { status: 400, title: 'Invalid identifier' },
+  ERR_BATCH_TOO_LARGE: { status: 413, title: 'Batch too large' },
+  ERR_IDEMPOTENCY_KEY_MISSING: { status: 400, title: 'Idempotency-Key header required' },
+  ERR_IDEMPOTENCY_CONFLICT: { status: 409, title: 'Idempotency key reused with another body' },
+  ERR_UNAUTHENTICATED: { status: 401, title: 'Authentication required' },
+  ERR_FORBIDDEN: { status: 403, title: 'Not allowed' },
+  ERR_NOT_FOUND: { status: 404, title: 'Not found' },
+  ERR_METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
+  ERR_RATE_LIMITED: { status: 429, title: 'Too many requests' },
+  ERR_CANCEL_CONFLICT: { status: 409, title: 'Request can no longer be cancelled' },
+  ERR_CONFLICT: { status: 409, title: 'Conflict' },
+  ERR_INVALID_TARGET: { status: 400, title: 'Invalid target' },
+  ERR_INVALID_CURSOR: { status: 400, title: 'Invalid cursor' },
+  ERR_UNAVAILABLE: { status: 503, title: 'Dependency unavailable' },
+  ERR_INTERNAL: { status: 500, title: 'Internal error' },
+} as const;
+
+export type ProblemCode = keyof typeof PROBLEM_CODES;
+
+export function problem(code: ProblemCode, message: string, detail?: Record<string, unknown>): ProblemError {
+  return new ProblemError(code, PROBLEM_CODES[code].status, message, detail);
+}

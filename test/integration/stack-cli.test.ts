@@ -1,42 +1,12 @@
 // The stack scripts' bad-input behaviour: one line naming the part, the reason and its log,
 // a non-zero exit within a bounded time, and nothing half-started left behind.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, symlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-
-const root = join(import.meta.dirname, '..', '..');
-const cli = join(root, 'scripts', 'stack', 'cli.ts');
-
-interface Run {
-  code: number | null;
-  stderr: string;
-  ms: number;
-}
-
-function runStack(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<Run> {
-  const t0 = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], {
-      cwd: root,
-      env: { ...process.env, NODE_NO_WARNINGS: '1', ...env },
-    });
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    child.stdout.resume();
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`stack ${args.join(' ')} hung for ${timeoutMs} ms:\n${stderr}`));
-    }, timeoutMs);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stderr, ms: Date.now() - t0 });
-    });
-  });
-}
+import { runStack } from '../helpers/stack-cli.ts';
 
 /** A separate stack directory and port range, so these tests never touch the real stack. */
 function isolated(offset: number): NodeJS.ProcessEnv {

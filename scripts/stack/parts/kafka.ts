@@ -71,6 +71,7 @@ export function createKafkaPart(cfg: StackConfig): Part {
 
   return {
     name,
+    processCount: n,
     dependsOn: [],
     external,
     endpoint: brokers.join(','),
@@ -126,7 +127,15 @@ export function createKafkaPart(cfg: StackConfig): Part {
             if (!existing.includes(HEALTH_TOPIC)) {
               await admin.createTopics({
                 waitForLeaders: true,
-                topics: [{ topic: HEALTH_TOPIC, numPartitions: 1, replicationFactor: external ? -1 : n }],
+                topics: [
+                  {
+                    topic: HEALTH_TOPIC,
+                    numPartitions: 1,
+                    replicationFactor: external ? -1 : n,
+                    // Only probe markers live here; keep an hour of them.
+                    configEntries: [{ name: 'retention.ms', value: '3600000' }],
+                  },
+                ],
               });
             }
           },
@@ -139,9 +148,11 @@ export function createKafkaPart(cfg: StackConfig): Part {
           () => producer.send({ topic: HEALTH_TOPIC, acks: -1, messages: [{ key: 'probe', value: marker }] }),
           { what: 'accepting writes', timeoutMs: Math.max(1000, deadline - Date.now()) },
         );
-        const offset = meta?.baseOffset ?? '0';
+        if (meta?.errorCode) throw new Error(`produce answered error code ${meta.errorCode}`);
         await consumer.connect();
-        await consumer.subscribe({ topic: HEALTH_TOPIC });
+        // From the beginning, not a seek: a seek issued before the group assignment can be
+        // lost, and the topic only ever holds an hour of small markers.
+        await consumer.subscribe({ topic: HEALTH_TOPIC, fromBeginning: true });
         await new Promise<void>((resolve, reject) => {
           const timer = setTimeout(
             () => reject(new Error('produced a record but could not consume it back')),
@@ -157,7 +168,6 @@ export function createKafkaPart(cfg: StackConfig): Part {
               },
             })
             .catch(reject);
-          consumer.seek({ topic: HEALTH_TOPIC, partition: 0, offset });
         });
       } catch (err) {
         throw new StackError(name, (err as Error).message, external ? undefined : nodes[0]!.logFile);

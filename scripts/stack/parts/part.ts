@@ -20,6 +20,8 @@ export interface Part {
   fetch(): Promise<void>;
   /** Pids of our running processes for this part (empty when stopped). */
   running(): number[];
+  /** How many processes the part runs when fully up (three Kafka nodes in three-node mode). */
+  readonly processCount: number;
   /** Starts the part's processes; resolves once they have been spawned. */
   start(): Promise<void>;
   /** Waits (bounded) until the part answers a real request; throws with the reason. */

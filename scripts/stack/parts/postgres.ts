@@ -170,6 +170,7 @@ export function createPostgresPart(cfg: StackConfig): Part {
   const databasesToEnsure = external ? (cfg.infra.external.registry ? [] : ['apicurio']) : STACK_DATABASES;
   return {
     name,
+    processCount: 1,
     dependsOn: [],
     external,
     endpoint: external ? redact(cfg.infra.databaseUrl) : `postgres://127.0.0.1:${port}`,

@@ -39,6 +39,7 @@ export function createRegistryPart(cfg: StackConfig): Part {
 
   return {
     name,
+    processCount: 1,
     dependsOn: ['postgres'],
     external,
     endpoint: baseUrl,

@@ -26,6 +26,7 @@ export function createS3Part(cfg: StackConfig): Part {
 
   return {
     name,
+    processCount: 1,
     dependsOn: [],
     external,
     endpoint,
