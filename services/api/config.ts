@@ -1,6 +1,9 @@
 import { ConfigurationError } from '../shared/errors.ts';
 import { ConfigError, loadInfraConfig, type InfraConfig } from '../shared/infra-config.ts';
 
+/** The local development key; a deployment sets ERASURE_HMAC_KEY (start-up warns otherwise). */
+export const DEV_HMAC_KEY = 'erasure-local-development-hmac-key-not-for-production';
+
 export interface ApiConfig {
   readonly infra: InfraConfig;
   /** PORT, default 8080. */
@@ -9,8 +12,23 @@ export interface ApiConfig {
   readonly host: string;
   /** ERASURE_ADMIN_TOKEN: bootstraps an admin bearer token at start-up (unset: none). */
   readonly adminToken: string | undefined;
+  /** ERASURE_HMAC_KEY: key for subject and identifier HMACs, at least 32 characters. */
+  readonly hmacKey: Buffer;
+  readonly hmacKeyIsDevDefault: boolean;
+  /** RATE_LIMIT_PER_SECOND per token (default 5000) and RATE_LIMIT_BURST (default 2× rate). */
+  readonly rateLimitPerSecond: number;
+  readonly rateLimitBurst: number;
+  /** Body limits in bytes: single requests 64 KiB, batches 8 MiB. */
+  readonly bodyLimitBytes: number;
+  readonly batchBodyLimitBytes: number;
+  /** Batch size limit in requests (default and maximum 10,000). */
+  readonly maxBatchSize: number;
+  /** How long a token lookup is cached, ms (default 10000): revocation takes effect within it. */
+  readonly tokenCacheMs: number;
   /** LOG_LEVEL: error | warn | info | debug, default info. */
   readonly logLevel: string;
+  /** DB_POOL_SIZE, default 20. */
+  readonly dbPoolSize: number;
 }
 
 export function loadApiConfig(env: NodeJS.ProcessEnv): ApiConfig {
@@ -22,16 +40,41 @@ export function loadApiConfig(env: NodeJS.ProcessEnv): ApiConfig {
     if (err instanceof ConfigError) problems.push(...err.problems);
     else throw err;
   }
-  const port = env['PORT'] ? Number(env['PORT']) : 8080;
-  if (!Number.isInteger(port) || port < 0 || port > 65535) problems.push('PORT must be a TCP port number');
+  const int = (name: string, dflt: number, min: number, max: number) => {
+    const raw = env[name];
+    const v = raw === undefined || raw === '' ? dflt : Number(raw);
+    if (!Number.isInteger(v) || v < min || v > max) problems.push(`${name} must be a whole number from ${min} to ${max}`);
+    return v;
+  };
+  const port = int('PORT', 8080, 0, 65535);
   const adminToken = env['ERASURE_ADMIN_TOKEN'] || undefined;
   if (adminToken !== undefined && adminToken.length < 16) {
     problems.push('ERASURE_ADMIN_TOKEN must be at least 16 characters');
   }
+  const hmacRaw = env['ERASURE_HMAC_KEY'] || undefined;
+  if (hmacRaw !== undefined && hmacRaw.length < 32) problems.push('ERASURE_HMAC_KEY must be at least 32 characters');
   const logLevel = env['LOG_LEVEL'] || 'info';
-  if (!['error', 'warn', 'info', 'debug'].includes(logLevel))
-    problems.push('LOG_LEVEL must be error, warn, info or debug');
+  if (!['error', 'warn', 'info', 'debug'].includes(logLevel)) problems.push('LOG_LEVEL must be error, warn, info or debug');
+  const rateLimitPerSecond = int('RATE_LIMIT_PER_SECOND', 5000, 1, 1_000_000);
+  const rateLimitBurst = int('RATE_LIMIT_BURST', rateLimitPerSecond * 2, 1, 2_000_000);
+  const maxBatchSize = int('MAX_BATCH_SIZE', 10_000, 1, 10_000);
+  const tokenCacheMs = int('TOKEN_CACHE_MS', 10_000, 0, 300_000);
+  const dbPoolSize = int('DB_POOL_SIZE', 20, 1, 500);
   if (problems.length > 0 || !infra) throw new ConfigurationError(problems);
-  const host = env['HOST'] || '127.0.0.1';
-  return Object.freeze({ infra, port, host, adminToken, logLevel });
+  return Object.freeze({
+    infra,
+    port,
+    host: env['HOST'] || '127.0.0.1',
+    adminToken,
+    hmacKey: Buffer.from(hmacRaw ?? DEV_HMAC_KEY, 'utf8'),
+    hmacKeyIsDevDefault: hmacRaw === undefined,
+    rateLimitPerSecond,
+    rateLimitBurst,
+    bodyLimitBytes: 64 * 1024,
+    batchBodyLimitBytes: 8 * 1024 * 1024,
+    maxBatchSize,
+    tokenCacheMs,
+    logLevel,
+    dbPoolSize,
+  });
 }

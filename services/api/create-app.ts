@@ -1,19 +1,79 @@
+import { existsSync, readFileSync } from 'node:fs';
 import express from 'express';
-import type { Registry } from 'prom-client';
+import type pg from 'pg';
+import { Counter, Histogram, type Registry } from 'prom-client';
+import { problem } from '../shared/errors.ts';
+import type { IdentifierType } from '../shared/identifiers.ts';
+import type { Logger } from '../shared/logger.ts';
 import { runChecks, type Check } from '../shared/readiness.ts';
+import { authenticate } from './auth/authenticate.ts';
+import type { TokenStore } from './auth/token-store.ts';
+import type { ApiConfig } from './config.ts';
+import { problemHandler, sendProblem } from './http/problem-handler.ts';
+import { adminRoutes } from './routes/admin.ts';
+import { erasureRequestRoutes } from './routes/erasure-requests.ts';
+import { targetRoutes } from './routes/targets.ts';
 
 export interface AppDeps {
+  cfg: Pick<ApiConfig, 'hmacKey' | 'bodyLimitBytes' | 'batchBodyLimitBytes' | 'maxBatchSize' | 'rateLimitPerSecond' | 'rateLimitBurst'>;
+  pool: pg.Pool;
+  tokens: TokenStore;
+  logger: Logger;
   checks: Record<string, Check>;
   metrics: Registry;
+  openApiPath: string;
+  now?: () => number;
 }
 
-/**
- * The HTTP surface. Until the intake issue lands it serves only the operational
- * endpoints; /v1 answers 501 with a problem document saying what is coming.
- */
+/** Loads identifier types, cached briefly: every request validates against them. */
+function identifierTypeCache(pool: pg.Pool, ttlMs = 5000) {
+  let cached: { at: number; types: Map<string, IdentifierType> } | undefined;
+  return {
+    async get(): Promise<ReadonlyMap<string, IdentifierType>> {
+      if (cached && Date.now() - cached.at < ttlMs) return cached.types;
+      const { rows } = await pool.query<IdentifierType & { max_length: number }>(
+        'SELECT name, builtin, pattern, max_length, lowercase FROM identifier_types',
+      );
+      const types = new Map(rows.map((r) => [r.name, { ...r, maxLength: r.max_length }]));
+      cached = { at: Date.now(), types };
+      return types;
+    },
+    invalidate() {
+      cached = undefined;
+    },
+  };
+}
+
 export function createApp(deps: AppDeps): express.Express {
+  const { pool, logger, metrics } = deps;
   const app = express();
   app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+
+  const httpDuration = new Histogram({
+    name: 'erasure_api_http_request_duration_seconds',
+    help: 'HTTP request latency by route and status',
+    labelNames: ['method', 'route', 'status'],
+    buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [metrics],
+  });
+  const accepted = new Counter({
+    name: 'erasure_requests_accepted_total',
+    help: 'Erasure requests accepted, by outcome (created, existing, linked, conflict)',
+    labelNames: ['outcome'],
+    registers: [metrics],
+  });
+  const batchSize = new Histogram({
+    name: 'erasure_batch_size',
+    help: 'Requests per batch call',
+    buckets: [1, 10, 100, 1000, 5000, 10000],
+    registers: [metrics],
+  });
+  app.use((req, res, next) => {
+    const end = httpDuration.startTimer({ method: req.method });
+    res.on('finish', () => end({ route: req.route?.path ?? (res.statusCode === 404 ? 'unmatched' : req.baseUrl), status: res.statusCode }));
+    next();
+  });
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -23,17 +83,50 @@ export function createApp(deps: AppDeps): express.Express {
     res.status(result.ready ? 200 : 503).json(result);
   });
   app.get('/metrics', async (_req, res) => {
-    res.type(deps.metrics.contentType).send(await deps.metrics.metrics());
+    res.type(metrics.contentType).send(await metrics.metrics());
   });
-  app.use('/v1', (_req, res) => {
-    res.status(501).type('application/problem+json').json({
-      type: 'about:blank',
-      title: 'Not implemented yet',
-      status: 501,
-      code: 'ERR_NOT_IMPLEMENTED',
-      detail:
-        'The intake API (POST /v1/erasure-requests and friends) is being built; see the README roadmap.',
-    });
+  const openApi = existsSync(deps.openApiPath) ? readFileSync(deps.openApiPath, 'utf8') : undefined;
+  app.get('/openapi.json', (_req, res) => {
+    if (!openApi) throw problem('ERR_NOT_FOUND', 'no OpenAPI document is installed');
+    res.type('application/json').send(openApi);
   });
+
+  const types = identifierTypeCache(pool);
+  const auth = authenticate({
+    tokens: deps.tokens,
+    rateLimitPerSecond: deps.cfg.rateLimitPerSecond,
+    rateLimitBurst: deps.cfg.rateLimitBurst,
+    now: deps.now ?? Date.now,
+  });
+  const requests = erasureRequestRoutes({
+    pool,
+    logger,
+    hmacKey: deps.cfg.hmacKey,
+    bodyLimitBytes: deps.cfg.bodyLimitBytes,
+    batchBodyLimitBytes: deps.cfg.batchBodyLimitBytes,
+    maxBatchSize: deps.cfg.maxBatchSize,
+    identifierTypes: () => types.get(),
+    accepted,
+    batchSize,
+  });
+  const admin = adminRoutes({ pool, tokens: deps.tokens, bodyLimitBytes: deps.cfg.bodyLimitBytes, onTypesChanged: () => types.invalidate() });
+
+  // The contract's literal path has a colon, which Express would read as a parameter.
+  app.use(/^\/v1\/erasure-requests:batch$/, auth, requests.batch);
+  app.use('/v1/erasure-requests', auth, requests.router);
+  app.use(
+    '/v1/targets',
+    auth,
+    targetRoutes({ pool, bodyLimitBytes: deps.cfg.bodyLimitBytes, actorOf: (req) => (req as express.Request).principal!.tokenId }),
+  );
+  app.use('/v1/tokens', auth, admin.tokens);
+  app.use('/v1/identifier-types', auth, admin.types);
+  app.use('/v1/acks', auth, (_req, res) => {
+    sendProblem(res, 'ERR_NOT_FOUND', 'POST /v1/acks arrives with the event-log issue (acknowledgements); not implemented yet', {}, 501);
+  });
+  app.use((req, res) => {
+    sendProblem(res, 'ERR_NOT_FOUND', `no route for ${req.method} ${req.path.slice(0, 100)}`);
+  });
+  app.use(problemHandler(logger));
   return app;
 }

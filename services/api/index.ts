@@ -3,12 +3,15 @@
  * reverse order. No business logic here.
  */
 import type { Server } from 'node:http';
+import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
 import { collectDefaultMetrics, Registry } from 'prom-client';
+import { startJournalSealer } from '../shared/journal.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { dependencyChecks } from '../shared/readiness.ts';
+import { createTokenStore } from './auth/token-store.ts';
 import type { ApiConfig } from './config.ts';
 import { createApp } from './create-app.ts';
 
@@ -18,19 +21,21 @@ export interface RunningService {
   stop(): Promise<void>;
 }
 
-export async function start(
-  cfg: ApiConfig,
-  logger: Logger = createLogger({ service: 'api', level: cfg.logLevel }),
-) {
-  const pool = new pg.Pool({ connectionString: cfg.infra.databaseUrl, max: 20 });
+const REPO_ROOT = join(import.meta.dirname, '..', '..');
+
+export async function start(cfg: ApiConfig, logger: Logger = createLogger({ service: 'api', level: cfg.logLevel })) {
+  const pool = new pg.Pool({ connectionString: cfg.infra.databaseUrl, max: cfg.dbPoolSize });
   pool.on('error', (err) => logger.warn('idle postgres client failed', { code: 'ERR_PG_IDLE', error: err }));
-  const kafka = new Kafka({
-    clientId: 'erasure-api',
-    brokers: [...cfg.infra.kafkaBrokers],
-    logLevel: logLevel.WARN,
-  });
+  const tokens = createTokenStore({ pool, cacheMs: cfg.tokenCacheMs });
+  if (cfg.adminToken) await tokens.bootstrapAdmin(cfg.adminToken);
+  else logger.warn('ERASURE_ADMIN_TOKEN is not set: no admin token is bootstrapped', { code: 'WARN_NO_ADMIN_TOKEN' });
+  if (cfg.hmacKeyIsDevDefault) {
+    logger.warn('ERASURE_HMAC_KEY is not set: using the local development key', { code: 'WARN_DEV_HMAC_KEY' });
+  }
+
+  const kafka = new Kafka({ clientId: 'erasure-api', brokers: [...cfg.infra.kafkaBrokers], logLevel: logLevel.NOTHING });
   const kafkaAdmin = kafka.admin();
-  await kafkaAdmin.connect();
+  await kafkaAdmin.connect().catch((err: Error) => logger.warn('kafka not reachable yet', { code: 'ERR_KAFKA', error: err }));
   const s3 = new S3Client({
     endpoint: cfg.infra.s3.endpoint,
     region: cfg.infra.s3.region,
@@ -39,8 +44,15 @@ export async function start(
   });
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics, prefix: 'erasure_api_' });
+  const sealer = startJournalSealer({ pool, logger });
 
   const app = createApp({
+    cfg,
+    pool,
+    tokens,
+    logger,
+    metrics,
+    openApiPath: join(REPO_ROOT, 'schemas', 'openapi.json'),
     checks: dependencyChecks({
       pool,
       kafkaAdmin,
@@ -48,19 +60,25 @@ export async function start(
       s3,
       bucket: cfg.infra.s3.bucket,
     }),
-    metrics,
   });
-  const server: Server = await new Promise((resolve) => {
+  const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(cfg.port, cfg.host, () => resolve(s));
+    s.once('error', reject);
   });
+  server.keepAliveTimeout = 65_000;
   const addr = server.address();
-  const url = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : cfg.port}`;
+  const url = `http://${cfg.host}:${typeof addr === 'object' && addr ? addr.port : cfg.port}`;
   logger.info('api listening', { url });
 
   return {
     url,
     async stop() {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      // Stop intake first, then background work, then clients: reverse order of creation.
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+      await sealer.stop();
       s3.destroy();
       await kafkaAdmin.disconnect();
       await pool.end();

@@ -24,10 +24,18 @@ const REDACTED_KEYS = new Set([
   'secret',
 ]);
 
+/**
+ * Foreign error messages quote the offending input (PostgreSQL: `invalid input syntax for
+ * type uuid: "..."`), which may be an identifier; quoted spans are dropped.
+ */
+export function scrub(message: string): string {
+  return message.replace(/"[^"]*"|'[^']*'/g, '"…"');
+}
+
 function redactValue(v: unknown, depth: number): unknown {
   if (depth > 6 || v === null || typeof v !== 'object') return v;
   if (Array.isArray(v)) return v.map((x) => redactValue(x, depth + 1));
-  if (v instanceof Error) return { name: v.name, message: v.message, code: (v as { code?: unknown }).code };
+  if (v instanceof Error) return { name: v.name, message: scrub(v.message), code: (v as { code?: unknown }).code };
   const out: Record<string, unknown> = {};
   for (const [k, val] of Object.entries(v)) {
     out[k] = REDACTED_KEYS.has(k) ? '[redacted]' : redactValue(val, depth + 1);
@@ -38,7 +46,10 @@ function redactValue(v: unknown, depth: number): unknown {
 const redact = winston.format((info) => {
   for (const key of Object.keys(info)) {
     if (REDACTED_KEYS.has(key)) info[key] = '[redacted]';
-    else info[key] = redactValue(info[key], 0);
+    else if (key === 'error' && typeof info[key] === 'object' && info[key] !== null && 'message' in info[key]) {
+      const e = info[key] as { message: unknown };
+      info[key] = redactValue({ ...e, message: scrub(String(e.message)) }, 0);
+    } else info[key] = redactValue(info[key], 0);
   }
   return info;
 });

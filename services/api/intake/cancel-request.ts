@@ -1,0 +1,86 @@
+import type pg from 'pg';
+import { problem } from '../../shared/errors.ts';
+import { REQUESTED_TOPIC } from './insert-requests.ts';
+
+/**
+ * Cancels a request that has not been dispatched anywhere yet. Locks the request row, then
+ * its outbox row: the relay claims outbox rows with FOR UPDATE SKIP LOCKED and a lease, so
+ * either we see the event still pending and unleased (and cancel it), or we answer 409.
+ */
+export async function cancelRequest(
+  pool: pg.Pool,
+  id: string,
+  viewer: { owner: string; admin: boolean; actor: string },
+): Promise<{ id: string; status: string; cancelledAt: string }> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    // Row lock: concurrent cancels and dispatch decisions on this request serialise here.
+    const { rows } = await client.query(
+      `SELECT id, owner, status, linked_to, cancelled_at FROM erasure_requests WHERE id = $1 FOR UPDATE`,
+      [id],
+    );
+    const r = rows[0];
+    if (!r || (!viewer.admin && r.owner !== viewer.owner)) throw problem('ERR_NOT_FOUND', 'no such erasure request');
+    if (r.status === 'cancelled') {
+      await client.query('ROLLBACK');
+      return { id, status: 'cancelled', cancelledAt: r.cancelled_at.toISOString() };
+    }
+    if (!['received', 'scheduled'].includes(r.status)) {
+      throw problem('ERR_CANCEL_CONFLICT', `the request is ${r.status}; only a request not yet dispatched can be cancelled`, {
+        reasonCode: 'not_cancellable_status',
+      });
+    }
+    if (r.linked_to === null) {
+      const dependants = await client.query(
+        `SELECT 1 FROM erasure_requests WHERE linked_to = $1 AND status <> 'cancelled' LIMIT 1`,
+        [id],
+      );
+      if (dependants.rowCount) {
+        throw problem('ERR_CANCEL_CONFLICT', 'other requests for the same subject are linked to this one', {
+          reasonCode: 'has_linked_requests',
+        });
+      }
+      const dispatched = await client.query<{ target: string }>(
+        `SELECT target FROM erasure_tasks WHERE request_id = $1 AND state <> 'pending' ORDER BY target`,
+        [id],
+      );
+      if (dispatched.rowCount) {
+        throw problem('ERR_CANCEL_CONFLICT', 'already dispatched to one or more targets', {
+          reasonCode: 'dispatched',
+          targets: dispatched.rows.map((t) => t.target),
+        });
+      }
+      // Lock the event row too; a relay holding it (SKIP LOCKED on its side) means publishing.
+      const events = await client.query<{ status: string; leased: boolean }>(
+        `SELECT status, (lease_until IS NOT NULL AND lease_until > now()) AS leased
+           FROM outbox WHERE request_id = $1 AND topic = $2 FOR UPDATE NOWAIT`,
+        [id, REQUESTED_TOPIC],
+      );
+      if (events.rows.some((e) => e.status === 'sent' || e.leased)) {
+        throw problem('ERR_CANCEL_CONFLICT', 'the erasure event has already been published', { reasonCode: 'published' });
+      }
+      await client.query(`UPDATE outbox SET status = 'cancelled' WHERE request_id = $1 AND status = 'pending'`, [id]);
+      await client.query(`UPDATE erasure_tasks SET state = 'cancelled', updated_at = now() WHERE request_id = $1`, [id]);
+    }
+    const upd = await client.query(
+      `UPDATE erasure_requests SET status = 'cancelled', cancelled_at = now() WHERE id = $1 RETURNING cancelled_at`,
+      [id],
+    );
+    await client.query(`INSERT INTO journal (request_id, kind, actor, detail) VALUES ($1, 'request.cancelled', $2, '{}')`, [
+      id,
+      viewer.actor,
+    ]);
+    await client.query('COMMIT');
+    return { id, status: 'cancelled', cancelledAt: upd.rows[0].cancelled_at.toISOString() };
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    // 55P03 lock_not_available: the relay is publishing this event right now.
+    if ((err as { code?: string }).code === '55P03') {
+      throw problem('ERR_CANCEL_CONFLICT', 'the erasure event is being published', { reasonCode: 'publishing' });
+    }
+    throw err;
+  } finally {
+    client.release();
+  }
+}

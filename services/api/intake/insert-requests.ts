@@ -1,0 +1,228 @@
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import type { Identifier } from '../../shared/identifiers.ts';
+import { PRIORITY_RANK, REASON_POLICY } from '../../shared/reasons.ts';
+import { subjectHash } from '../../shared/subject-hash.ts';
+import type { ErasureRequestInput } from './validate-request.ts';
+
+export const REQUESTED_TOPIC = 'privacy.erasure.requested.v1';
+export const COMPLETED_TOPIC = 'privacy.erasure.completed.v1';
+
+export interface NewRequest extends ErasureRequestInput {
+  idempotencyKey: string;
+}
+
+export type InsertOutcome =
+  | { kind: 'created' | 'existing' | 'linked'; id: string; status: string; deadline: Date; linkedTo: string | null }
+  | { kind: 'conflict'; id: string };
+
+interface Row {
+  id: string;
+  idempotency_key: string;
+  status: string;
+  deadline: Date;
+  linked_to: string | null;
+}
+
+/**
+ * The accept transaction, for one request or ten thousand: requests, one task per target
+ * registered for their identifier types (the plan), a journal entry each, and an outbox
+ * row each for the erasure event — one statement, so all of it commits or none does, in
+ * one round trip. Rows that hit a unique index (same idempotency key, or a subject that
+ * already has a request in flight) are left out here and resolved by the caller.
+ */
+const INSERT_ACCEPTED = `
+WITH input AS (
+  SELECT *
+    FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[], $5::jsonb[], $6::text[], $7::text[],
+                $8::text[], $9::smallint[], $10::timestamptz[], $11::interval[], $12::uuid[])
+      AS i(id, idempotency_key, body_sha256, subject_hash, identifiers, identifier_types, reason,
+           priority, priority_rank, not_before, deadline_after, event_id)
+),
+plan AS (
+  SELECT i.id, t.name AS target, t.kind
+    FROM input i
+    JOIN targets t ON t.identifier_types && string_to_array(i.identifier_types, ',')
+),
+req AS (
+  INSERT INTO erasure_requests (id, owner, idempotency_key, body_sha256, subject_hash, identifiers, reason,
+                                priority, status, not_before, deadline, completed_at)
+  SELECT i.id, $13, i.idempotency_key, i.body_sha256, i.subject_hash, i.identifiers, i.reason, i.priority,
+         CASE WHEN EXISTS (SELECT 1 FROM plan p WHERE p.id = i.id) THEN 'scheduled' ELSE 'completed' END,
+         i.not_before,
+         now() + i.deadline_after,
+         CASE WHEN EXISTS (SELECT 1 FROM plan p WHERE p.id = i.id) THEN NULL ELSE now() END
+    FROM input i
+  ON CONFLICT DO NOTHING
+  RETURNING id, idempotency_key, status, received_at, deadline, linked_to
+),
+tasks AS (
+  INSERT INTO erasure_tasks (request_id, target, priority, next_attempt_at)
+  SELECT p.id, p.target, i.priority_rank, coalesce(i.not_before, now())
+    FROM plan p
+    JOIN req r ON r.id = p.id
+    JOIN input i ON i.id = p.id
+),
+journal_rows AS (
+  INSERT INTO journal (request_id, kind, actor, detail)
+  SELECT r.id, 'request.accepted', $14,
+         jsonb_build_object(
+           'reason', i.reason, 'priority', i.priority,
+           'identifierTypes', to_jsonb(string_to_array(i.identifier_types, ',')),
+           'notBefore', i.not_before,
+           'targets', coalesce((SELECT jsonb_agg(p.target ORDER BY p.target) FROM plan p WHERE p.id = r.id), '[]'))
+    FROM req r JOIN input i ON i.id = r.id
+),
+requested_events AS (
+  INSERT INTO outbox (topic, event_key, payload, request_id, available_at)
+  SELECT '${REQUESTED_TOPIC}', encode(i.subject_hash, 'hex'),
+         jsonb_build_object(
+           'eventId', i.event_id, 'requestId', r.id, 'identifiers', i.identifiers, 'reason', i.reason,
+           'requestedAt', r.received_at, 'priority', i.priority, 'notBefore', i.not_before,
+           'deadline', r.deadline,
+           'targets', coalesce((SELECT jsonb_agg(p.target ORDER BY p.target)
+                                  FROM plan p WHERE p.id = r.id AND p.kind = 'async_event'), '[]')),
+         r.id, coalesce(i.not_before, now())
+    FROM req r JOIN input i ON i.id = r.id
+),
+completed_events AS (
+  -- No registered target holds these identifier types: complete at once, and say so.
+  INSERT INTO outbox (topic, event_key, payload, request_id)
+  SELECT '${COMPLETED_TOPIC}', encode(i.subject_hash, 'hex'),
+         jsonb_build_object('requestId', r.id, 'completedAt', now(), 'status', 'completed', 'outcomes', '[]'::jsonb),
+         r.id
+    FROM req r JOIN input i ON i.id = r.id
+   WHERE r.status = 'completed'
+)
+SELECT id, idempotency_key, status, deadline, linked_to FROM req`;
+
+/**
+ * Links requests whose subject already has one in flight to that request: no second
+ * fan-out, a journal entry saying so. Conflicts again (a concurrent duplicate) are left out.
+ */
+const INSERT_LINKED = `
+WITH input AS (
+  SELECT *
+    FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[], $5::jsonb[], $6::text[], $7::text[],
+                $8::timestamptz[], $9::interval[])
+      AS i(id, idempotency_key, body_sha256, subject_hash, identifiers, reason, priority, not_before, deadline_after)
+),
+in_flight AS (
+  SELECT DISTINCT ON (subject_hash) id, subject_hash
+    FROM erasure_requests
+   WHERE subject_hash = ANY ($4::bytea[])
+     AND linked_to IS NULL
+     AND status IN ('received', 'scheduled', 'in_progress')
+),
+req AS (
+  INSERT INTO erasure_requests (id, owner, idempotency_key, body_sha256, subject_hash, identifiers, reason,
+                                priority, status, not_before, deadline, linked_to)
+  SELECT i.id, $10, i.idempotency_key, i.body_sha256, i.subject_hash, i.identifiers, i.reason, i.priority,
+         'scheduled', i.not_before, now() + i.deadline_after, f.id
+    FROM input i JOIN in_flight f ON f.subject_hash = i.subject_hash
+  ON CONFLICT DO NOTHING
+  RETURNING id, idempotency_key, status, deadline, linked_to
+),
+journal_rows AS (
+  INSERT INTO journal (request_id, kind, actor, detail)
+  SELECT r.id, 'request.linked', $11, jsonb_build_object('linkedTo', r.linked_to)
+    FROM req r
+)
+SELECT id, idempotency_key, status, deadline, linked_to FROM req`;
+
+const FIND_BY_KEYS = `
+SELECT id, idempotency_key, body_sha256, status, deadline, linked_to
+  FROM erasure_requests
+ WHERE owner = $1 AND idempotency_key = ANY ($2::text[])`;
+
+function identifierTypesCsv(ids: readonly Identifier[]): string {
+  return [...new Set(ids.map((i) => i.type))].sort().join(',');
+}
+
+/**
+ * Accepts requests for one owner. Returns an outcome per input, in input order. Rows are
+ * durable when this resolves (each statement commits on its own; every statement is
+ * all-or-nothing for the rows it writes, so no partial request is ever visible).
+ */
+export async function insertRequests(
+  pool: pg.Pool,
+  input: { owner: string; actor: string; hmacKey: Buffer; requests: readonly NewRequest[] },
+): Promise<InsertOutcome[]> {
+  const n = input.requests.length;
+  const outcomes: (InsertOutcome | undefined)[] = new Array(n);
+  const ids = input.requests.map(() => randomUUID());
+  const subjects = input.requests.map((r) => subjectHash(input.hmacKey, r.identifiers));
+  let pending = [...Array(n).keys()];
+
+  // A request can lose a race three ways (key taken, subject in flight, primary finished in
+  // between); each round settles at least one of them, so a few rounds always suffice.
+  for (let round = 0; round < 5 && pending.length > 0; round++) {
+    // 1. Accept what does not conflict.
+    const pick = <T>(f: (i: number) => T) => pending.map(f);
+    const accepted = await pool.query<Row>(INSERT_ACCEPTED, [
+      pick((i) => ids[i]),
+      pick((i) => input.requests[i]!.idempotencyKey),
+      pick((i) => input.requests[i]!.bodySha256),
+      pick((i) => subjects[i]),
+      pick((i) => JSON.stringify(input.requests[i]!.identifiers)),
+      pick((i) => identifierTypesCsv(input.requests[i]!.identifiers)),
+      pick((i) => input.requests[i]!.reason),
+      pick((i) => input.requests[i]!.priority),
+      pick((i) => PRIORITY_RANK[input.requests[i]!.priority]),
+      pick((i) => input.requests[i]!.notBefore),
+      pick((i) => REASON_POLICY[input.requests[i]!.reason].deadline),
+      pick(() => randomUUID()),
+      input.owner,
+      input.actor,
+    ]);
+    const byId = new Map(accepted.rows.map((r) => [r.id, r]));
+    pending = pending.filter((i) => {
+      const row = byId.get(ids[i]!);
+      if (!row) return true;
+      outcomes[i] = { kind: 'created', id: row.id, status: row.status, deadline: row.deadline, linkedTo: null };
+      return false;
+    });
+    if (pending.length === 0) break;
+
+    // 2. Same idempotency key: the original request, or a conflict if the body differs.
+    const existing = await pool.query<Row & { body_sha256: Buffer }>(FIND_BY_KEYS, [
+      input.owner,
+      pending.map((i) => input.requests[i]!.idempotencyKey),
+    ]);
+    const byKey = new Map(existing.rows.map((r) => [r.idempotency_key, r]));
+    pending = pending.filter((i) => {
+      const req = input.requests[i]!;
+      const row = byKey.get(req.idempotencyKey);
+      if (!row) return true;
+      outcomes[i] = row.body_sha256.equals(req.bodySha256)
+        ? { kind: 'existing', id: row.id, status: row.status, deadline: row.deadline, linkedTo: row.linked_to }
+        : { kind: 'conflict', id: row.id };
+      return false;
+    });
+    if (pending.length === 0) break;
+
+    // 3. Subject already in flight: link instead of fanning out twice.
+    const linked = await pool.query<Row>(INSERT_LINKED, [
+      pending.map((i) => ids[i]),
+      pending.map((i) => input.requests[i]!.idempotencyKey),
+      pending.map((i) => input.requests[i]!.bodySha256),
+      pending.map((i) => subjects[i]),
+      pending.map((i) => JSON.stringify(input.requests[i]!.identifiers)),
+      pending.map((i) => input.requests[i]!.reason),
+      pending.map((i) => input.requests[i]!.priority),
+      pending.map((i) => input.requests[i]!.notBefore),
+      pending.map((i) => REASON_POLICY[input.requests[i]!.reason].deadline),
+      input.owner,
+      input.actor,
+    ]);
+    const linkedById = new Map(linked.rows.map((r) => [r.id, r]));
+    pending = pending.filter((i) => {
+      const row = linkedById.get(ids[i]!);
+      if (!row) return true;
+      outcomes[i] = { kind: 'linked', id: row.id, status: row.status, deadline: row.deadline, linkedTo: row.linked_to };
+      return false;
+    });
+  }
+  if (pending.length > 0) throw new Error(`could not settle ${pending.length} request(s) after 5 rounds`);
+  return outcomes as InsertOutcome[];
+}

@@ -1,0 +1,169 @@
+import { Router } from 'express';
+import type pg from 'pg';
+import { problem } from '../../shared/errors.ts';
+import {
+  validateTargetCreate,
+  validateTargetPatch,
+  type TargetInput,
+  type TargetResult,
+} from '../../shared/validate-target.ts';
+import { requireScope } from '../auth/authenticate.ts';
+import { readJsonBody } from '../http/read-json-body.ts';
+
+interface TargetRow {
+  name: string;
+  kind: 'sync_http' | 'async_event';
+  identifier_types: string[];
+  ack_sla_seconds: number;
+  after_targets: string[];
+  http: TargetInput['http'];
+  verify_url_template: string | null;
+  paused: boolean;
+  owner: string | null;
+}
+
+function fromRow(r: TargetRow): TargetInput {
+  return {
+    name: r.name,
+    kind: r.kind,
+    identifierTypes: r.identifier_types,
+    ackSlaSeconds: r.ack_sla_seconds,
+    after: r.after_targets,
+    http: r.http,
+    verifyUrlTemplate: r.verify_url_template,
+    paused: r.paused,
+    owner: r.owner,
+  };
+}
+
+/** Header values may be credentials: they are write-only through the API. */
+function present(t: TargetInput) {
+  return {
+    ...t,
+    http: t.http && {
+      ...t.http,
+      headers: Object.fromEntries(Object.keys(t.http.headers).map((k) => [k, '[redacted]'])),
+    },
+    links: { self: `/v1/targets/${t.name}` },
+  };
+}
+
+function rejectProblems(res: TargetResult): TargetInput {
+  if (res.ok) return res.value;
+  const first = res.problems[0]!;
+  throw problem(first.code, first.message, {
+    field: first.field,
+    errors: res.problems.map((p) => ({ code: p.code, field: p.field, detail: p.message })),
+  });
+}
+
+/** The `after` lists must not form a cycle: a cycle would hold those tasks forever. */
+function checkNoCycle(all: Map<string, string[]>): void {
+  const state = new Map<string, 'visiting' | 'done'>();
+  const visit = (n: string, path: string[]) => {
+    if (state.get(n) === 'done') return;
+    if (state.get(n) === 'visiting') {
+      throw problem('ERR_INVALID_TARGET', `"after" forms a cycle: ${[...path, n].join(' -> ')}`, { field: 'after' });
+    }
+    state.set(n, 'visiting');
+    for (const m of all.get(n) ?? []) visit(m, [...path, n]);
+    state.set(n, 'done');
+  };
+  for (const n of all.keys()) visit(n, []);
+}
+
+export function targetRoutes(deps: { pool: pg.Pool; bodyLimitBytes: number; actorOf: (req: unknown) => string }) {
+  const { pool } = deps;
+  const router = Router();
+
+  async function context() {
+    const [types, targets] = await Promise.all([
+      pool.query<{ name: string }>('SELECT name FROM identifier_types'),
+      pool.query<{ name: string; after_targets: string[] }>('SELECT name, after_targets FROM targets'),
+    ]);
+    return {
+      identifierTypes: new Set(types.rows.map((r) => r.name)),
+      targets: new Set(targets.rows.map((r) => r.name)),
+      graph: new Map(targets.rows.map((r) => [r.name, r.after_targets])),
+    };
+  }
+
+  async function save(t: TargetInput, create: boolean, actor: string) {
+    const params = [
+      t.name,
+      t.kind,
+      t.identifierTypes,
+      t.ackSlaSeconds,
+      t.after,
+      t.http === null ? null : JSON.stringify(t.http),
+      t.verifyUrlTemplate,
+      t.paused,
+      t.owner,
+    ];
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      if (create) {
+        const ins = await client.query(
+          `INSERT INTO targets (name, kind, identifier_types, ack_sla_seconds, after_targets, http, verify_url_template, paused, owner)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           ON CONFLICT (name) DO NOTHING`,
+          params,
+        );
+        if (ins.rowCount === 0) throw problem('ERR_CONFLICT', `target "${t.name}" already exists`, { field: 'name' });
+      } else {
+        await client.query(
+          `UPDATE targets
+              SET kind = $2, identifier_types = $3, ack_sla_seconds = $4, after_targets = $5, http = $6,
+                  verify_url_template = $7, paused = $8, owner = $9, updated_at = now()
+            WHERE name = $1`,
+          params,
+        );
+      }
+      await client.query(`INSERT INTO journal (kind, actor, detail) VALUES ($1, $2, $3)`, [
+        create ? 'target.created' : 'target.updated',
+        actor,
+        { target: t.name, kind: t.kind, identifierTypes: t.identifierTypes, paused: t.paused, after: t.after },
+      ]);
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  router.get('/', requireScope('admin'), async (_req, res) => {
+    const { rows } = await pool.query<TargetRow>('SELECT * FROM targets ORDER BY name');
+    res.json({ items: rows.map((r) => present(fromRow(r))) });
+  });
+
+  router.get('/:name', requireScope('admin'), async (req, res) => {
+    const { rows } = await pool.query<TargetRow>('SELECT * FROM targets WHERE name = $1', [req.params['name']]);
+    if (!rows[0]) throw problem('ERR_NOT_FOUND', 'no such target');
+    res.json(present(fromRow(rows[0])));
+  });
+
+  router.post('/', requireScope('admin'), async (req, res) => {
+    const body = await readJsonBody(req, deps.bodyLimitBytes);
+    const ctx = await context();
+    const t = rejectProblems(validateTargetCreate(body, ctx));
+    checkNoCycle(new Map([...ctx.graph, [t.name, t.after]]));
+    await save(t, true, deps.actorOf(req));
+    res.status(201).location(`/v1/targets/${t.name}`).json(present(t));
+  });
+
+  router.patch('/:name', requireScope('admin'), async (req, res) => {
+    const body = await readJsonBody(req, deps.bodyLimitBytes);
+    const { rows } = await pool.query<TargetRow>('SELECT * FROM targets WHERE name = $1', [req.params['name']]);
+    if (!rows[0]) throw problem('ERR_NOT_FOUND', 'no such target');
+    const ctx = await context();
+    const t = rejectProblems(validateTargetPatch(fromRow(rows[0]), body, ctx));
+    checkNoCycle(new Map([...ctx.graph, [t.name, t.after]]));
+    await save(t, false, deps.actorOf(req));
+    res.json(present(t));
+  });
+
+  return router;
+}
