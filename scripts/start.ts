@@ -4,9 +4,11 @@
  * pipeline cleanly; the stack keeps running (`npm run stack:down` stops it).
  */
 import { join } from 'node:path';
+import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
 import { startServices, stopOnSignal, SERVICES } from '../services/main.ts';
 import { migrate } from '../services/shared/db/migrate.ts';
+import { ensureTopics, loadTopicDefinitions, registerSchemas } from '../services/shared/event-log.ts';
 import { loadStackConfig, REPO_ROOT } from './stack/stack-config.ts';
 import { PART_NAMES, stackUp } from './stack/stack.ts';
 
@@ -29,6 +31,25 @@ async function main(): Promise<void> {
   const applied = await migrate(pool, join(REPO_ROOT, 'schemas', 'sql'));
   await pool.end();
   say(`database migrated (${applied.length} new migration(s))`);
+
+  // kafkajs' own logging is off: a failure reaches us as an error and ends in one FAILED line.
+  const kafka = new Kafka({
+    clientId: 'erasure-start',
+    brokers: [...cfg.infra.kafkaBrokers],
+    logLevel: logLevel.NOTHING,
+  });
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const defs = await loadTopicDefinitions(join(REPO_ROOT, 'schemas'));
+    const { created, drift } = await ensureTopics(admin, defs);
+    say(`topics ready (created: ${created.length > 0 ? created.join(', ') : 'none'})`);
+    for (const d of drift) say(`WARNING topic differs from schemas/topics.json (left as is): ${d}`);
+  } finally {
+    await admin.disconnect();
+  }
+  const schemas = await registerSchemas(cfg.infra.schemaRegistryUrl, join(REPO_ROOT, 'schemas', 'avro'));
+  say(`schemas registered: ${schemas.map((r) => `${r.subject}=${r.id}`).join(', ')}`);
 
   const running = await startServices(SERVICES, process.env);
   stopOnSignal(running, () => {

@@ -43,7 +43,8 @@ export function loadApiConfig(env: NodeJS.ProcessEnv): ApiConfig {
   const int = (name: string, dflt: number, min: number, max: number) => {
     const raw = env[name];
     const v = raw === undefined || raw === '' ? dflt : Number(raw);
-    if (!Number.isInteger(v) || v < min || v > max) problems.push(`${name} must be a whole number from ${min} to ${max}`);
+    if (!Number.isInteger(v) || v < min || v > max)
+      problems.push(`${name} must be a whole number from ${min} to ${max}`);
     return v;
   };
   const port = int('PORT', 8080, 0, 65535);
@@ -52,9 +53,11 @@ export function loadApiConfig(env: NodeJS.ProcessEnv): ApiConfig {
     problems.push('ERASURE_ADMIN_TOKEN must be at least 16 characters');
   }
   const hmacRaw = env['ERASURE_HMAC_KEY'] || undefined;
-  if (hmacRaw !== undefined && hmacRaw.length < 32) problems.push('ERASURE_HMAC_KEY must be at least 32 characters');
+  if (hmacRaw !== undefined && hmacRaw.length < 32)
+    problems.push('ERASURE_HMAC_KEY must be at least 32 characters');
   const logLevel = env['LOG_LEVEL'] || 'info';
-  if (!['error', 'warn', 'info', 'debug'].includes(logLevel)) problems.push('LOG_LEVEL must be error, warn, info or debug');
+  if (!['error', 'warn', 'info', 'debug'].includes(logLevel))
+    problems.push('LOG_LEVEL must be error, warn, info or debug');
   const rateLimitPerSecond = int('RATE_LIMIT_PER_SECOND', 5000, 1, 1_000_000);
   const rateLimitBurst = int('RATE_LIMIT_BURST', rateLimitPerSecond * 2, 1, 2_000_000);
   const maxBatchSize = int('MAX_BATCH_SIZE', 10_000, 1, 10_000);

@@ -15,7 +15,15 @@ import { erasureRequestRoutes } from './routes/erasure-requests.ts';
 import { targetRoutes } from './routes/targets.ts';
 
 export interface AppDeps {
-  cfg: Pick<ApiConfig, 'hmacKey' | 'bodyLimitBytes' | 'batchBodyLimitBytes' | 'maxBatchSize' | 'rateLimitPerSecond' | 'rateLimitBurst'>;
+  cfg: Pick<
+    ApiConfig,
+    | 'hmacKey'
+    | 'bodyLimitBytes'
+    | 'batchBodyLimitBytes'
+    | 'maxBatchSize'
+    | 'rateLimitPerSecond'
+    | 'rateLimitBurst'
+  >;
   pool: pg.Pool;
   tokens: TokenStore;
   logger: Logger;
@@ -71,7 +79,12 @@ export function createApp(deps: AppDeps): express.Express {
   });
   app.use((req, res, next) => {
     const end = httpDuration.startTimer({ method: req.method });
-    res.on('finish', () => end({ route: req.route?.path ?? (res.statusCode === 404 ? 'unmatched' : req.baseUrl), status: res.statusCode }));
+    res.on('finish', () =>
+      end({
+        route: req.route?.path ?? (res.statusCode === 404 ? 'unmatched' : req.baseUrl),
+        status: res.statusCode,
+      }),
+    );
     next();
   });
 
@@ -109,7 +122,12 @@ export function createApp(deps: AppDeps): express.Express {
     accepted,
     batchSize,
   });
-  const admin = adminRoutes({ pool, tokens: deps.tokens, bodyLimitBytes: deps.cfg.bodyLimitBytes, onTypesChanged: () => types.invalidate() });
+  const admin = adminRoutes({
+    pool,
+    tokens: deps.tokens,
+    bodyLimitBytes: deps.cfg.bodyLimitBytes,
+    onTypesChanged: () => types.invalidate(),
+  });
 
   // The contract's literal path has a colon, which Express would read as a parameter.
   app.use(/^\/v1\/erasure-requests:batch$/, auth, requests.batch);
@@ -117,12 +135,22 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(
     '/v1/targets',
     auth,
-    targetRoutes({ pool, bodyLimitBytes: deps.cfg.bodyLimitBytes, actorOf: (req) => (req as express.Request).principal!.tokenId }),
+    targetRoutes({
+      pool,
+      bodyLimitBytes: deps.cfg.bodyLimitBytes,
+      actorOf: (req) => (req as express.Request).principal!.tokenId,
+    }),
   );
   app.use('/v1/tokens', auth, admin.tokens);
   app.use('/v1/identifier-types', auth, admin.types);
   app.use('/v1/acks', auth, (_req, res) => {
-    sendProblem(res, 'ERR_NOT_FOUND', 'POST /v1/acks arrives with the event-log issue (acknowledgements); not implemented yet', {}, 501);
+    sendProblem(
+      res,
+      'ERR_NOT_FOUND',
+      'POST /v1/acks arrives with the event-log issue (acknowledgements); not implemented yet',
+      {},
+      501,
+    );
   });
   app.use((req, res) => {
     sendProblem(res, 'ERR_NOT_FOUND', `no route for ${req.method} ${req.path.slice(0, 100)}`);

@@ -23,19 +23,33 @@ export interface RunningService {
 
 const REPO_ROOT = join(import.meta.dirname, '..', '..');
 
-export async function start(cfg: ApiConfig, logger: Logger = createLogger({ service: 'api', level: cfg.logLevel })) {
+export async function start(
+  cfg: ApiConfig,
+  logger: Logger = createLogger({ service: 'api', level: cfg.logLevel }),
+) {
   const pool = new pg.Pool({ connectionString: cfg.infra.databaseUrl, max: cfg.dbPoolSize });
   pool.on('error', (err) => logger.warn('idle postgres client failed', { code: 'ERR_PG_IDLE', error: err }));
   const tokens = createTokenStore({ pool, cacheMs: cfg.tokenCacheMs });
   if (cfg.adminToken) await tokens.bootstrapAdmin(cfg.adminToken);
-  else logger.warn('ERASURE_ADMIN_TOKEN is not set: no admin token is bootstrapped', { code: 'WARN_NO_ADMIN_TOKEN' });
+  else
+    logger.warn('ERASURE_ADMIN_TOKEN is not set: no admin token is bootstrapped', {
+      code: 'WARN_NO_ADMIN_TOKEN',
+    });
   if (cfg.hmacKeyIsDevDefault) {
-    logger.warn('ERASURE_HMAC_KEY is not set: using the local development key', { code: 'WARN_DEV_HMAC_KEY' });
+    logger.warn('ERASURE_HMAC_KEY is not set: using the local development key', {
+      code: 'WARN_DEV_HMAC_KEY',
+    });
   }
 
-  const kafka = new Kafka({ clientId: 'erasure-api', brokers: [...cfg.infra.kafkaBrokers], logLevel: logLevel.NOTHING });
+  const kafka = new Kafka({
+    clientId: 'erasure-api',
+    brokers: [...cfg.infra.kafkaBrokers],
+    logLevel: logLevel.NOTHING,
+  });
   const kafkaAdmin = kafka.admin();
-  await kafkaAdmin.connect().catch((err: Error) => logger.warn('kafka not reachable yet', { code: 'ERR_KAFKA', error: err }));
+  await kafkaAdmin
+    .connect()
+    .catch((err: Error) => logger.warn('kafka not reachable yet', { code: 'ERR_KAFKA', error: err }));
   const s3 = new S3Client({
     endpoint: cfg.infra.s3.endpoint,
     region: cfg.infra.s3.region,

@@ -35,7 +35,8 @@ export function scrub(message: string): string {
 function redactValue(v: unknown, depth: number): unknown {
   if (depth > 6 || v === null || typeof v !== 'object') return v;
   if (Array.isArray(v)) return v.map((x) => redactValue(x, depth + 1));
-  if (v instanceof Error) return { name: v.name, message: scrub(v.message), code: (v as { code?: unknown }).code };
+  if (v instanceof Error)
+    return { name: v.name, message: scrub(v.message), code: (v as { code?: unknown }).code };
   const out: Record<string, unknown> = {};
   for (const [k, val] of Object.entries(v)) {
     out[k] = REDACTED_KEYS.has(k) ? '[redacted]' : redactValue(val, depth + 1);
@@ -46,7 +47,12 @@ function redactValue(v: unknown, depth: number): unknown {
 const redact = winston.format((info) => {
   for (const key of Object.keys(info)) {
     if (REDACTED_KEYS.has(key)) info[key] = '[redacted]';
-    else if (key === 'error' && typeof info[key] === 'object' && info[key] !== null && 'message' in info[key]) {
+    else if (
+      key === 'error' &&
+      typeof info[key] === 'object' &&
+      info[key] !== null &&
+      'message' in info[key]
+    ) {
       const e = info[key] as { message: unknown };
       info[key] = redactValue({ ...e, message: scrub(String(e.message)) }, 0);
     } else info[key] = redactValue(info[key], 0);

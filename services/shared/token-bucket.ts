@@ -7,7 +7,11 @@ export interface TokenBucket {
   take(): { ok: true } | { ok: false; retryAfterMs: number };
 }
 
-export function createTokenBucket(opts: { ratePerSecond: number; burst: number; now: () => number }): TokenBucket {
+export function createTokenBucket(opts: {
+  ratePerSecond: number;
+  burst: number;
+  now: () => number;
+}): TokenBucket {
   let tokens = opts.burst;
   let last = opts.now();
   return {

@@ -31,7 +31,11 @@ export function authenticate(deps: {
     }
     let bucket = buckets.get(principal.tokenId);
     if (!bucket) {
-      bucket = createTokenBucket({ ratePerSecond: deps.rateLimitPerSecond, burst: deps.rateLimitBurst, now: deps.now });
+      bucket = createTokenBucket({
+        ratePerSecond: deps.rateLimitPerSecond,
+        burst: deps.rateLimitBurst,
+        now: deps.now,
+      });
       buckets.set(principal.tokenId, bucket);
     }
     const taken = bucket.take();

@@ -24,7 +24,13 @@ export function newToken(): string {
 export interface TokenStore {
   /** The principal for a bearer token, or undefined when unknown, expired or revoked. */
   authenticate(token: string): Promise<Principal | undefined>;
-  mint(input: { owner: string; scopes: Scope[]; target: string | null; description?: string; expiresAt?: Date }): Promise<{
+  mint(input: {
+    owner: string;
+    scopes: Scope[];
+    target: string | null;
+    description?: string;
+    expiresAt?: Date;
+  }): Promise<{
     id: string;
     token: string;
   }>;
@@ -45,7 +51,12 @@ export function createTokenStore(deps: { pool: pg.Pool; cacheMs: number; now?: (
       const key = hashToken(token).toString('base64');
       const hit = cache.get(key);
       if (hit && hit.until > now()) return hit.principal;
-      const { rows } = await deps.pool.query<{ id: string; owner: string; scopes: Scope[]; target: string | null }>(
+      const { rows } = await deps.pool.query<{
+        id: string;
+        owner: string;
+        scopes: Scope[];
+        target: string | null;
+      }>(
         `SELECT id, owner, scopes, target
            FROM api_tokens
           WHERE token_sha256 = $1
@@ -54,7 +65,9 @@ export function createTokenStore(deps: { pool: pg.Pool; cacheMs: number; now?: (
         [hashToken(token)],
       );
       const row = rows[0];
-      const principal = row ? { tokenId: row.id, owner: row.owner, scopes: row.scopes, target: row.target } : undefined;
+      const principal = row
+        ? { tokenId: row.id, owner: row.owner, scopes: row.scopes, target: row.target }
+        : undefined;
       if (cache.size > 10_000) cache.clear();
       cache.set(key, { principal, until: now() + deps.cacheMs });
       return principal;
@@ -65,7 +78,15 @@ export function createTokenStore(deps: { pool: pg.Pool; cacheMs: number; now?: (
       await deps.pool.query(
         `INSERT INTO api_tokens (id, token_sha256, owner, scopes, target, description, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-        [id, hashToken(token), input.owner, input.scopes, input.target, input.description ?? null, input.expiresAt ?? null],
+        [
+          id,
+          hashToken(token),
+          input.owner,
+          input.scopes,
+          input.target,
+          input.description ?? null,
+          input.expiresAt ?? null,
+        ],
       );
       return { id, token };
     },

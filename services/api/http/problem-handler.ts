@@ -12,7 +12,14 @@ export function sendProblem(
   res
     .status(status)
     .type('application/problem+json')
-    .json({ type: `https://erasure.dev/problems/${code}`, title: PROBLEM_CODES[code].title, status, code, detail, ...extra });
+    .json({
+      type: `https://erasure.dev/problems/${code}`,
+      title: PROBLEM_CODES[code].title,
+      status,
+      code,
+      detail,
+      ...extra,
+    });
 }
 
 /**
@@ -30,7 +37,8 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
     // body-parser style errors from any middleware that still uses it.
     const e = err as { type?: string; status?: number; code?: string };
     if (e.type === 'entity.too.large') return sendProblem(res, 'ERR_BODY_TOO_LARGE', 'the body is too large');
-    if (e.type === 'entity.parse.failed') return sendProblem(res, 'ERR_MALFORMED_JSON', 'the body is not valid JSON');
+    if (e.type === 'entity.parse.failed')
+      return sendProblem(res, 'ERR_MALFORMED_JSON', 'the body is not valid JSON');
     const unavailable = ['ECONNREFUSED', '57P01', '57P03', '53300', '08006', '08001'].includes(e.code ?? '');
     logger.error('request failed', {
       code: unavailable ? 'ERR_UNAVAILABLE' : 'ERR_INTERNAL',

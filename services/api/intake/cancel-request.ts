@@ -21,15 +21,20 @@ export async function cancelRequest(
       [id],
     );
     const r = rows[0];
-    if (!r || (!viewer.admin && r.owner !== viewer.owner)) throw problem('ERR_NOT_FOUND', 'no such erasure request');
+    if (!r || (!viewer.admin && r.owner !== viewer.owner))
+      throw problem('ERR_NOT_FOUND', 'no such erasure request');
     if (r.status === 'cancelled') {
       await client.query('ROLLBACK');
       return { id, status: 'cancelled', cancelledAt: r.cancelled_at.toISOString() };
     }
     if (!['received', 'scheduled'].includes(r.status)) {
-      throw problem('ERR_CANCEL_CONFLICT', `the request is ${r.status}; only a request not yet dispatched can be cancelled`, {
-        reasonCode: 'not_cancellable_status',
-      });
+      throw problem(
+        'ERR_CANCEL_CONFLICT',
+        `the request is ${r.status}; only a request not yet dispatched can be cancelled`,
+        {
+          reasonCode: 'not_cancellable_status',
+        },
+      );
     }
     if (r.linked_to === null) {
       const dependants = await client.query(
@@ -58,26 +63,36 @@ export async function cancelRequest(
         [id, REQUESTED_TOPIC],
       );
       if (events.rows.some((e) => e.status === 'sent' || e.leased)) {
-        throw problem('ERR_CANCEL_CONFLICT', 'the erasure event has already been published', { reasonCode: 'published' });
+        throw problem('ERR_CANCEL_CONFLICT', 'the erasure event has already been published', {
+          reasonCode: 'published',
+        });
       }
-      await client.query(`UPDATE outbox SET status = 'cancelled' WHERE request_id = $1 AND status = 'pending'`, [id]);
-      await client.query(`UPDATE erasure_tasks SET state = 'cancelled', updated_at = now() WHERE request_id = $1`, [id]);
+      await client.query(
+        `UPDATE outbox SET status = 'cancelled' WHERE request_id = $1 AND status = 'pending'`,
+        [id],
+      );
+      await client.query(
+        `UPDATE erasure_tasks SET state = 'cancelled', updated_at = now() WHERE request_id = $1`,
+        [id],
+      );
     }
     const upd = await client.query(
       `UPDATE erasure_requests SET status = 'cancelled', cancelled_at = now() WHERE id = $1 RETURNING cancelled_at`,
       [id],
     );
-    await client.query(`INSERT INTO journal (request_id, kind, actor, detail) VALUES ($1, 'request.cancelled', $2, '{}')`, [
-      id,
-      viewer.actor,
-    ]);
+    await client.query(
+      `INSERT INTO journal (request_id, kind, actor, detail) VALUES ($1, 'request.cancelled', $2, '{}')`,
+      [id, viewer.actor],
+    );
     await client.query('COMMIT');
     return { id, status: 'cancelled', cancelledAt: upd.rows[0].cancelled_at.toISOString() };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     // 55P03 lock_not_available: the relay is publishing this event right now.
     if ((err as { code?: string }).code === '55P03') {
-      throw problem('ERR_CANCEL_CONFLICT', 'the erasure event is being published', { reasonCode: 'publishing' });
+      throw problem('ERR_CANCEL_CONFLICT', 'the erasure event is being published', {
+        reasonCode: 'publishing',
+      });
     }
     throw err;
   } finally {

@@ -13,7 +13,13 @@ export interface NewRequest extends ErasureRequestInput {
 }
 
 export type InsertOutcome =
-  | { kind: 'created' | 'existing' | 'linked'; id: string; status: string; deadline: Date; linkedTo: string | null }
+  | {
+      kind: 'created' | 'existing' | 'linked';
+      id: string;
+      status: string;
+      deadline: Date;
+      linkedTo: string | null;
+    }
   | { kind: 'conflict'; id: string };
 
 interface Row {
@@ -44,15 +50,27 @@ plan AS (
     FROM input i
     JOIN targets t ON t.identifier_types && string_to_array(i.identifier_types, ',')
 ),
+-- One row per request (joined by hash, not a correlated subquery per row: batches are 10k).
+planned AS (
+  SELECT i.*,
+         coalesce(p.targets, '[]') AS targets,
+         coalesce(p.async_targets, '[]') AS async_targets,
+         p.id IS NOT NULL AS has_targets
+    FROM input i
+    LEFT JOIN (SELECT id,
+                      jsonb_agg(target ORDER BY target) AS targets,
+                      coalesce(jsonb_agg(target ORDER BY target) FILTER (WHERE kind = 'async_event'), '[]') AS async_targets
+                 FROM plan GROUP BY id) p ON p.id = i.id
+),
 req AS (
   INSERT INTO erasure_requests (id, owner, idempotency_key, body_sha256, subject_hash, identifiers, reason,
                                 priority, status, not_before, deadline, completed_at)
-  SELECT i.id, $13, i.idempotency_key, i.body_sha256, i.subject_hash, i.identifiers, i.reason, i.priority,
-         CASE WHEN EXISTS (SELECT 1 FROM plan p WHERE p.id = i.id) THEN 'scheduled' ELSE 'completed' END,
-         i.not_before,
-         now() + i.deadline_after,
-         CASE WHEN EXISTS (SELECT 1 FROM plan p WHERE p.id = i.id) THEN NULL ELSE now() END
-    FROM input i
+  SELECT id, $13, idempotency_key, body_sha256, subject_hash, identifiers, reason, priority,
+         CASE WHEN has_targets THEN 'scheduled' ELSE 'completed' END,
+         not_before,
+         now() + deadline_after,
+         CASE WHEN has_targets THEN NULL ELSE now() END
+    FROM planned
   ON CONFLICT DO NOTHING
   RETURNING id, idempotency_key, status, received_at, deadline, linked_to
 ),
@@ -67,31 +85,31 @@ journal_rows AS (
   INSERT INTO journal (request_id, kind, actor, detail)
   SELECT r.id, 'request.accepted', $14,
          jsonb_build_object(
-           'reason', i.reason, 'priority', i.priority,
-           'identifierTypes', to_jsonb(string_to_array(i.identifier_types, ',')),
-           'notBefore', i.not_before,
-           'targets', coalesce((SELECT jsonb_agg(p.target ORDER BY p.target) FROM plan p WHERE p.id = r.id), '[]'))
-    FROM req r JOIN input i ON i.id = r.id
+           'reason', p.reason, 'priority', p.priority,
+           'identifierTypes', to_jsonb(string_to_array(p.identifier_types, ',')),
+           'notBefore', p.not_before, 'targets', p.targets)
+    FROM req r JOIN planned p ON p.id = r.id
 ),
 requested_events AS (
   INSERT INTO outbox (topic, event_key, payload, request_id, available_at)
-  SELECT '${REQUESTED_TOPIC}', encode(i.subject_hash, 'hex'),
+  SELECT '${REQUESTED_TOPIC}', encode(p.subject_hash, 'hex'),
          jsonb_build_object(
-           'eventId', i.event_id, 'requestId', r.id, 'identifiers', i.identifiers, 'reason', i.reason,
-           'requestedAt', r.received_at, 'priority', i.priority, 'notBefore', i.not_before,
-           'deadline', r.deadline,
-           'targets', coalesce((SELECT jsonb_agg(p.target ORDER BY p.target)
-                                  FROM plan p WHERE p.id = r.id AND p.kind = 'async_event'), '[]')),
-         r.id, coalesce(i.not_before, now())
-    FROM req r JOIN input i ON i.id = r.id
+           'eventId', p.event_id, 'requestId', r.id, 'identifiers', p.identifiers, 'reason', p.reason,
+           'requestedAt', r.received_at, 'priority', p.priority, 'notBefore', p.not_before,
+           'deadline', r.deadline, 'targets', p.async_targets),
+         r.id, coalesce(p.not_before, now())
+    FROM req r JOIN planned p ON p.id = r.id
+  RETURNING request_id, event_key
 ),
 completed_events AS (
-  -- No registered target holds these identifier types: complete at once, and say so.
+  -- No registered target holds these identifier types: complete at once, and say so. Fed
+  -- from requested_events' output so the completed event's outbox id comes after the
+  -- requested event's: the relay publishes one subject's events in id order.
   INSERT INTO outbox (topic, event_key, payload, request_id)
-  SELECT '${COMPLETED_TOPIC}', encode(i.subject_hash, 'hex'),
+  SELECT '${COMPLETED_TOPIC}', e.event_key,
          jsonb_build_object('requestId', r.id, 'completedAt', now(), 'status', 'completed', 'outcomes', '[]'::jsonb),
          r.id
-    FROM req r JOIN input i ON i.id = r.id
+    FROM requested_events e JOIN req r ON r.id = e.request_id
    WHERE r.status = 'completed'
 )
 SELECT id, idempotency_key, status, deadline, linked_to FROM req`;
@@ -179,7 +197,13 @@ export async function insertRequests(
     pending = pending.filter((i) => {
       const row = byId.get(ids[i]!);
       if (!row) return true;
-      outcomes[i] = { kind: 'created', id: row.id, status: row.status, deadline: row.deadline, linkedTo: null };
+      outcomes[i] = {
+        kind: 'created',
+        id: row.id,
+        status: row.status,
+        deadline: row.deadline,
+        linkedTo: null,
+      };
       return false;
     });
     if (pending.length === 0) break;
@@ -195,7 +219,13 @@ export async function insertRequests(
       const row = byKey.get(req.idempotencyKey);
       if (!row) return true;
       outcomes[i] = row.body_sha256.equals(req.bodySha256)
-        ? { kind: 'existing', id: row.id, status: row.status, deadline: row.deadline, linkedTo: row.linked_to }
+        ? {
+            kind: 'existing',
+            id: row.id,
+            status: row.status,
+            deadline: row.deadline,
+            linkedTo: row.linked_to,
+          }
         : { kind: 'conflict', id: row.id };
       return false;
     });
@@ -219,7 +249,13 @@ export async function insertRequests(
     pending = pending.filter((i) => {
       const row = linkedById.get(ids[i]!);
       if (!row) return true;
-      outcomes[i] = { kind: 'linked', id: row.id, status: row.status, deadline: row.deadline, linkedTo: row.linked_to };
+      outcomes[i] = {
+        kind: 'linked',
+        id: row.id,
+        status: row.status,
+        deadline: row.deadline,
+        linkedTo: row.linked_to,
+      };
       return false;
     });
   }

@@ -30,7 +30,7 @@ export interface RequestView {
   identifierTypes: string[];
   tasks: TaskView[];
   journal: { seq: number | null; kind: string; at: string; detail: unknown }[];
-  links: { self: string; report: string };
+  links: { self: string };
 }
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
@@ -72,7 +72,8 @@ export async function getRequest(pool: pg.Pool, id: string, viewer: { owner: str
   if (!isUuid(id)) throw problem('ERR_NOT_FOUND', 'no such erasure request');
   const { rows } = await pool.query(GET_REQUEST, [id]);
   const r = rows[0];
-  if (!r || (!viewer.admin && r.owner !== viewer.owner)) throw problem('ERR_NOT_FOUND', 'no such erasure request');
+  if (!r || (!viewer.admin && r.owner !== viewer.owner))
+    throw problem('ERR_NOT_FOUND', 'no such erasure request');
   const taskOwner = r.linked_to ?? r.id;
   const [tasks, journal] = await Promise.all([
     pool.query(GET_TASKS, [taskOwner]),
@@ -111,7 +112,7 @@ export async function getRequest(pool: pg.Pool, id: string, viewer: { owner: str
       at: iso(j.at)!,
       detail: j.detail,
     })),
-    links: { self: `/v1/erasure-requests/${r.id}`, report: `/v1/erasure-requests/${r.id}/report` },
+    links: { self: `/v1/erasure-requests/${r.id}` },
   };
   return view;
 }
@@ -132,7 +133,13 @@ function encodeCursor(receivedAt: Date, id: string): string {
 function decodeCursor(cursor: string): [string, string] {
   try {
     const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && !Number.isNaN(Date.parse(v[0])) && isUuid(String(v[1]))) {
+    if (
+      Array.isArray(v) &&
+      v.length === 2 &&
+      typeof v[0] === 'string' &&
+      !Number.isNaN(Date.parse(v[0])) &&
+      isUuid(String(v[1]))
+    ) {
       return [v[0], String(v[1])];
     }
   } catch {
@@ -152,9 +159,11 @@ export async function listRequests(pool: pg.Pool, viewer: { owner: string; admin
   if (!viewer.admin) add('r.owner = ?', viewer.owner);
   if (f.status) add('r.status = ?', f.status);
   if (f.reason) add('r.reason = ?', f.reason);
-  if (f.target) add('EXISTS (SELECT 1 FROM erasure_tasks t WHERE t.request_id = r.id AND t.target = ?)', f.target);
+  if (f.target)
+    add('EXISTS (SELECT 1 FROM erasure_tasks t WHERE t.request_id = r.id AND t.target = ?)', f.target);
   if (f.overdue === true) where.push(`r.deadline < now() AND r.status NOT IN ('completed', 'cancelled')`);
-  if (f.overdue === false) where.push(`NOT (r.deadline < now() AND r.status NOT IN ('completed', 'cancelled'))`);
+  if (f.overdue === false)
+    where.push(`NOT (r.deadline < now() AND r.status NOT IN ('completed', 'cancelled'))`);
   if (f.cursor) {
     const [at, id] = decodeCursor(f.cursor);
     params.push(at, id);

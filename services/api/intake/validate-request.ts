@@ -35,26 +35,37 @@ export function validateErasureRequest(
   if (!isObject(body)) throw problem('ERR_VALIDATION', 'the body must be a JSON object');
   for (const key of Object.keys(body)) {
     if (!FIELDS.has(key) && !extraFields.includes(key)) {
-      throw problem('ERR_UNKNOWN_FIELD', `unknown field "${key.replace(CONTROL_CHARACTERS, '?').slice(0, 64)}"`, {
-        field: key.slice(0, 64),
-      });
+      throw problem(
+        'ERR_UNKNOWN_FIELD',
+        `unknown field "${key.replace(CONTROL_CHARACTERS, '?').slice(0, 64)}"`,
+        {
+          field: key.slice(0, 64),
+        },
+      );
     }
   }
   const { identifiers, reason, priority, notBefore } = body;
   if (!Array.isArray(identifiers) || identifiers.length === 0) {
-    throw problem('ERR_VALIDATION', 'identifiers must be a non-empty array of {type, value}', { field: 'identifiers' });
+    throw problem('ERR_VALIDATION', 'identifiers must be a non-empty array of {type, value}', {
+      field: 'identifiers',
+    });
   }
   if (identifiers.length > MAX_IDENTIFIERS) {
-    throw problem('ERR_VALIDATION', `at most ${MAX_IDENTIFIERS} identifiers per request`, { field: 'identifiers' });
+    throw problem('ERR_VALIDATION', `at most ${MAX_IDENTIFIERS} identifiers per request`, {
+      field: 'identifiers',
+    });
   }
   const normalised: Identifier[] = [];
   const seen = new Set<string>();
   identifiers.forEach((raw, i) => {
     const field = `identifiers[${i}]`;
-    if (!isObject(raw)) throw problem('ERR_VALIDATION', `${field} must be an object {type, value}`, { field });
+    if (!isObject(raw))
+      throw problem('ERR_VALIDATION', `${field} must be an object {type, value}`, { field });
     for (const key of Object.keys(raw)) {
       if (key !== 'type' && key !== 'value') {
-        throw problem('ERR_UNKNOWN_FIELD', `unknown field in ${field}`, { field: `${field}.${key.slice(0, 64)}` });
+        throw problem('ERR_UNKNOWN_FIELD', `unknown field in ${field}`, {
+          field: `${field}.${key.slice(0, 64)}`,
+        });
       }
     }
     if (typeof raw['type'] !== 'string' || typeof raw['value'] !== 'string') {
@@ -66,9 +77,13 @@ export function validateErasureRequest(
     const res = normaliseIdentifier({ type: raw['type'], value: raw['value'] }, types);
     if ('code' in res) {
       const safeType = /^[a-z0-9_]{1,40}$/.test(raw['type']) ? raw['type'] : '(invalid)';
-      throw problem(res.code, res.code === 'ERR_UNKNOWN_IDENTIFIER_TYPE' ? `unknown identifier type "${safeType}"` : res.message, {
-        field,
-      });
+      throw problem(
+        res.code,
+        res.code === 'ERR_UNKNOWN_IDENTIFIER_TYPE' ? `unknown identifier type "${safeType}"` : res.message,
+        {
+          field,
+        },
+      );
     }
     const key = `${raw['type']}\u0000${res.value}`;
     if (!seen.has(key)) {
@@ -83,14 +98,18 @@ export function validateErasureRequest(
   let prio: Priority = REASON_POLICY[reason as Reason].defaultPriority;
   if (priority !== undefined) {
     if (typeof priority !== 'string' || !(PRIORITIES as readonly string[]).includes(priority)) {
-      throw problem('ERR_VALIDATION', `priority must be one of ${PRIORITIES.join(', ')}`, { field: 'priority' });
+      throw problem('ERR_VALIDATION', `priority must be one of ${PRIORITIES.join(', ')}`, {
+        field: 'priority',
+      });
     }
     prio = priority as Priority;
   }
   let nb: Date | null = null;
   if (notBefore !== undefined && notBefore !== null) {
     if (typeof notBefore !== 'string' || !ISO_8601.test(notBefore) || Number.isNaN(Date.parse(notBefore))) {
-      throw problem('ERR_VALIDATION', 'notBefore must be an ISO-8601 date-time with a time zone', { field: 'notBefore' });
+      throw problem('ERR_VALIDATION', 'notBefore must be an ISO-8601 date-time with a time zone', {
+        field: 'notBefore',
+      });
     }
     nb = new Date(notBefore);
     const maxGraceMs = 90 * 24 * 3600 * 1000;
@@ -99,7 +118,12 @@ export function validateErasureRequest(
     }
   }
   const sorted = [...normalised].sort((a, b) => (a.type + a.value < b.type + b.value ? -1 : 1));
-  const canonical = JSON.stringify({ identifiers: sorted, reason, priority: prio, notBefore: nb?.toISOString() ?? null });
+  const canonical = JSON.stringify({
+    identifiers: sorted,
+    reason,
+    priority: prio,
+    notBefore: nb?.toISOString() ?? null,
+  });
   return {
     identifiers: normalised,
     reason: reason as Reason,

@@ -11,7 +11,10 @@ function objectBody(body: unknown, allowed: string[]): Record<string, unknown> {
     throw problem('ERR_VALIDATION', 'the body must be a JSON object');
   }
   const extra = Object.keys(body).find((k) => !allowed.includes(k));
-  if (extra) throw problem('ERR_UNKNOWN_FIELD', `unknown field "${extra.slice(0, 64)}"`, { field: extra.slice(0, 64) });
+  if (extra)
+    throw problem('ERR_UNKNOWN_FIELD', `unknown field "${extra.slice(0, 64)}"`, {
+      field: extra.slice(0, 64),
+    });
   for (const [k, v] of Object.entries(body)) {
     if (typeof v === 'string' && CONTROL_CHARACTERS.test(v)) {
       throw problem('ERR_CONTROL_CHARACTERS', `${k} contains control characters`, { field: k });
@@ -21,19 +24,38 @@ function objectBody(body: unknown, allowed: string[]): Record<string, unknown> {
 }
 
 /** POST /v1/tokens and /v1/identifier-types: admin-only registries. */
-export function adminRoutes(deps: { pool: pg.Pool; tokens: TokenStore; bodyLimitBytes: number; onTypesChanged: () => void }) {
+export function adminRoutes(deps: {
+  pool: pg.Pool;
+  tokens: TokenStore;
+  bodyLimitBytes: number;
+  onTypesChanged: () => void;
+}) {
   const tokens = Router();
   tokens.post('/', requireScope('admin'), async (req: Request, res) => {
-    const b = objectBody(await readJsonBody(req, deps.bodyLimitBytes), ['scopes', 'target', 'owner', 'description', 'expiresAt']);
+    const b = objectBody(await readJsonBody(req, deps.bodyLimitBytes), [
+      'scopes',
+      'target',
+      'owner',
+      'description',
+      'expiresAt',
+    ]);
     const scopes = b['scopes'];
-    if (!Array.isArray(scopes) || scopes.length === 0 || !scopes.every((s) => (SCOPES as readonly unknown[]).includes(s))) {
-      throw problem('ERR_VALIDATION', `scopes must be a non-empty array of ${SCOPES.join(', ')}`, { field: 'scopes' });
+    if (
+      !Array.isArray(scopes) ||
+      scopes.length === 0 ||
+      !scopes.every((s) => (SCOPES as readonly unknown[]).includes(s))
+    ) {
+      throw problem('ERR_VALIDATION', `scopes must be a non-empty array of ${SCOPES.join(', ')}`, {
+        field: 'scopes',
+      });
     }
     const unique = [...new Set(scopes as Scope[])];
     const target = b['target'] ?? null;
     if (unique.includes('ack')) {
-      if (unique.length !== 1) throw problem('ERR_VALIDATION', 'an ack token carries only the ack scope', { field: 'scopes' });
-      if (typeof target !== 'string') throw problem('ERR_VALIDATION', 'an ack token names its target', { field: 'target' });
+      if (unique.length !== 1)
+        throw problem('ERR_VALIDATION', 'an ack token carries only the ack scope', { field: 'scopes' });
+      if (typeof target !== 'string')
+        throw problem('ERR_VALIDATION', 'an ack token names its target', { field: 'target' });
       const t = await deps.pool.query('SELECT 1 FROM targets WHERE name = $1', [target]);
       if (!t.rowCount) throw problem('ERR_VALIDATION', 'target does not exist', { field: 'target' });
     } else if (target !== null) {
@@ -45,13 +67,21 @@ export function adminRoutes(deps: { pool: pg.Pool; tokens: TokenStore; bodyLimit
     }
     const description = b['description'];
     if (description !== undefined && (typeof description !== 'string' || description.length > 200)) {
-      throw problem('ERR_VALIDATION', 'description must be a string of at most 200 characters', { field: 'description' });
+      throw problem('ERR_VALIDATION', 'description must be a string of at most 200 characters', {
+        field: 'description',
+      });
     }
     const expiresRaw = b['expiresAt'];
     let expiresAt: Date | undefined;
     if (expiresRaw !== undefined) {
-      if (typeof expiresRaw !== 'string' || Number.isNaN(Date.parse(expiresRaw)) || Date.parse(expiresRaw) <= Date.now()) {
-        throw problem('ERR_VALIDATION', 'expiresAt must be a future ISO-8601 date-time', { field: 'expiresAt' });
+      if (
+        typeof expiresRaw !== 'string' ||
+        Number.isNaN(Date.parse(expiresRaw)) ||
+        Date.parse(expiresRaw) <= Date.now()
+      ) {
+        throw problem('ERR_VALIDATION', 'expiresAt must be a future ISO-8601 date-time', {
+          field: 'expiresAt',
+        });
       }
       expiresAt = new Date(expiresRaw);
     }
@@ -66,7 +96,16 @@ export function adminRoutes(deps: { pool: pg.Pool; tokens: TokenStore; bodyLimit
       req.principal!.tokenId,
       { tokenId: minted.id, owner, scopes: unique, target },
     ]);
-    res.status(201).json({ id: minted.id, token: minted.token, owner, scopes: unique, target, expiresAt: expiresAt ?? null });
+    res
+      .status(201)
+      .json({
+        id: minted.id,
+        token: minted.token,
+        owner,
+        scopes: unique,
+        target,
+        expiresAt: expiresAt ?? null,
+      });
   });
 
   const types = Router();
@@ -77,7 +116,12 @@ export function adminRoutes(deps: { pool: pg.Pool; tokens: TokenStore; bodyLimit
     res.json({ items: rows });
   });
   types.post('/', requireScope('admin'), async (req, res) => {
-    const b = objectBody(await readJsonBody(req, deps.bodyLimitBytes), ['name', 'pattern', 'maxLength', 'lowercase']);
+    const b = objectBody(await readJsonBody(req, deps.bodyLimitBytes), [
+      'name',
+      'pattern',
+      'maxLength',
+      'lowercase',
+    ]);
     const name = b['name'];
     if (typeof name !== 'string' || !/^[a-z][a-z0-9_]{1,39}$/.test(name)) {
       throw problem('ERR_VALIDATION', 'name must match ^[a-z][a-z0-9_]{1,39}$', { field: 'name' });
@@ -89,20 +133,24 @@ export function adminRoutes(deps: { pool: pg.Pool; tokens: TokenStore; bodyLimit
     }
     const maxLength = b['maxLength'] ?? 256;
     if (!Number.isInteger(maxLength) || (maxLength as number) < 1 || (maxLength as number) > 1024) {
-      throw problem('ERR_VALIDATION', 'maxLength must be a whole number from 1 to 1024', { field: 'maxLength' });
+      throw problem('ERR_VALIDATION', 'maxLength must be a whole number from 1 to 1024', {
+        field: 'maxLength',
+      });
     }
     const lowercase = b['lowercase'] ?? false;
-    if (typeof lowercase !== 'boolean') throw problem('ERR_VALIDATION', 'lowercase must be a boolean', { field: 'lowercase' });
+    if (typeof lowercase !== 'boolean')
+      throw problem('ERR_VALIDATION', 'lowercase must be a boolean', { field: 'lowercase' });
     const ins = await deps.pool.query(
       `INSERT INTO identifier_types (name, pattern, max_length, lowercase) VALUES ($1, $2, $3, $4)
        ON CONFLICT (name) DO NOTHING`,
       [name, pattern, maxLength, lowercase],
     );
-    if (!ins.rowCount) throw problem('ERR_CONFLICT', `identifier type "${name}" already exists`, { field: 'name' });
-    await deps.pool.query(`INSERT INTO journal (kind, actor, detail) VALUES ('identifier_type.created', $1, $2)`, [
-      req.principal!.tokenId,
-      { name, maxLength, lowercase, hasPattern: pattern !== null },
-    ]);
+    if (!ins.rowCount)
+      throw problem('ERR_CONFLICT', `identifier type "${name}" already exists`, { field: 'name' });
+    await deps.pool.query(
+      `INSERT INTO journal (kind, actor, detail) VALUES ('identifier_type.created', $1, $2)`,
+      [req.principal!.tokenId, { name, maxLength, lowercase, hasPattern: pattern !== null }],
+    );
     deps.onTypesChanged();
     res.status(201).json({ name, builtin: false, pattern, maxLength, lowercase });
   });

@@ -81,7 +81,9 @@ export function erasureRequestRoutes(deps: ErasureRequestDeps) {
       throw problem('ERR_VALIDATION', 'requests must be a non-empty array', { field: 'requests' });
     }
     if (items.length > deps.maxBatchSize) {
-      throw problem('ERR_BATCH_TOO_LARGE', `at most ${deps.maxBatchSize} requests per batch`, { field: 'requests' });
+      throw problem('ERR_BATCH_TOO_LARGE', `at most ${deps.maxBatchSize} requests per batch`, {
+        field: 'requests',
+      });
     }
     deps.batchSize.observe(items.length);
     const types = await deps.identifierTypes();
@@ -89,12 +91,19 @@ export function erasureRequestRoutes(deps: ErasureRequestDeps) {
     const valid: { index: number; request: NewRequest }[] = [];
     items.forEach((item, index) => {
       try {
-        const key = checkIdempotencyKey((item as { idempotencyKey?: unknown } | null)?.idempotencyKey, 'idempotencyKey');
+        const key = checkIdempotencyKey(
+          (item as { idempotencyKey?: unknown } | null)?.idempotencyKey,
+          'idempotencyKey',
+        );
         const input = validateErasureRequest(item, types, ['idempotencyKey']);
         valid.push({ index, request: { ...input, idempotencyKey: key } });
       } catch (err) {
         if (!(err instanceof ErasureError)) throw err;
-        results[index] = { index, httpStatus: err.status, error: { code: err.code, detail: err.message, ...err.detail } };
+        results[index] = {
+          index,
+          httpStatus: err.status,
+          error: { code: err.code, detail: err.message, ...err.detail },
+        };
       }
     });
     if (valid.length > 0) {
@@ -126,14 +135,18 @@ export function erasureRequestRoutes(deps: ErasureRequestDeps) {
     const str = (name: string) => {
       const v = q[name];
       if (v === undefined) return undefined;
-      if (typeof v !== 'string' || v.length > 200) throw problem('ERR_VALIDATION', `${name} must be a single value`);
+      if (typeof v !== 'string' || v.length > 200)
+        throw problem('ERR_VALIDATION', `${name} must be a single value`);
       return v;
     };
     const allowed = new Set(['status', 'reason', 'target', 'overdue', 'limit', 'cursor']);
     const extra = Object.keys(q).find((k) => !allowed.has(k));
     if (extra) throw problem('ERR_UNKNOWN_FIELD', `unknown query parameter "${extra.slice(0, 64)}"`);
     const status = str('status');
-    if (status && !['received', 'scheduled', 'in_progress', 'completed', 'needs_attention', 'cancelled'].includes(status)) {
+    if (
+      status &&
+      !['received', 'scheduled', 'in_progress', 'completed', 'needs_attention', 'cancelled'].includes(status)
+    ) {
       throw problem('ERR_VALIDATION', 'status is not a request status', { field: 'status' });
     }
     const reason = str('reason');

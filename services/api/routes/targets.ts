@@ -63,7 +63,9 @@ function checkNoCycle(all: Map<string, string[]>): void {
   const visit = (n: string, path: string[]) => {
     if (state.get(n) === 'done') return;
     if (state.get(n) === 'visiting') {
-      throw problem('ERR_INVALID_TARGET', `"after" forms a cycle: ${[...path, n].join(' -> ')}`, { field: 'after' });
+      throw problem('ERR_INVALID_TARGET', `"after" forms a cycle: ${[...path, n].join(' -> ')}`, {
+        field: 'after',
+      });
     }
     state.set(n, 'visiting');
     for (const m of all.get(n) ?? []) visit(m, [...path, n]);
@@ -72,7 +74,11 @@ function checkNoCycle(all: Map<string, string[]>): void {
   for (const n of all.keys()) visit(n, []);
 }
 
-export function targetRoutes(deps: { pool: pg.Pool; bodyLimitBytes: number; actorOf: (req: unknown) => string }) {
+export function targetRoutes(deps: {
+  pool: pg.Pool;
+  bodyLimitBytes: number;
+  actorOf: (req: unknown) => string;
+}) {
   const { pool } = deps;
   const router = Router();
 
@@ -110,7 +116,8 @@ export function targetRoutes(deps: { pool: pg.Pool; bodyLimitBytes: number; acto
            ON CONFLICT (name) DO NOTHING`,
           params,
         );
-        if (ins.rowCount === 0) throw problem('ERR_CONFLICT', `target "${t.name}" already exists`, { field: 'name' });
+        if (ins.rowCount === 0)
+          throw problem('ERR_CONFLICT', `target "${t.name}" already exists`, { field: 'name' });
       } else {
         await client.query(
           `UPDATE targets
@@ -123,7 +130,13 @@ export function targetRoutes(deps: { pool: pg.Pool; bodyLimitBytes: number; acto
       await client.query(`INSERT INTO journal (kind, actor, detail) VALUES ($1, $2, $3)`, [
         create ? 'target.created' : 'target.updated',
         actor,
-        { target: t.name, kind: t.kind, identifierTypes: t.identifierTypes, paused: t.paused, after: t.after },
+        {
+          target: t.name,
+          kind: t.kind,
+          identifierTypes: t.identifierTypes,
+          paused: t.paused,
+          after: t.after,
+        },
       ]);
       await client.query('COMMIT');
     } catch (err) {
@@ -140,7 +153,9 @@ export function targetRoutes(deps: { pool: pg.Pool; bodyLimitBytes: number; acto
   });
 
   router.get('/:name', requireScope('admin'), async (req, res) => {
-    const { rows } = await pool.query<TargetRow>('SELECT * FROM targets WHERE name = $1', [req.params['name']]);
+    const { rows } = await pool.query<TargetRow>('SELECT * FROM targets WHERE name = $1', [
+      req.params['name'],
+    ]);
     if (!rows[0]) throw problem('ERR_NOT_FOUND', 'no such target');
     res.json(present(fromRow(rows[0])));
   });
@@ -156,7 +171,9 @@ export function targetRoutes(deps: { pool: pg.Pool; bodyLimitBytes: number; acto
 
   router.patch('/:name', requireScope('admin'), async (req, res) => {
     const body = await readJsonBody(req, deps.bodyLimitBytes);
-    const { rows } = await pool.query<TargetRow>('SELECT * FROM targets WHERE name = $1', [req.params['name']]);
+    const { rows } = await pool.query<TargetRow>('SELECT * FROM targets WHERE name = $1', [
+      req.params['name'],
+    ]);
     if (!rows[0]) throw problem('ERR_NOT_FOUND', 'no such target');
     const ctx = await context();
     const t = rejectProblems(validateTargetPatch(fromRow(rows[0]), body, ctx));

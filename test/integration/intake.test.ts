@@ -1,0 +1,449 @@
+// Intake API against the real PostgreSQL: the accept transaction, idempotency under
+// concurrency, linking, batches, cancel, targets, tokens, and log redaction.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { startTestApi, type TestApi } from '../helpers/api.ts';
+
+const submit = (api: TestApi, key: string, body: unknown, token?: string) =>
+  api.call('POST', '/v1/erasure-requests', { body, token, headers: { 'idempotency-key': key } });
+
+const gdpr = (userId: string, extra: Record<string, unknown> = {}) => ({
+  identifiers: [{ type: 'user_id', value: userId }],
+  reason: 'gdpr_art17',
+  ...extra,
+});
+
+async function count(api: TestApi, table: string): Promise<number> {
+  const { rows } = await api.db.pool.query(`SELECT count(*)::int AS n FROM ${table}`);
+  return rows[0].n;
+}
+
+describe('intake API', () => {
+  let api: TestApi;
+  before(async () => {
+    api = await startTestApi();
+    for (const t of [
+      { name: 'orders-db', kind: 'async_event', identifierTypes: ['user_id', 'email'], ackSlaSeconds: 3600 },
+      { name: 'profiles', kind: 'async_event', identifierTypes: ['user_id'], ackSlaSeconds: 3600 },
+      {
+        name: 'crm',
+        kind: 'sync_http',
+        identifierTypes: ['email'],
+        http: {
+          urlTemplate: 'http://127.0.0.1:9/users/{{email}}',
+          headers: { Authorization: 'Bearer secret-value' },
+        },
+      },
+    ]) {
+      const res = await api.call('POST', '/v1/targets', { body: t });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+    }
+  });
+  after(async () => api.stop());
+
+  it('accepts a request: request, one task per matching target, journal entry and outbox event in one commit', async () => {
+    const res = await submit(api, 'accept-1', {
+      identifiers: [
+        { type: 'user_id', value: '42' },
+        { type: 'email', value: 'Someone@Example.COM' },
+      ],
+      reason: 'gdpr_art17',
+    });
+    assert.equal(res.status, 202);
+    assert.equal(res.body.status, 'scheduled');
+    assert.equal(res.body.links.self, `/v1/erasure-requests/${res.body.id}`);
+    assert.equal(res.headers.get('location'), res.body.links.self);
+    const id = res.body.id;
+
+    const { rows: req } = await api.db.pool.query(
+      `SELECT identifiers, received_at, deadline, priority FROM erasure_requests WHERE id = $1`,
+      [id],
+    );
+    assert.deepEqual(req[0].identifiers, [
+      { type: 'user_id', value: '42' },
+      { type: 'email', value: 'someone@example.com' },
+    ]);
+    assert.equal(req[0].priority, 'legal');
+    // GDPR Art. 12(3): one calendar month after receipt.
+    const expected = new Date(req[0].received_at);
+    expected.setUTCMonth(expected.getUTCMonth() + 1);
+    assert.equal(
+      Math.abs(new Date(res.body.deadline).getTime() - expected.getTime()) < 1000 * 3600 * 24,
+      true,
+    );
+
+    const tasks = await api.db.pool.query(
+      `SELECT target, state FROM erasure_tasks WHERE request_id = $1 ORDER BY 1`,
+      [id],
+    );
+    assert.deepEqual(
+      tasks.rows.map((t) => [t.target, t.state]),
+      [
+        ['crm', 'pending'],
+        ['orders-db', 'pending'],
+        ['profiles', 'pending'],
+      ],
+    );
+    const outbox = await api.db.pool.query(
+      `SELECT topic, event_key, payload FROM outbox WHERE request_id = $1`,
+      [id],
+    );
+    assert.equal(outbox.rowCount, 1);
+    assert.equal(outbox.rows[0].topic, 'privacy.erasure.requested.v1');
+    assert.match(outbox.rows[0].event_key, /^[0-9a-f]{64}$/, 'keyed by the subject HMAC, not a plain value');
+    assert.deepEqual(
+      outbox.rows[0].payload.targets,
+      ['orders-db', 'profiles'],
+      'async targets expected to ack',
+    );
+    const journal = await api.db.pool.query(`SELECT kind, detail FROM journal WHERE request_id = $1`, [id]);
+    assert.deepEqual(
+      journal.rows.map((j) => j.kind),
+      ['request.accepted'],
+    );
+    assert.doesNotMatch(JSON.stringify(journal.rows[0].detail), /someone|42/);
+
+    const view = await api.call('GET', `/v1/erasure-requests/${id}`);
+    assert.equal(view.status, 200);
+    assert.equal(view.body.tasks.length, 3);
+    assert.equal(view.body.reason, 'gdpr_art17');
+    assert.ok(view.body.journal.length >= 1);
+  });
+
+  it('answers the original request for the same key and body, 409 for another body, and writes nothing more', async () => {
+    const first = await submit(api, 'idem-1', gdpr('100'));
+    const again = await submit(api, 'idem-1', { ...gdpr(' 100 ') }); // normalises to the same body
+    assert.equal(again.status, 202);
+    assert.equal(again.body.id, first.body.id);
+    const before = await count(api, 'erasure_requests');
+    const other = await submit(api, 'idem-1', gdpr('101'));
+    assert.equal(other.status, 409);
+    assert.equal(other.body.code, 'ERR_IDEMPOTENCY_CONFLICT');
+    assert.equal(await count(api, 'erasure_requests'), before);
+  });
+
+  it('creates exactly one request from 50 parallel submissions with the same key', async () => {
+    const before = await count(api, 'erasure_requests');
+    const outboxBefore = await count(api, 'outbox');
+    const results = await Promise.all(
+      Array.from({ length: 50 }, () => submit(api, 'race-1', gdpr('race-subject'))),
+    );
+    assert.deepEqual(new Set(results.map((r) => r.status)), new Set([202]));
+    assert.equal(new Set(results.map((r) => r.body.id)).size, 1);
+    assert.equal(await count(api, 'erasure_requests'), before + 1);
+    assert.equal(await count(api, 'outbox'), outboxBefore + 1);
+  });
+
+  it('links a second request for a subject already in flight instead of fanning out twice', async () => {
+    const first = await submit(api, 'link-1', gdpr('linked-subject'));
+    const tasksBefore = await count(api, 'erasure_tasks');
+    const outboxBefore = await count(api, 'outbox');
+    const second = await submit(api, 'link-2', { ...gdpr('linked-subject'), reason: 'ccpa' });
+    assert.equal(second.status, 202);
+    assert.equal(second.body.linkedTo, first.body.id);
+    assert.notEqual(second.body.id, first.body.id);
+    assert.equal(await count(api, 'erasure_tasks'), tasksBefore);
+    assert.equal(await count(api, 'outbox'), outboxBefore);
+    const view = await api.call('GET', `/v1/erasure-requests/${second.body.id}`);
+    assert.equal(view.body.linkedTo, first.body.id);
+    assert.equal(view.body.tasks.length, 2, "shows the primary's tasks");
+    // Parallel requests for one new subject with different keys: one fan-out, the rest linked.
+    const racers = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => submit(api, `link-race-${i}`, gdpr('linked-race-subject'))),
+    );
+    assert.equal(racers.filter((r) => r.status === 202 && !r.body.linkedTo).length, 1);
+    assert.equal(racers.filter((r) => r.status === 202 && r.body.linkedTo).length, 9);
+  });
+
+  it('completes at once, and says so, when no target holds the identifier types', async () => {
+    const res = await submit(api, 'no-target', {
+      identifiers: [{ type: 'device_id', value: 'ABC-1' }],
+      reason: 'ccpa',
+    });
+    assert.equal(res.status, 202);
+    assert.equal(res.body.status, 'completed');
+    const events = await api.db.pool.query(`SELECT topic FROM outbox WHERE request_id = $1 ORDER BY id`, [
+      res.body.id,
+    ]);
+    assert.deepEqual(
+      events.rows.map((e) => e.topic),
+      ['privacy.erasure.requested.v1', 'privacy.erasure.completed.v1'],
+    );
+  });
+
+  it('holds a grace period: tasks and the event wait for notBefore', async () => {
+    const nb = new Date(Date.now() + 3 * 24 * 3600 * 1000);
+    const res = await submit(api, 'grace-1', gdpr('grace-subject', { notBefore: nb.toISOString() }));
+    assert.equal(res.status, 202);
+    const ob = await api.db.pool.query(`SELECT available_at FROM outbox WHERE request_id = $1`, [
+      res.body.id,
+    ]);
+    assert.equal(ob.rows[0].available_at.toISOString(), nb.toISOString());
+    const t = await api.db.pool.query(
+      `SELECT DISTINCT next_attempt_at FROM erasure_tasks WHERE request_id = $1`,
+      [res.body.id],
+    );
+    assert.equal(t.rows[0].next_attempt_at.toISOString(), nb.toISOString());
+  });
+
+  it('accepts batches with per-item results, in few round trips', async () => {
+    const requests = Array.from({ length: 2000 }, (_, i) => ({
+      ...gdpr(`batch-${i}`),
+      idempotencyKey: `batch-${i}`,
+    }));
+    requests.push({
+      identifiers: [{ type: 'email', value: 'not-an-email' }],
+      reason: 'ccpa',
+      idempotencyKey: 'bad-1',
+    });
+    requests.push({ ...gdpr('batch-0'), idempotencyKey: 'batch-0' }); // duplicate of item 0
+    const res = await api.call('POST', '/v1/erasure-requests:batch', { body: { requests } });
+    assert.equal(res.status, 200);
+    assert.equal(res.body.results.length, 2002);
+    assert.equal(res.body.failed, 1);
+    assert.equal(res.body.results[2000].error.code, 'ERR_INVALID_IDENTIFIER');
+    assert.equal(res.body.results[2001].id, res.body.results[0].id);
+    assert.equal(res.body.results[2001].outcome, 'existing');
+    const { rows } = await api.db.pool.query(
+      `SELECT count(*)::int AS n FROM erasure_requests WHERE idempotency_key LIKE 'batch-%'`,
+    );
+    assert.equal(rows[0].n, 2000);
+  });
+
+  it('refuses an over-size batch whole, writing nothing', async () => {
+    const before = await count(api, 'erasure_requests');
+    const requests = Array.from({ length: 10_001 }, (_, i) => ({
+      ...gdpr(`big-${i}`),
+      idempotencyKey: `big-${i}`,
+    }));
+    const res = await api.call('POST', '/v1/erasure-requests:batch', { body: { requests } });
+    assert.equal(res.status, 413);
+    assert.equal(res.body.code, 'ERR_BATCH_TOO_LARGE');
+    assert.equal(await count(api, 'erasure_requests'), before);
+  });
+
+  it('cancels only before dispatch, and says why not otherwise', async () => {
+    const a = await submit(api, 'cancel-1', gdpr('cancel-subject-1'));
+    const ok = await api.call('POST', `/v1/erasure-requests/${a.body.id}/cancel`);
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body.status, 'cancelled');
+    const states = await api.db.pool.query(`SELECT DISTINCT state FROM erasure_tasks WHERE request_id = $1`, [
+      a.body.id,
+    ]);
+    assert.deepEqual(
+      states.rows.map((r) => r.state),
+      ['cancelled'],
+    );
+    const ob = await api.db.pool.query(`SELECT status FROM outbox WHERE request_id = $1`, [a.body.id]);
+    assert.equal(ob.rows[0].status, 'cancelled', 'the event will never be published');
+    assert.equal(
+      (await api.call('POST', `/v1/erasure-requests/${a.body.id}/cancel`)).status,
+      200,
+      'idempotent',
+    );
+
+    const b = await submit(api, 'cancel-2', gdpr('cancel-subject-2'));
+    await api.db.pool.query(`UPDATE outbox SET status = 'sent', sent_at = now() WHERE request_id = $1`, [
+      b.body.id,
+    ]);
+    const published = await api.call('POST', `/v1/erasure-requests/${b.body.id}/cancel`);
+    assert.equal(published.status, 409);
+    assert.equal(published.body.code, 'ERR_CANCEL_CONFLICT');
+    assert.equal(published.body.reasonCode, 'published');
+
+    const c = await submit(api, 'cancel-3', gdpr('cancel-subject-3'));
+    await api.db.pool.query(
+      `UPDATE erasure_tasks SET state = 'dispatched' WHERE request_id = $1 AND target = 'profiles'`,
+      [c.body.id],
+    );
+    const dispatched = await api.call('POST', `/v1/erasure-requests/${c.body.id}/cancel`);
+    assert.equal(dispatched.status, 409);
+    assert.deepEqual(dispatched.body.targets, ['profiles']);
+  });
+
+  it('lists with filters and keyset pagination', async () => {
+    const token = await api.token(['submit', 'read'], { owner: 'pager' });
+    for (let i = 0; i < 5; i++) await submit(api, `page-${i}`, gdpr(`page-subject-${i}`), token);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const q: string = cursor ? `&cursor=${cursor}` : '';
+      const res = await api.call('GET', `/v1/erasure-requests?limit=2${q}`, { token });
+      assert.equal(res.status, 200);
+      seen.push(...res.body.items.map((r: { id: string }) => r.id));
+      cursor = res.body.nextCursor;
+    } while (cursor);
+    assert.equal(seen.length, 5, 'only this owner’s requests, each once');
+    assert.equal(new Set(seen).size, 5);
+    const filtered = await api.call(
+      'GET',
+      '/v1/erasure-requests?reason=ccpa&status=scheduled&overdue=false&target=profiles',
+    );
+    assert.equal(filtered.status, 200);
+    const bad = await api.call('GET', '/v1/erasure-requests?cursor=bm9wZQ');
+    assert.equal(bad.body.code, 'ERR_INVALID_CURSOR');
+  });
+
+  it('scopes tokens: submit, read, admin; another owner cannot see a request', async () => {
+    const submitOnly = await api.token(['submit'], { owner: 'team-a' });
+    const readerB = await api.token(['read'], { owner: 'team-b' });
+    const res = await submit(api, 'scope-1', gdpr('scope-subject'), submitOnly);
+    assert.equal(res.status, 202);
+    const cannotRead = await api.call('GET', `/v1/erasure-requests/${res.body.id}`, { token: submitOnly });
+    assert.equal(cannotRead.status, 403);
+    assert.equal(cannotRead.body.code, 'ERR_FORBIDDEN');
+    const otherOwner = await api.call('GET', `/v1/erasure-requests/${res.body.id}`, { token: readerB });
+    assert.equal(otherOwner.status, 404, 'another owner’s request is indistinguishable from none');
+    assert.equal(
+      (await api.call('POST', `/v1/erasure-requests/${res.body.id}/cancel`, { token: readerB })).status,
+      403,
+    );
+    assert.equal((await api.call('GET', '/v1/targets', { token: submitOnly })).status, 403);
+    assert.equal((await submit(api, 'scope-2', gdpr('x'), readerB)).status, 403);
+    const ackToken = await api.token(['ack'], { target: 'orders-db' });
+    assert.equal((await submit(api, 'scope-3', gdpr('y'), ackToken)).status, 403);
+    const noTarget = await api.call('POST', '/v1/tokens', { body: { scopes: ['ack'] } });
+    assert.equal(noTarget.body.code, 'ERR_VALIDATION');
+  });
+
+  it('refuses bad, expired and revoked tokens with 401 problem+json', async () => {
+    const none = await api.call('GET', '/v1/erasure-requests', { token: null });
+    assert.equal(none.status, 401);
+    assert.equal(none.headers.get('content-type'), 'application/problem+json; charset=utf-8');
+    assert.equal(none.body.code, 'ERR_UNAUTHENTICATED');
+    assert.equal(
+      (await api.call('GET', '/v1/erasure-requests', { token: 'ert_notarealtokenatall000000' })).status,
+      401,
+    );
+    const expiring = await api.call('POST', '/v1/tokens', {
+      body: { scopes: ['read'], expiresAt: new Date(Date.now() + 1500).toISOString() },
+    });
+    assert.equal((await api.call('GET', '/v1/erasure-requests', { token: expiring.body.token })).status, 200);
+    await new Promise((r) => setTimeout(r, 1600));
+    assert.equal((await api.call('GET', '/v1/erasure-requests', { token: expiring.body.token })).status, 401);
+    await api.db.pool.query(`UPDATE api_tokens SET revoked_at = now() WHERE owner = 'team-a'`);
+  });
+
+  it('registers custom identifier types and validates values against them', async () => {
+    const created = await api.call('POST', '/v1/identifier-types', {
+      body: { name: 'loyalty_card', pattern: 'LC-[0-9]{8}', maxLength: 11 },
+    });
+    assert.equal(created.status, 201);
+    const t = await api.call('POST', '/v1/targets', {
+      body: { name: 'loyalty', kind: 'async_event', identifierTypes: ['loyalty_card'] },
+    });
+    assert.equal(t.status, 201);
+    const ok = await submit(api, 'custom-1', {
+      identifiers: [{ type: 'loyalty_card', value: 'LC-12345678' }],
+      reason: 'ccpa',
+    });
+    assert.equal(ok.status, 202);
+    const bad = await submit(api, 'custom-2', {
+      identifiers: [{ type: 'loyalty_card', value: 'LC-1' }],
+      reason: 'ccpa',
+    });
+    assert.equal(bad.body.code, 'ERR_INVALID_IDENTIFIER');
+    const evil = await api.call('POST', '/v1/identifier-types', {
+      body: { name: 'evil_type', pattern: '(a+)+$' },
+    });
+    assert.equal(evil.body.code, 'ERR_VALIDATION');
+  });
+
+  it('pauses a target without losing its tasks', async () => {
+    const paused = await api.call('PATCH', '/v1/targets/profiles', { body: { paused: true } });
+    assert.equal(paused.status, 200);
+    assert.equal(paused.body.paused, true);
+    const res = await submit(api, 'paused-1', gdpr('paused-subject'));
+    const view = await api.call('GET', `/v1/erasure-requests/${res.body.id}`);
+    const task = view.body.tasks.find((t: { target: string }) => t.target === 'profiles');
+    assert.equal(task.state, 'pending');
+    assert.equal(task.paused, true);
+    await api.call('PATCH', '/v1/targets/profiles', { body: { paused: false } });
+  });
+
+  it('refuses target URLs that reach link-local or metadata addresses, and cycles in "after"', async () => {
+    const meta = await api.call('POST', '/v1/targets', {
+      body: {
+        name: 'evil',
+        kind: 'sync_http',
+        identifierTypes: ['user_id'],
+        http: { urlTemplate: 'http://169.254.169.254/latest/{{user_id}}' },
+      },
+    });
+    assert.equal(meta.status, 400);
+    assert.equal(meta.body.code, 'ERR_INVALID_TARGET');
+    const listed = await api.call('GET', '/v1/targets');
+    const crm = listed.body.items.find((t: { name: string }) => t.name === 'crm');
+    assert.equal(crm.http.headers.Authorization, '[redacted]', 'header values are write-only');
+    await api.call('PATCH', '/v1/targets/orders-db', { body: { after: ['profiles'] } });
+    const cycle = await api.call('PATCH', '/v1/targets/profiles', { body: { after: ['orders-db'] } });
+    assert.equal(cycle.body.code, 'ERR_INVALID_TARGET');
+    await api.call('PATCH', '/v1/targets/orders-db', { body: { after: [] } });
+  });
+
+  it('never writes identifier values to the log', async () => {
+    const canary = `canary-${randomUUID()}`;
+    await submit(api, `canary-${canary}`, {
+      identifiers: [
+        { type: 'user_id', value: canary },
+        { type: 'email', value: `${canary}@example.com` },
+      ],
+      reason: 'gdpr_art17',
+    });
+    await submit(api, 'canary-bad', {
+      identifiers: [{ type: 'email', value: `${canary}-no-at` }],
+      reason: 'ccpa',
+    });
+    await api.call('POST', '/v1/erasure-requests:batch', {
+      body: { requests: [{ ...gdpr(canary), idempotencyKey: 'canary-batch' }] },
+    });
+    await api.call('GET', `/v1/erasure-requests/${canary}`);
+    assert.ok(api.logs().length > 0, 'the API did log');
+    assert.equal(api.logs().includes(canary), false, 'canary identifier found in the logs');
+  });
+
+  it('keeps SQL- and script-looking values verbatim, never executed or reflected', async () => {
+    const sqlish = "42'); DROP TABLE erasure_requests; --";
+    const scriptish = '<script>alert(1)</script>';
+    const res = await submit(api, 'weird-1', {
+      identifiers: [
+        { type: 'user_id', value: sqlish },
+        { type: 'device_id', value: scriptish },
+      ],
+      reason: 'ccpa',
+    });
+    assert.equal(res.status, 202);
+    assert.equal(res.headers.get('content-type'), 'application/json; charset=utf-8');
+    const { rows } = await api.db.pool.query(`SELECT identifiers FROM erasure_requests WHERE id = $1`, [
+      res.body.id,
+    ]);
+    assert.deepEqual(rows[0].identifiers, [
+      { type: 'user_id', value: sqlish },
+      { type: 'device_id', value: scriptish },
+    ]);
+    const view = await api.call('GET', `/v1/erasure-requests/${res.body.id}`);
+    assert.equal(JSON.stringify(view.body).includes('<script>'), false);
+  });
+
+  it('rate-limits per token with 429 and Retry-After', async () => {
+    const limited = await startTestApi({ RATE_LIMIT_PER_SECOND: '1', RATE_LIMIT_BURST: '2' });
+    try {
+      const statuses: number[] = [];
+      let retryAfter: string | null = null;
+      for (let i = 0; i < 4; i++) {
+        const r = await limited.call('GET', '/v1/erasure-requests');
+        statuses.push(r.status);
+        if (r.status === 429) {
+          retryAfter = r.headers.get('retry-after');
+          assert.equal(r.body.code, 'ERR_RATE_LIMITED');
+        }
+      }
+      assert.deepEqual(statuses.slice(0, 2), [200, 200]);
+      assert.equal(statuses.includes(429), true);
+      assert.ok(Number(retryAfter) >= 1);
+    } finally {
+      await limited.stop();
+    }
+  });
+});
