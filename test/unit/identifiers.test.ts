@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  BUILTIN_TYPES,
+  checkCustomPattern,
+  normaliseIdentifier,
+  type IdentifierType,
+} from '../../services/shared/identifiers.ts';
+
+const types = new Map<string, IdentifierType>(BUILTIN_TYPES.map((t) => [t.name, t]));
+types.set('loyalty_card', {
+  name: 'loyalty_card',
+  builtin: false,
+  pattern: 'LC-[0-9]{4}',
+  maxLength: 7,
+  lowercase: false,
+});
+const norm = (type: string, value: string) => normaliseIdentifier({ type, value }, types);
+
+describe('identifier normalisation', () => {
+  it('lower-cases and validates email', () => {
+    assert.deepEqual(norm('email', '  A.B+tag@Example.COM '), { value: 'a.b+tag@example.com' });
+    for (const bad of [
+      'a@b',
+      'a@@b.example',
+      'no-at.example',
+      'a b@c.example',
+      '@b.example',
+      'a@b..example',
+    ]) {
+      assert.equal((norm('email', bad) as { code: string }).code, 'ERR_INVALID_IDENTIFIER', bad);
+    }
+  });
+
+  it('normalises phone numbers to E.164 and refuses numbers without a country code', () => {
+    assert.deepEqual(norm('phone', '+1 (415) 555-0100'), { value: '+14155550100' });
+    assert.deepEqual(norm('phone', '+44.20.7946.0958'), { value: '+442079460958' });
+    for (const bad of ['4155550100', '+0123456789', '+1', '+1234567890123456', '+1-415-CALL-NOW']) {
+      assert.equal((norm('phone', bad) as { code: string }).code, 'ERR_INVALID_IDENTIFIER', bad);
+    }
+  });
+
+  it('keeps user ids verbatim (trimmed) and lower-cases device ids', () => {
+    assert.deepEqual(norm('user_id', ' AbC-42 '), { value: 'AbC-42' });
+    assert.deepEqual(norm('device_id', 'DEAD-BEEF'), { value: 'dead-beef' });
+    assert.equal((norm('user_id', '   ') as { code: string }).code, 'ERR_INVALID_IDENTIFIER');
+    assert.equal((norm('user_id', 'x'.repeat(257)) as { code: string }).code, 'ERR_INVALID_IDENTIFIER');
+  });
+
+  it('applies a custom type’s pattern and length, anchored', () => {
+    assert.deepEqual(norm('loyalty_card', 'LC-1234'), { value: 'LC-1234' });
+    assert.equal((norm('loyalty_card', 'xLC-1234') as { code: string }).code, 'ERR_INVALID_IDENTIFIER');
+    assert.equal((norm('loyalty_card', 'LC-12345') as { code: string }).code, 'ERR_INVALID_IDENTIFIER');
+  });
+
+  it('names an unknown type without echoing the value', () => {
+    const res = norm('passport', 'P1234567') as { code: string; message: string };
+    assert.equal(res.code, 'ERR_UNKNOWN_IDENTIFIER_TYPE');
+    assert.doesNotMatch(res.message, /P1234567/);
+    const bad = norm('email', 'secret-value-no-at') as { message: string };
+    assert.doesNotMatch(bad.message, /secret-value/);
+  });
+
+  it('refuses custom patterns that do not compile or backtrack catastrophically', () => {
+    assert.equal(checkCustomPattern('[0-9]{6}'), undefined);
+    assert.match(checkCustomPattern('(')!, /not a valid/);
+    assert.match(checkCustomPattern('(a+)+')!, /nested quantifiers/);
+    assert.match(checkCustomPattern('x'.repeat(600))!, /longer than/);
+  });
+});

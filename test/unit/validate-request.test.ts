@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { checkIdempotencyKey, validateErasureRequest } from '../../services/api/intake/validate-request.ts';
+import { BUILTIN_TYPES, type IdentifierType } from '../../services/shared/identifiers.ts';
+import { ErasureError } from '../../services/shared/errors.ts';
+
+const types = new Map<string, IdentifierType>(BUILTIN_TYPES.map((t) => [t.name, t]));
+const codeOf = (fn: () => unknown) => {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ErasureError) return err.code;
+    throw err;
+  }
+  return 'no error';
+};
+const valid = { identifiers: [{ type: 'user_id', value: '42' }], reason: 'gdpr_art17' };
+
+describe('erasure request validation', () => {
+  it('fills the priority from the reason and accepts an explicit one', () => {
+    assert.equal(validateErasureRequest(valid, types).priority, 'legal');
+    assert.equal(validateErasureRequest({ ...valid, reason: 'tester_cleanup' }, types).priority, 'bulk');
+    assert.equal(validateErasureRequest({ ...valid, priority: 'normal' }, types).priority, 'normal');
+  });
+
+  it('gives each bad input its stable code', () => {
+    const cases: [unknown, string][] = [
+      [[], 'ERR_VALIDATION'],
+      ['text', 'ERR_VALIDATION'],
+      [{ ...valid, extra: 1 }, 'ERR_UNKNOWN_FIELD'],
+      [{ ...valid, identifiers: [] }, 'ERR_VALIDATION'],
+      [{ reason: 'gdpr_art17' }, 'ERR_VALIDATION'],
+      [{ ...valid, identifiers: [{ type: 'user_id' }] }, 'ERR_VALIDATION'],
+      [{ ...valid, identifiers: [{ type: 'user_id', value: 42 }] }, 'ERR_VALIDATION'],
+      [{ ...valid, identifiers: [{ type: 'user_id', value: '1', more: 1 }] }, 'ERR_UNKNOWN_FIELD'],
+      [{ ...valid, identifiers: [{ type: 'ssn', value: '1' }] }, 'ERR_UNKNOWN_IDENTIFIER_TYPE'],
+      [{ ...valid, identifiers: [{ type: 'email', value: 'nope' }] }, 'ERR_INVALID_IDENTIFIER'],
+      [{ ...valid, identifiers: [{ type: 'phone', value: '12' }] }, 'ERR_INVALID_IDENTIFIER'],
+      [{ ...valid, identifiers: [{ type: 'user_id', value: 'a\u0000b' }] }, 'ERR_CONTROL_CHARACTERS'],
+      [{ ...valid, identifiers: [{ type: 'user_id', value: 'a\u009bb' }] }, 'ERR_CONTROL_CHARACTERS'],
+      [{ ...valid, reason: 'because' }, 'ERR_VALIDATION'],
+      [{ ...valid, priority: 'urgent' }, 'ERR_VALIDATION'],
+      [{ ...valid, notBefore: 'tomorrow' }, 'ERR_VALIDATION'],
+      [{ ...valid, notBefore: '2026-01-01T00:00:00' }, 'ERR_VALIDATION'],
+      [{ ...valid, notBefore: '2999-01-01T00:00:00Z' }, 'ERR_VALIDATION'],
+      [
+        { ...valid, identifiers: Array.from({ length: 21 }, (_, i) => ({ type: 'user_id', value: `${i}` })) },
+        'ERR_VALIDATION',
+      ],
+    ];
+    for (const [body, code] of cases)
+      assert.equal(
+        codeOf(() => validateErasureRequest(body, types)),
+        code,
+        JSON.stringify(body),
+      );
+  });
+
+  it('checks Idempotency-Key presence and shape', () => {
+    assert.equal(
+      codeOf(() => checkIdempotencyKey(undefined)),
+      'ERR_IDEMPOTENCY_KEY_MISSING',
+    );
+    assert.equal(
+      codeOf(() => checkIdempotencyKey('')),
+      'ERR_IDEMPOTENCY_KEY_MISSING',
+    );
+    assert.equal(
+      codeOf(() => checkIdempotencyKey('has space')),
+      'ERR_VALIDATION',
+    );
+    assert.equal(
+      codeOf(() => checkIdempotencyKey('k'.repeat(256))),
+      'ERR_VALIDATION',
+    );
+    assert.equal(checkIdempotencyKey('order-123:retry'), 'order-123:retry');
+  });
+
+  it('hashes bodies so that only meaning counts: order, case, spacing and duplicates do not change it', () => {
+    const ident = fc.record({
+      type: fc.constantFrom('user_id', 'email'),
+      local: fc.stringMatching(/^[a-z0-9]{1,12}$/),
+    });
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(ident, { minLength: 1, maxLength: 6, selector: (i) => `${i.type}:${i.local}` }),
+        (ids) => {
+          const make = (upper: boolean) =>
+            ids.map((i) => ({
+              type: i.type,
+              value:
+                i.type === 'email'
+                  ? `${upper ? i.local.toUpperCase() : i.local}@Example.com`
+                  : ` ${i.local} `,
+            }));
+          const a = validateErasureRequest({ identifiers: make(false), reason: 'ccpa' }, types);
+          const shuffled = [...make(true)].reverse();
+          const b = validateErasureRequest(
+            { identifiers: [...shuffled, shuffled[0]!], reason: 'ccpa' },
+            types,
+          );
+          assert.deepEqual(a.bodySha256, b.bodySha256);
+          const c = validateErasureRequest({ identifiers: make(false), reason: 'gdpr_art17' }, types);
+          assert.notDeepEqual(a.bodySha256, c.bodySha256);
+        },
+      ),
+    );
+  });
+});
