@@ -3,6 +3,7 @@
  * pipeline's services in this process, and print where to look. Ctrl-C stops the
  * pipeline cleanly; the stack keeps running (`npm run stack:down` stops it).
  */
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
@@ -51,13 +52,16 @@ async function main(): Promise<void> {
   const schemas = await registerSchemas(cfg.infra.schemaRegistryUrl, join(REPO_ROOT, 'schemas', 'avro'));
   say(`schemas registered: ${schemas.map((r) => `${r.subject}=${r.id}`).join(', ')}`);
 
-  const running = await startServices(SERVICES, process.env);
+  // The demo needs an admin; a deployment sets its own ERASURE_ADMIN_TOKEN.
+  const adminToken = process.env['ERASURE_ADMIN_TOKEN'] || `demo_${randomBytes(24).toString('base64url')}`;
+  const running = await startServices(SERVICES, { ...process.env, ERASURE_ADMIN_TOKEN: adminToken });
   stopOnSignal(running, () => {
     say('pipeline stopped; the stack is still running (npm run stack:down stops it)');
     process.exit(0);
   });
 
   const api = running[0]!.url;
+  const demo = await runDemo(api, adminToken);
   process.stdout.write(
     [
       '',
@@ -69,12 +73,75 @@ async function main(): Promise<void> {
       `  Postgres     ${cfg.infra.external.postgres ? '(DATABASE_URL)' : `127.0.0.1:${cfg.ports.postgresPort}`}`,
       `  Stack logs   ${cfg.logsDir}`,
       '',
-      'Coming next (see README "Roadmap"): the intake API, erasure events on Kafka with partner',
-      'acknowledgements, synchronous delete calls, and the Parquet dataset on S3. Until then /v1 answers 501.',
+      `Admin token for this session: ${adminToken}`,
+      '',
+      'Demo: two targets registered (orders-db, profiles) and one request accepted:',
+      `  curl -s -H "Authorization: Bearer ${adminToken}" ${api}${demo.self}`,
+      'Submit your own:',
+      `  curl -s -X POST ${api}/v1/erasure-requests -H "Authorization: Bearer ${adminToken}" \\`,
+      `       -H "Content-Type: application/json" -H "Idempotency-Key: $(date +%s%N)" \\`,
+      `       -d '{"identifiers":[{"type":"email","value":"someone@example.com"}],"reason":"gdpr_art17"}'`,
+      `API reference: ${api}/openapi.json   Journal check: npx erasure journal verify`,
+      '',
+      'Coming next (see README "Roadmap"): the relay publishing erasure events to Kafka with partner',
+      'acknowledgements, synchronous delete calls, and the Parquet dataset on S3. Tasks stay pending until then.',
       'Ctrl-C stops the pipeline.',
       '',
     ].join('\n'),
   );
+}
+
+/** Registers the demo targets (idempotent) and submits one request, through the public API. */
+async function runDemo(api: string, token: string): Promise<{ self: string }> {
+  const call = async (method: string, path: string, body: unknown, headers: Record<string, string> = {}) => {
+    const res = await fetch(`${api}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...headers },
+      body: JSON.stringify(body),
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  };
+  for (const target of [
+    {
+      name: 'orders-db',
+      kind: 'async_event',
+      identifierTypes: ['user_id', 'email'],
+      ackSlaSeconds: 3600,
+      owner: 'demo',
+    },
+    {
+      name: 'profiles',
+      kind: 'async_event',
+      identifierTypes: ['user_id'],
+      ackSlaSeconds: 3600,
+      owner: 'demo',
+    },
+  ]) {
+    const res = await call('POST', '/v1/targets', target);
+    if (res.status !== 201 && res.body['code'] !== 'ERR_CONFLICT') {
+      throw new Error(
+        `demo: registering target ${target.name} answered ${res.status} ${String(res.body['code'])}`,
+      );
+    }
+  }
+  const res = await call(
+    'POST',
+    '/v1/erasure-requests',
+    {
+      identifiers: [
+        { type: 'user_id', value: 'demo-user-1' },
+        { type: 'email', value: 'demo.user@example.com' },
+      ],
+      reason: 'gdpr_art17',
+    },
+    { 'idempotency-key': `demo-${new Date().toISOString().slice(0, 10)}` },
+  );
+  if (res.status !== 202)
+    throw new Error(`demo: submitting a request answered ${res.status} ${String(res.body['code'])}`);
+  say(
+    `demo request ${String(res.body['id'])} accepted (${String(res.body['status'])}, deadline ${String(res.body['deadline'])})`,
+  );
+  return { self: String((res.body['links'] as { self: string }).self) };
 }
 
 main().catch((err: unknown) => {
