@@ -426,6 +426,73 @@ describe('intake API', () => {
     assert.equal(JSON.stringify(view.body).includes('<script>'), false);
   });
 
+  it('answers every malformed request at the HTTP edge with a 4xx problem and writes no row', async () => {
+    const before = await count(api, 'erasure_requests');
+    const key = { 'idempotency-key': 'edge-1' };
+    const json = { ...key, 'content-type': 'application/json' };
+    const cases: [string, Parameters<TestApi['call']>[2], number, string][] = [
+      ['malformed JSON', { raw: '{"identifiers": [', headers: json }, 400, 'ERR_MALFORMED_JSON'],
+      [
+        'wrong content type',
+        { raw: 'identifiers=42', headers: { ...key, 'content-type': 'text/plain' } },
+        415,
+        'ERR_UNSUPPORTED_MEDIA_TYPE',
+      ],
+      [
+        'no content type',
+        { raw: JSON.stringify(gdpr('e1')), headers: key },
+        415,
+        'ERR_UNSUPPORTED_MEDIA_TYPE',
+      ],
+      [
+        'invalid UTF-8',
+        {
+          raw: Buffer.concat([
+            Buffer.from('{"identifiers":[{"type":"user_id","value":"'),
+            Buffer.from([0xc3, 0x28]),
+            Buffer.from('"}],"reason":"ccpa"}'),
+          ]),
+          headers: json,
+        },
+        400,
+        'ERR_INVALID_UTF8',
+      ],
+      [
+        'a 10 MB body',
+        {
+          raw: `{"identifiers":[{"type":"user_id","value":"${'x'.repeat(10 * 1024 * 1024)}"}],"reason":"ccpa"}`,
+          headers: json,
+        },
+        413,
+        'ERR_BODY_TOO_LARGE',
+      ],
+      ['missing Idempotency-Key', { body: gdpr('e2') }, 400, 'ERR_IDEMPOTENCY_KEY_MISSING'],
+      [
+        'empty identifiers',
+        { body: { identifiers: [], reason: 'ccpa' }, headers: key },
+        400,
+        'ERR_VALIDATION',
+      ],
+      [
+        'unknown field',
+        { body: { ...gdpr('e3'), callback: 'http://x' }, headers: key },
+        400,
+        'ERR_UNKNOWN_FIELD',
+      ],
+      ['control characters', { body: gdpr('bell\u0007'), headers: key }, 400, 'ERR_CONTROL_CHARACTERS'],
+    ];
+    for (const [what, opts, status, code] of cases) {
+      const res = await api.call('POST', '/v1/erasure-requests', opts);
+      assert.equal(res.status, status, `${what}: ${JSON.stringify(res.body)?.slice(0, 200)}`);
+      assert.equal(res.body.code, code, what);
+      assert.match(res.headers.get('content-type') ?? '', /^application\/problem\+json/, what);
+    }
+    const notFound = await api.call('GET', '/v1/nothing-here');
+    assert.equal(notFound.status, 404);
+    assert.equal(notFound.body.code, 'ERR_NOT_FOUND');
+    assert.equal(await count(api, 'erasure_requests'), before, 'no row left behind');
+  });
+
   it('rate-limits per token with 429 and Retry-After', async () => {
     const limited = await startTestApi({ RATE_LIMIT_PER_SECOND: '1', RATE_LIMIT_BURST: '2' });
     try {
