@@ -143,13 +143,11 @@ export function createApp(deps: AppDeps): express.Express {
   );
   app.use('/v1/tokens', auth, admin.tokens);
   app.use('/v1/identifier-types', auth, admin.types);
-  app.use('/v1/acks', auth, (_req, res) => {
+  app.post('/v1/acks', auth, (_req, res) => {
     sendProblem(
       res,
-      'ERR_NOT_FOUND',
-      'POST /v1/acks arrives with the event-log issue (acknowledgements); not implemented yet',
-      {},
-      501,
+      'ERR_NOT_IMPLEMENTED',
+      'POST /v1/acks arrives with the acknowledgements work; not implemented yet',
     );
   });
   app.use((req, res) => {

@@ -57,13 +57,13 @@ export const PROBLEM_CODES = {
   ERR_UNAUTHENTICATED: { status: 401, title: 'Authentication required' },
   ERR_FORBIDDEN: { status: 403, title: 'Not allowed' },
   ERR_NOT_FOUND: { status: 404, title: 'Not found' },
-  ERR_METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
   ERR_RATE_LIMITED: { status: 429, title: 'Too many requests' },
   ERR_CANCEL_CONFLICT: { status: 409, title: 'Request can no longer be cancelled' },
   ERR_CONFLICT: { status: 409, title: 'Conflict' },
   ERR_INVALID_TARGET: { status: 400, title: 'Invalid target' },
   ERR_INVALID_CURSOR: { status: 400, title: 'Invalid cursor' },
   ERR_UNAVAILABLE: { status: 503, title: 'Dependency unavailable' },
+  ERR_NOT_IMPLEMENTED: { status: 501, title: 'Not implemented yet' },
   ERR_INTERNAL: { status: 500, title: 'Internal error' },
 } as const;
 

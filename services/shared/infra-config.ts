@@ -41,12 +41,9 @@ export const LOCAL_DEFAULTS = Object.freeze({
   s3Region: 'us-east-1',
 });
 
-export class ConfigError extends Error {
-  readonly code = 'ERR_CONFIG';
-  constructor(readonly problems: string[]) {
-    super(`invalid configuration: ${problems.join('; ')}`);
-  }
-}
+// One error class per code: configuration problems are ConfigurationError everywhere.
+import { ConfigurationError } from './errors.ts';
+export { ConfigurationError as ConfigError };
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -112,7 +109,7 @@ export function loadInfraConfig(env: Env): InfraConfig {
   if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket))
     problems.push('S3_BUCKET is not a valid bucket name');
 
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (problems.length > 0) throw new ConfigurationError(problems);
   return Object.freeze({
     databaseUrl,
     kafkaBrokers: Object.freeze(kafkaBrokers),

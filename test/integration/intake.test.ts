@@ -487,6 +487,20 @@ describe('intake API', () => {
       assert.equal(res.body.code, code, what);
       assert.match(res.headers.get('content-type') ?? '', /^application\/problem\+json/, what);
     }
+    // Inputs that once reached PostgreSQL or Express unchecked and answered 500.
+    const dashes = await api.call('POST', `/v1/erasure-requests/${'-'.repeat(36)}/cancel`);
+    assert.equal(dashes.status, 404);
+    const cursor = Buffer.from(JSON.stringify(['2020', randomUUID()])).toString('base64url');
+    assert.equal(
+      (await api.call('GET', `/v1/erasure-requests?cursor=${cursor}`)).body.code,
+      'ERR_INVALID_CURSOR',
+    );
+    const encoding = await api.call('GET', '/v1/erasure-requests/%E0%A4%A');
+    assert.equal(encoding.status, 400);
+    const feb30 = await submit(api, 'edge-feb30', gdpr('e4', { notBefore: '2027-02-30T00:00:00Z' }));
+    assert.equal(feb30.body.code, 'ERR_VALIDATION');
+    const nullItem = await api.call('POST', '/v1/erasure-requests:batch', { body: { requests: [null] } });
+    assert.equal(nullItem.body.results[0].error.code, 'ERR_VALIDATION');
     const notFound = await api.call('GET', '/v1/nothing-here');
     assert.equal(notFound.status, 404);
     assert.equal(notFound.body.code, 'ERR_NOT_FOUND');

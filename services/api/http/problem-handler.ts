@@ -39,6 +39,10 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
     if (e.type === 'entity.too.large') return sendProblem(res, 'ERR_BODY_TOO_LARGE', 'the body is too large');
     if (e.type === 'entity.parse.failed')
       return sendProblem(res, 'ERR_MALFORMED_JSON', 'the body is not valid JSON');
+    // Express's own client errors, e.g. a path parameter that is not valid percent-encoding.
+    if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
+      return sendProblem(res, 'ERR_VALIDATION', 'the request could not be parsed', {}, 400);
+    }
     const unavailable = ['ECONNREFUSED', '57P01', '57P03', '53300', '08006', '08001'].includes(e.code ?? '');
     logger.error('request failed', {
       code: unavailable ? 'ERR_UNAVAILABLE' : 'ERR_INTERNAL',

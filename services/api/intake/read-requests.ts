@@ -60,7 +60,7 @@ SELECT chain_seq, kind, at, detail
  WHERE request_id = ANY ($1::uuid[])
  ORDER BY journal.id`;
 
-function isUuid(s: string): boolean {
+export function isUuid(s: string): boolean {
   return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(s);
 }
 
@@ -126,6 +126,15 @@ export interface ListFilter {
   cursor?: string;
 }
 
+/** Exactly what encodeCursor writes (Date#toISOString); anything else is not our cursor. */
+function isIsoInstant(v: unknown): v is string {
+  return (
+    typeof v === 'string' &&
+    /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/.test(v) &&
+    new Date(v).toISOString() === v
+  );
+}
+
 function encodeCursor(receivedAt: Date, id: string): string {
   return Buffer.from(JSON.stringify([receivedAt.toISOString(), id])).toString('base64url');
 }
@@ -133,13 +142,7 @@ function encodeCursor(receivedAt: Date, id: string): string {
 function decodeCursor(cursor: string): [string, string] {
   try {
     const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (
-      Array.isArray(v) &&
-      v.length === 2 &&
-      typeof v[0] === 'string' &&
-      !Number.isNaN(Date.parse(v[0])) &&
-      isUuid(String(v[1]))
-    ) {
+    if (Array.isArray(v) && v.length === 2 && isIsoInstant(v[0]) && isUuid(String(v[1]))) {
       return [v[0], String(v[1])];
     }
   } catch {

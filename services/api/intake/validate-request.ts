@@ -17,6 +17,13 @@ const FIELDS = new Set(['identifiers', 'reason', 'priority', 'notBefore']);
 export const MAX_IDENTIFIERS = 20;
 const ISO_8601 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$/;
 
+/** An ISO-8601 date-time with a zone whose calendar date exists (Date.parse rolls 02-30 into March). */
+export function isIsoDateTime(v: unknown): v is string {
+  if (typeof v !== 'string' || !ISO_8601.test(v) || Number.isNaN(Date.parse(v))) return false;
+  const [y, m, d] = v.slice(0, 10).split('-').map(Number) as [number, number, number];
+  return m >= 1 && m <= 12 && d >= 1 && d <= new Date(Date.UTC(y, m, 0)).getUTCDate();
+}
+
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -106,7 +113,7 @@ export function validateErasureRequest(
   }
   let nb: Date | null = null;
   if (notBefore !== undefined && notBefore !== null) {
-    if (typeof notBefore !== 'string' || !ISO_8601.test(notBefore) || Number.isNaN(Date.parse(notBefore))) {
+    if (!isIsoDateTime(notBefore)) {
       throw problem('ERR_VALIDATION', 'notBefore must be an ISO-8601 date-time with a time zone', {
         field: 'notBefore',
       });

@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { problem } from '../../shared/errors.ts';
 import { checkCustomPattern } from '../../shared/identifiers.ts';
 import { requireScope } from '../auth/authenticate.ts';
+import { isIsoDateTime } from '../intake/validate-request.ts';
 import { SCOPES, type Scope, type TokenStore } from '../auth/token-store.ts';
 import { CONTROL_CHARACTERS, readJsonBody } from '../http/read-json-body.ts';
 
@@ -74,11 +75,7 @@ export function adminRoutes(deps: {
     const expiresRaw = b['expiresAt'];
     let expiresAt: Date | undefined;
     if (expiresRaw !== undefined) {
-      if (
-        typeof expiresRaw !== 'string' ||
-        Number.isNaN(Date.parse(expiresRaw)) ||
-        Date.parse(expiresRaw) <= Date.now()
-      ) {
+      if (!isIsoDateTime(expiresRaw) || Date.parse(expiresRaw) <= Date.now()) {
         throw problem('ERR_VALIDATION', 'expiresAt must be a future ISO-8601 date-time', {
           field: 'expiresAt',
         });
@@ -96,16 +93,14 @@ export function adminRoutes(deps: {
       req.principal!.tokenId,
       { tokenId: minted.id, owner, scopes: unique, target },
     ]);
-    res
-      .status(201)
-      .json({
-        id: minted.id,
-        token: minted.token,
-        owner,
-        scopes: unique,
-        target,
-        expiresAt: expiresAt ?? null,
-      });
+    res.status(201).json({
+      id: minted.id,
+      token: minted.token,
+      owner,
+      scopes: unique,
+      target,
+      expiresAt: expiresAt ?? null,
+    });
   });
 
   const types = Router();

@@ -9,7 +9,7 @@ import { requireScope } from '../auth/authenticate.ts';
 import { readJsonBody } from '../http/read-json-body.ts';
 import { cancelRequest } from '../intake/cancel-request.ts';
 import { insertRequests, type InsertOutcome, type NewRequest } from '../intake/insert-requests.ts';
-import { getRequest, listRequests } from '../intake/read-requests.ts';
+import { getRequest, isUuid, listRequests } from '../intake/read-requests.ts';
 import { checkIdempotencyKey, validateErasureRequest } from '../intake/validate-request.ts';
 
 export interface ErasureRequestDeps {
@@ -75,7 +75,11 @@ export function erasureRequestRoutes(deps: ErasureRequestDeps) {
       throw problem('ERR_VALIDATION', 'the body must be {"requests": [...]}');
     }
     const unknown = Object.keys(body).filter((k) => k !== 'requests');
-    if (unknown.length > 0) throw problem('ERR_UNKNOWN_FIELD', `unknown field "${unknown[0]!.slice(0, 64)}"`);
+    if (unknown.length > 0) {
+      throw problem('ERR_UNKNOWN_FIELD', `unknown field "${unknown[0]!.slice(0, 64)}"`, {
+        field: unknown[0]!.slice(0, 64),
+      });
+    }
     const items = (body as { requests?: unknown }).requests;
     if (!Array.isArray(items) || items.length === 0) {
       throw problem('ERR_VALIDATION', 'requests must be a non-empty array', { field: 'requests' });
@@ -91,6 +95,9 @@ export function erasureRequestRoutes(deps: ErasureRequestDeps) {
     const valid: { index: number; request: NewRequest }[] = [];
     items.forEach((item, index) => {
       try {
+        if (typeof item !== 'object' || item === null || Array.isArray(item)) {
+          throw problem('ERR_VALIDATION', 'each batch item must be a JSON object');
+        }
         const key = checkIdempotencyKey(
           (item as { idempotencyKey?: unknown } | null)?.idempotencyKey,
           'idempotencyKey',
@@ -179,7 +186,7 @@ export function erasureRequestRoutes(deps: ErasureRequestDeps) {
 
   router.post('/:id/cancel', requireScope('submit'), async (req, res) => {
     const id = String(req.params['id']);
-    if (!/^[0-9a-f-]{36}$/i.test(id)) throw problem('ERR_NOT_FOUND', 'no such erasure request');
+    if (!isUuid(id)) throw problem('ERR_NOT_FOUND', 'no such erasure request');
     const out = await cancelRequest(pool, id, viewer(req));
     deps.logger.info('erasure request cancelled', { requestId: id });
     res.json({ ...out, links: { self: `/v1/erasure-requests/${id}` } });
