@@ -160,13 +160,13 @@ export async function listRequests(pool: pg.Pool, viewer: { owner: string; admin
     where.push(sql.replace('?', `$${params.length}`));
   };
   if (!viewer.admin) add('r.owner = ?', viewer.owner);
-  if (f.status) add('r.status = ?', f.status);
+  if (f.status) add('coalesce(p.status, r.status) = ?', f.status);
   if (f.reason) add('r.reason = ?', f.reason);
   if (f.target)
     add('EXISTS (SELECT 1 FROM erasure_tasks t WHERE t.request_id = r.id AND t.target = ?)', f.target);
-  if (f.overdue === true) where.push(`r.deadline < now() AND r.status NOT IN ('completed', 'cancelled')`);
+  if (f.overdue === true) where.push(`r.deadline < now() AND coalesce(p.status, r.status) NOT IN ('completed', 'cancelled')`);
   if (f.overdue === false)
-    where.push(`NOT (r.deadline < now() AND r.status NOT IN ('completed', 'cancelled'))`);
+    where.push(`NOT (r.deadline < now() AND coalesce(p.status, r.status) NOT IN ('completed', 'cancelled'))`);
   if (f.cursor) {
     const [at, id] = decodeCursor(f.cursor);
     params.push(at, id);
@@ -174,8 +174,10 @@ export async function listRequests(pool: pg.Pool, viewer: { owner: string; admin
   }
   params.push(f.limit + 1);
   const sql = `
-    SELECT r.id, r.status, r.reason, r.priority, r.received_at, r.deadline, r.completed_at, r.linked_to
+    SELECT r.id, coalesce(p.status, r.status) AS status, r.reason, r.priority, r.received_at, r.deadline,
+           coalesce(p.completed_at, r.completed_at) AS completed_at, r.linked_to
       FROM erasure_requests r
+      LEFT JOIN erasure_requests p ON p.id = r.linked_to
      ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
      ORDER BY r.received_at DESC, r.id DESC
      LIMIT $${params.length}`;
