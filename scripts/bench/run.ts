@@ -9,6 +9,7 @@ import { REPO_ROOT } from '../stack/stack-config.ts';
 
 const BENCHMARKS: Record<string, string> = {
   stack: 'bench-stack.ts',
+  intake: 'bench-intake.ts',
 };
 
 const [name, ...rest] = process.argv.slice(2);

@@ -1,5 +1,5 @@
 import { ConfigurationError } from '../shared/errors.ts';
-import { ConfigError, loadInfraConfig, type InfraConfig } from '../shared/infra-config.ts';
+import { collectInfraConfig, type InfraConfig } from '../shared/infra-config.ts';
 
 /** The local development key; a deployment sets ERASURE_HMAC_KEY (start-up warns otherwise). */
 export const DEV_HMAC_KEY = 'erasure-local-development-hmac-key-not-for-production';
@@ -29,17 +29,15 @@ export interface ApiConfig {
   readonly logLevel: string;
   /** DB_POOL_SIZE, default 20. */
   readonly dbPoolSize: number;
+  /** ACCEPT_MAX_BATCH: most single requests group-committed in one statement (default 500). */
+  readonly acceptMaxBatch: number;
+  /** ACCEPT_MAX_IN_FLIGHT: accept statements running at once (default 4). */
+  readonly acceptMaxInFlight: number;
 }
 
 export function loadApiConfig(env: NodeJS.ProcessEnv): ApiConfig {
   const problems: string[] = [];
-  let infra: InfraConfig | undefined;
-  try {
-    infra = loadInfraConfig(env);
-  } catch (err) {
-    if (err instanceof ConfigError) problems.push(...err.problems);
-    else throw err;
-  }
+  const infra = collectInfraConfig(env, problems);
   const int = (name: string, dflt: number, min: number, max: number) => {
     const raw = env[name];
     const v = raw === undefined || raw === '' ? dflt : Number(raw);
@@ -63,6 +61,8 @@ export function loadApiConfig(env: NodeJS.ProcessEnv): ApiConfig {
   const maxBatchSize = int('MAX_BATCH_SIZE', 10_000, 1, 10_000);
   const tokenCacheMs = int('TOKEN_CACHE_MS', 10_000, 0, 300_000);
   const dbPoolSize = int('DB_POOL_SIZE', 20, 1, 500);
+  const acceptMaxBatch = int('ACCEPT_MAX_BATCH', 500, 1, 10_000);
+  const acceptMaxInFlight = int('ACCEPT_MAX_IN_FLIGHT', 4, 1, 100);
   if (problems.length > 0 || !infra) throw new ConfigurationError(problems);
   return Object.freeze({
     infra,
@@ -79,5 +79,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv): ApiConfig {
     tokenCacheMs,
     logLevel,
     dbPoolSize,
+    acceptMaxBatch,
+    acceptMaxInFlight,
   });
 }

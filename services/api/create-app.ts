@@ -10,6 +10,7 @@ import { authenticate } from './auth/authenticate.ts';
 import type { TokenStore } from './auth/token-store.ts';
 import type { ApiConfig } from './config.ts';
 import { problemHandler, sendProblem } from './http/problem-handler.ts';
+import { createAcceptBatcher } from './intake/accept-batcher.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { erasureRequestRoutes } from './routes/erasure-requests.ts';
 import { targetRoutes } from './routes/targets.ts';
@@ -23,6 +24,8 @@ export interface AppDeps {
     | 'maxBatchSize'
     | 'rateLimitPerSecond'
     | 'rateLimitBurst'
+    | 'acceptMaxBatch'
+    | 'acceptMaxInFlight'
   >;
   pool: pg.Pool;
   tokens: TokenStore;
@@ -56,6 +59,7 @@ export function createApp(deps: AppDeps): express.Express {
   const { pool, logger, metrics } = deps;
   const app = express();
   app.disable('x-powered-by');
+  app.set('etag', false); // answers are per call; hashing every body costs CPU for nothing
   app.set('query parser', 'simple');
 
   const httpDuration = new Histogram({
@@ -105,6 +109,12 @@ export function createApp(deps: AppDeps): express.Express {
   });
 
   const types = identifierTypeCache(pool);
+  const batcher = createAcceptBatcher({
+    pool,
+    hmacKey: deps.cfg.hmacKey,
+    maxBatch: deps.cfg.acceptMaxBatch,
+    maxInFlight: deps.cfg.acceptMaxInFlight,
+  });
   const auth = authenticate({
     tokens: deps.tokens,
     rateLimitPerSecond: deps.cfg.rateLimitPerSecond,
@@ -121,6 +131,7 @@ export function createApp(deps: AppDeps): express.Express {
     identifierTypes: () => types.get(),
     accepted,
     batchSize,
+    acceptOne: batcher.accept,
   });
   const admin = adminRoutes({
     pool,

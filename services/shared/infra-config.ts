@@ -129,3 +129,19 @@ export function loadInfraConfig(env: Env): InfraConfig {
     }),
   });
 }
+
+/**
+ * For service config loaders: reads the infrastructure settings, adding any problems to
+ * the caller's list so every problem of a service's configuration is reported at once.
+ */
+export function collectInfraConfig(env: Env, problems: string[]): InfraConfig | undefined {
+  try {
+    return loadInfraConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigurationError) {
+      problems.push(...err.problems);
+      return undefined;
+    }
+    throw err;
+  }
+}

@@ -56,14 +56,15 @@ export function createTokenStore(deps: { pool: pg.Pool; cacheMs: number; now?: (
         owner: string;
         scopes: Scope[];
         target: string | null;
-      }>(
-        `SELECT id, owner, scopes, target
-           FROM api_tokens
-          WHERE token_sha256 = $1
-            AND revoked_at IS NULL
-            AND (expires_at IS NULL OR expires_at > now())`,
-        [hashToken(token)],
-      );
+      }>({
+        name: 'authenticate_token',
+        text: `SELECT id, owner, scopes, target
+                 FROM api_tokens
+                WHERE token_sha256 = $1
+                  AND revoked_at IS NULL
+                  AND (expires_at IS NULL OR expires_at > now())`,
+        values: [hashToken(token)],
+      });
       const row = rows[0];
       const principal = row
         ? { tokenId: row.id, owner: row.owner, scopes: row.scopes, target: row.target }

@@ -177,22 +177,27 @@ export async function insertRequests(
   for (let round = 0; round < 5 && pending.length > 0; round++) {
     // 1. Accept what does not conflict.
     const pick = <T>(f: (i: number) => T) => pending.map(f);
-    const accepted = await pool.query<Row>(INSERT_ACCEPTED, [
-      pick((i) => ids[i]),
-      pick((i) => input.requests[i]!.idempotencyKey),
-      pick((i) => input.requests[i]!.bodySha256),
-      pick((i) => subjects[i]),
-      pick((i) => JSON.stringify(input.requests[i]!.identifiers)),
-      pick((i) => identifierTypesCsv(input.requests[i]!.identifiers)),
-      pick((i) => input.requests[i]!.reason),
-      pick((i) => input.requests[i]!.priority),
-      pick((i) => PRIORITY_RANK[input.requests[i]!.priority]),
-      pick((i) => input.requests[i]!.notBefore),
-      pick((i) => REASON_POLICY[input.requests[i]!.reason].deadline),
-      pick(() => randomUUID()),
-      input.owner,
-      input.actor,
-    ]);
+    // Named: parsed and analysed once per connection, not on every accept.
+    const accepted = await pool.query<Row>({
+      name: 'insert_accepted',
+      text: INSERT_ACCEPTED,
+      values: [
+        pick((i) => ids[i]),
+        pick((i) => input.requests[i]!.idempotencyKey),
+        pick((i) => input.requests[i]!.bodySha256),
+        pick((i) => subjects[i]),
+        pick((i) => JSON.stringify(input.requests[i]!.identifiers)),
+        pick((i) => identifierTypesCsv(input.requests[i]!.identifiers)),
+        pick((i) => input.requests[i]!.reason),
+        pick((i) => input.requests[i]!.priority),
+        pick((i) => PRIORITY_RANK[input.requests[i]!.priority]),
+        pick((i) => input.requests[i]!.notBefore),
+        pick((i) => REASON_POLICY[input.requests[i]!.reason].deadline),
+        pick(() => randomUUID()),
+        input.owner,
+        input.actor,
+      ],
+    });
     const byId = new Map(accepted.rows.map((r) => [r.id, r]));
     pending = pending.filter((i) => {
       const row = byId.get(ids[i]!);
@@ -209,10 +214,11 @@ export async function insertRequests(
     if (pending.length === 0) break;
 
     // 2. Same idempotency key: the original request, or a conflict if the body differs.
-    const existing = await pool.query<Row & { body_sha256: Buffer }>(FIND_BY_KEYS, [
-      input.owner,
-      pending.map((i) => input.requests[i]!.idempotencyKey),
-    ]);
+    const existing = await pool.query<Row & { body_sha256: Buffer }>({
+      name: 'find_requests_by_keys',
+      text: FIND_BY_KEYS,
+      values: [input.owner, pending.map((i) => input.requests[i]!.idempotencyKey)],
+    });
     const byKey = new Map(existing.rows.map((r) => [r.idempotency_key, r]));
     pending = pending.filter((i) => {
       const req = input.requests[i]!;
@@ -232,19 +238,23 @@ export async function insertRequests(
     if (pending.length === 0) break;
 
     // 3. Subject already in flight: link instead of fanning out twice.
-    const linked = await pool.query<Row>(INSERT_LINKED, [
-      pending.map((i) => ids[i]),
-      pending.map((i) => input.requests[i]!.idempotencyKey),
-      pending.map((i) => input.requests[i]!.bodySha256),
-      pending.map((i) => subjects[i]),
-      pending.map((i) => JSON.stringify(input.requests[i]!.identifiers)),
-      pending.map((i) => input.requests[i]!.reason),
-      pending.map((i) => input.requests[i]!.priority),
-      pending.map((i) => input.requests[i]!.notBefore),
-      pending.map((i) => REASON_POLICY[input.requests[i]!.reason].deadline),
-      input.owner,
-      input.actor,
-    ]);
+    const linked = await pool.query<Row>({
+      name: 'insert_linked',
+      text: INSERT_LINKED,
+      values: [
+        pending.map((i) => ids[i]),
+        pending.map((i) => input.requests[i]!.idempotencyKey),
+        pending.map((i) => input.requests[i]!.bodySha256),
+        pending.map((i) => subjects[i]),
+        pending.map((i) => JSON.stringify(input.requests[i]!.identifiers)),
+        pending.map((i) => input.requests[i]!.reason),
+        pending.map((i) => input.requests[i]!.priority),
+        pending.map((i) => input.requests[i]!.notBefore),
+        pending.map((i) => REASON_POLICY[input.requests[i]!.reason].deadline),
+        input.owner,
+        input.actor,
+      ],
+    });
     const linkedById = new Map(linked.rows.map((r) => [r.id, r]));
     pending = pending.filter((i) => {
       const row = linkedById.get(ids[i]!);

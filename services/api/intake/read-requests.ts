@@ -164,7 +164,8 @@ export async function listRequests(pool: pg.Pool, viewer: { owner: string; admin
   if (f.reason) add('r.reason = ?', f.reason);
   if (f.target)
     add('EXISTS (SELECT 1 FROM erasure_tasks t WHERE t.request_id = r.id AND t.target = ?)', f.target);
-  if (f.overdue === true) where.push(`r.deadline < now() AND coalesce(p.status, r.status) NOT IN ('completed', 'cancelled')`);
+  if (f.overdue === true)
+    where.push(`r.deadline < now() AND coalesce(p.status, r.status) NOT IN ('completed', 'cancelled')`);
   if (f.overdue === false)
     where.push(`NOT (r.deadline < now() AND coalesce(p.status, r.status) NOT IN ('completed', 'cancelled'))`);
   if (f.cursor) {

@@ -21,6 +21,8 @@ export interface ErasureRequestDeps {
   maxBatchSize: number;
   identifierTypes: () => Promise<ReadonlyMap<string, IdentifierType>>;
   accepted: Counter<'outcome'>;
+  /** Accepts one request (group-committed with concurrent ones: see accept-batcher.ts). */
+  acceptOne: (owner: string, actor: string, request: NewRequest) => Promise<InsertOutcome>;
   batchSize: Histogram;
 }
 
@@ -57,16 +59,13 @@ export function erasureRequestRoutes(deps: ErasureRequestDeps) {
     const body = await readJsonBody(req, deps.bodyLimitBytes);
     const input = validateErasureRequest(body, await deps.identifierTypes());
     const v = viewer(req);
-    const [outcome] = await insertRequests(pool, {
-      owner: v.owner,
-      actor: v.actor,
-      hmacKey: deps.hmacKey,
-      requests: [{ ...input, idempotencyKey: key }],
-    });
-    deps.accepted.inc({ outcome: outcome!.kind });
-    if (outcome!.kind === 'conflict') throw conflict();
-    deps.logger.info('erasure request accepted', { requestId: outcome!.id, outcome: outcome!.kind });
-    res.status(202).location(`/v1/erasure-requests/${outcome!.id}`).json(accepted(outcome!));
+    const outcome = await deps.acceptOne(v.owner, v.actor, { ...input, idempotencyKey: key });
+    deps.accepted.inc({ outcome: outcome.kind });
+    if (outcome.kind === 'conflict') throw conflict();
+    if (deps.logger.isDebugEnabled()) {
+      deps.logger.debug('erasure request accepted', { requestId: outcome.id, outcome: outcome.kind });
+    }
+    res.status(202).location(`/v1/erasure-requests/${outcome.id}`).json(accepted(outcome));
   });
 
   batch.post('/', requireScope('submit'), async (req, res) => {
