@@ -5,9 +5,10 @@
  */
 import { loadApiConfig } from './api/config.ts';
 import { start as startApi, type RunningService } from './api/index.ts';
+import { loadSealerConfig, start as startSealer } from './journal-sealer/index.ts';
 import { ErasureError } from './shared/errors.ts';
 
-export const SERVICES = ['api'] as const;
+export const SERVICES = ['api', 'journal-sealer'] as const;
 export type ServiceName = (typeof SERVICES)[number];
 
 export async function startServices(
@@ -18,6 +19,7 @@ export async function startServices(
   try {
     for (const name of names) {
       if (name === 'api') running.push(await startApi(loadApiConfig(env)));
+      if (name === 'journal-sealer') running.push(await startSealer(loadSealerConfig(env)));
     }
   } catch (err) {
     for (const r of running.reverse()) await r.stop().catch(() => undefined);

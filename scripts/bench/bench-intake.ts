@@ -13,7 +13,7 @@
  * deadline the load generator stops sending and waits for the answers in flight, so every
  * committed row has a counted response and "rows = 202 responses" can be checked exactly.
  *
- * Options: --seconds=N (20), --connections=N (50), --pool-size=N (API DB_POOL_SIZE, 20),
+ * Options: --no-sealer (do not run the journal sealer beside the API), --seconds=N (20), --connections=N (50), --pool-size=N (API DB_POOL_SIZE, 20),
  * --batch-seconds=N (15), --batch-connections=N (2), --warmup-seconds=N (3, per phase),
  * --phases=single,pgbench,batch (all; leave some out to try settings faster),
  * --pgbench-mode=prepared|extended|simple (prepared), --api-node-args="--cpu-prof ..." (none;
@@ -584,6 +584,17 @@ async function main(): Promise<void> {
     apiNodeArgs,
   );
   const apiPid = api.pid!;
+  // The journal sealer runs as its own service, as in production; its CPU shows as "other".
+  if (!process.argv.includes('--no-sealer')) {
+    step('starting the journal sealer (own process)');
+    track(
+      spawn(process.execPath, ['--import', 'tsx', 'services/main.ts', 'journal-sealer'], {
+        cwd: REPO_ROOT,
+        env: { ...process.env, DATABASE_URL: db.url, LOG_LEVEL: 'warn' },
+        stdio: ['ignore', 2, 2],
+      }),
+    );
+  }
   // The admin token the API bootstrapped: the owner and actor its requests are written with.
   const admin = (await db.pool.query<{ id: string; owner: string }>('SELECT id, owner FROM api_tokens'))
     .rows[0]!;

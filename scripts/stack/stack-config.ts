@@ -1,11 +1,6 @@
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  ConfigError,
-  loadInfraConfig,
-  localPorts,
-  type InfraConfig,
-} from '../../services/shared/infra-config.ts';
+import { collectInfraConfig, ConfigError, localPorts, type InfraConfig } from '../../services/shared/infra-config.ts';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -33,13 +28,7 @@ export interface StackConfig {
 
 export function loadStackConfig(env: NodeJS.ProcessEnv, argv: string[] = []): StackConfig {
   const problems: string[] = [];
-  let infra: InfraConfig | undefined;
-  try {
-    infra = loadInfraConfig(env);
-  } catch (err) {
-    if (err instanceof ConfigError) problems.push(...err.problems);
-    else throw err;
-  }
+  const infra = collectInfraConfig(env, problems);
   const ports = localPorts(env); // its problems are already reported by loadInfraConfig
 
   const nodesArg = argv.find((a) => a.startsWith('--kafka-nodes='))?.split('=')[1];

@@ -31,7 +31,7 @@ export interface ApiConfig {
   readonly dbPoolSize: number;
   /** ACCEPT_MAX_BATCH: most single requests group-committed in one statement (default 500). */
   readonly acceptMaxBatch: number;
-  /** ACCEPT_MAX_IN_FLIGHT: accept statements running at once (default 4). */
+  /** ACCEPT_MAX_IN_FLIGHT: accept statements running at once (default 2: bigger groups, fewer commits). */
   readonly acceptMaxInFlight: number;
 }
 
@@ -62,7 +62,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv): ApiConfig {
   const tokenCacheMs = int('TOKEN_CACHE_MS', 10_000, 0, 300_000);
   const dbPoolSize = int('DB_POOL_SIZE', 20, 1, 500);
   const acceptMaxBatch = int('ACCEPT_MAX_BATCH', 500, 1, 10_000);
-  const acceptMaxInFlight = int('ACCEPT_MAX_IN_FLIGHT', 4, 1, 100);
+  const acceptMaxInFlight = int('ACCEPT_MAX_IN_FLIGHT', 2, 1, 100);
   if (problems.length > 0 || !infra) throw new ConfigurationError(problems);
   return Object.freeze({
     infra,

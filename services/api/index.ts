@@ -8,7 +8,6 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { startJournalSealer } from '../shared/journal.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { dependencyChecks } from '../shared/readiness.ts';
 import { createTokenStore } from './auth/token-store.ts';
@@ -64,7 +63,6 @@ export async function start(
   });
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics, prefix: 'erasure_api_' });
-  const sealer = startJournalSealer({ pool, logger });
 
   const app = createApp({
     cfg,
@@ -98,7 +96,6 @@ export async function start(
         server.close(() => resolve());
         server.closeIdleConnections();
       });
-      await sealer.stop();
       s3.destroy();
       await kafkaAdmin.disconnect();
       await pool.end();

@@ -6,7 +6,7 @@ export interface AcceptBatcherOptions {
   hmacKey: Buffer;
   /** Most requests in one statement (default 500). */
   maxBatch?: number;
-  /** Accept statements in flight at once (default 4); requests arriving meanwhile wait and go together. */
+  /** Accept statements in flight at once (default 2); requests arriving meanwhile wait and go together. */
   maxInFlight?: number;
 }
 
@@ -31,7 +31,7 @@ interface Waiting {
  */
 export function createAcceptBatcher(opts: AcceptBatcherOptions) {
   const maxBatch = opts.maxBatch ?? 500;
-  const maxInFlight = opts.maxInFlight ?? 4;
+  const maxInFlight = opts.maxInFlight ?? 2;
   const queues = new Map<string, { owner: string; actor: string; items: Waiting[] }>();
   let inFlight = 0;
   let scheduled = false;
