@@ -1,6 +1,11 @@
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { collectInfraConfig, ConfigError, localPorts, type InfraConfig } from '../../services/shared/infra-config.ts';
+import {
+  collectInfraConfig,
+  ConfigError,
+  localPorts,
+  type InfraConfig,
+} from '../../services/shared/infra-config.ts';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
