@@ -6,9 +6,11 @@
 import { loadApiConfig } from './api/config.ts';
 import { start as startApi, type RunningService } from './api/index.ts';
 import { loadSealerConfig, start as startSealer } from './journal-sealer/index.ts';
+import { loadAckConsumerConfig, start as startAckConsumer } from './ack-consumer/index.ts';
+import { loadRelayConfig, start as startRelay } from './relay/index.ts';
 import { ErasureError } from './shared/errors.ts';
 
-export const SERVICES = ['api', 'journal-sealer'] as const;
+export const SERVICES = ['api', 'journal-sealer', 'relay', 'ack-consumer'] as const;
 export type ServiceName = (typeof SERVICES)[number];
 
 export async function startServices(
@@ -20,6 +22,8 @@ export async function startServices(
     for (const name of names) {
       if (name === 'api') running.push(await startApi(loadApiConfig(env)));
       if (name === 'journal-sealer') running.push(await startSealer(loadSealerConfig(env)));
+      if (name === 'relay') running.push(await startRelay(loadRelayConfig(env)));
+      if (name === 'ack-consumer') running.push(await startAckConsumer(loadAckConsumerConfig(env)));
     }
   } catch (err) {
     for (const r of running.reverse()) await r.stop().catch(() => undefined);

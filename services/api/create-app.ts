@@ -11,6 +11,7 @@ import type { TokenStore } from './auth/token-store.ts';
 import type { ApiConfig } from './config.ts';
 import { problemHandler, sendProblem } from './http/problem-handler.ts';
 import { createAcceptBatcher } from './intake/accept-batcher.ts';
+import { ackRoutes } from './routes/acks.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { erasureRequestRoutes } from './routes/erasure-requests.ts';
 import { targetRoutes } from './routes/targets.ts';
@@ -154,13 +155,7 @@ export function createApp(deps: AppDeps): express.Express {
   );
   app.use('/v1/tokens', auth, admin.tokens);
   app.use('/v1/identifier-types', auth, admin.types);
-  app.post('/v1/acks', auth, (_req, res) => {
-    sendProblem(
-      res,
-      'ERR_NOT_IMPLEMENTED',
-      'POST /v1/acks arrives with the acknowledgements work; not implemented yet',
-    );
-  });
+  app.use('/v1/acks', auth, ackRoutes({ pool, bodyLimitBytes: deps.cfg.bodyLimitBytes }));
   app.use((req, res) => {
     sendProblem(res, 'ERR_NOT_FOUND', `no route for ${req.method} ${req.path.slice(0, 100)}`);
   });

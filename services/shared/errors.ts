@@ -63,7 +63,6 @@ export const PROBLEM_CODES = {
   ERR_INVALID_TARGET: { status: 400, title: 'Invalid target' },
   ERR_INVALID_CURSOR: { status: 400, title: 'Invalid cursor' },
   ERR_UNAVAILABLE: { status: 503, title: 'Dependency unavailable' },
-  ERR_NOT_IMPLEMENTED: { status: 501, title: 'Not implemented yet' },
   ERR_INTERNAL: { status: 500, title: 'Internal error' },
 } as const;
 

@@ -533,12 +533,35 @@ describe('OpenAPI document', () => {
     });
     assert.equal(cancelledAgain.body.cancelledAt, cancelled.body.cancelledAt);
 
-    // Acks: planned.
-    const ackRes = await exchange('POST', '/v1/acks', {
-      token: ack.body.token,
-      body: { requestId: first.body.id, target: 'profile-events', status: 'deleted' },
+    // Acks: the token's own target, again (a duplicate), another target, an unknown request.
+    const ackBody = { requestId: first.body.id, target: 'profile-events', status: 'deleted', detail: 'done' };
+    const ackRes = await exchange('POST', '/v1/acks', { token: ack.body.token, body: ackBody });
+    assert.equal(ackRes.status, 200);
+    assert.deepEqual(ackRes.body, {
+      requestId: first.body.id,
+      target: 'profile-events',
+      result: 'applied',
+      requestStatus: 'in_progress',
     });
-    assert.equal(ackRes.status, 501);
+    const ackAgain = await exchange('POST', '/v1/acks', { token: ack.body.token, body: ackBody });
+    assert.equal(ackAgain.body.result, 'duplicate');
+    const otherTarget = await exchange('POST', '/v1/acks', {
+      token: ack.body.token,
+      body: { ...ackBody, target: 'shop-db' },
+    });
+    assert.equal(otherTarget.status, 403);
+    const unknownRequest = await exchange('POST', '/v1/acks', {
+      token: ack.body.token,
+      body: { ...ackBody, requestId: randomUUID() },
+    });
+    assert.equal(unknownRequest.status, 404);
+    const badStatus = { ...ackBody, status: 'gone' };
+    assert.equal(
+      (await exchange('POST', '/v1/acks', { token: ack.body.token, body: badStatus })).status,
+      400,
+    );
+    assertBodyRefused('POST', '/v1/acks', badStatus);
+    assertBodyRefused('POST', '/v1/acks', { ...ackBody, note: 'x' });
 
     // Errors.
     assert.equal(

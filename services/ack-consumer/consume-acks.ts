@@ -1,0 +1,213 @@
+/**
+ * The ack consumer's loop: privacy.erasure.acks.v1 → decode → validate → applyAck.
+ *
+ * Offsets never run ahead of the database. We use eachBatch with `eachBatchAutoResolve:
+ * false` and resolve a message's offset only after applyAck's COMMIT has returned (or the
+ * message was judged invalid, which writes nothing). kafkajs commits only resolved offsets
+ * (autoCommit on, so also on rebalance and stop), so a crash between COMMIT and the offset
+ * commit redelivers the message, and applyAck's idempotency turns it into a duplicate. The
+ * reverse (offset committed, effect lost) cannot happen. eachMessage would resolve as soon
+ * as the handler returns too, but gives no way to stop mid-batch without resolving.
+ */
+import type { Consumer, KafkaMessage } from 'kafkajs';
+import pg from 'pg';
+import { Counter, type Registry } from 'prom-client';
+import { applyAck, type AckResult } from '../shared/apply-ack.ts';
+import { computeBackoff } from '../shared/compute-backoff.ts';
+import type { EventCodec } from '../shared/event-codec.ts';
+import type { Logger } from '../shared/logger.ts';
+import { validateAckEvent } from './validate-ack-event.ts';
+
+export interface AckConsumerDeps {
+  consumer: Consumer;
+  codec: EventCodec;
+  pool: pg.Pool;
+  logger: Logger;
+  metrics: Registry;
+  topic: string;
+  /** Journal actor for applied acks. Default 'ack-consumer'. */
+  actor?: string;
+  /** Longest pause between retries of a failing database or registry call, in ms. Default 10 000. */
+  maxBackoffMs?: number;
+  /** For the retry jitter (full jitter, services/shared/compute-backoff.ts). Default Math.random. */
+  random?: () => number;
+}
+
+type Outcome = AckResult['result'] | 'invalid' | 'error';
+const STOPPED = Symbol('stopped');
+
+/** SQLSTATEs worth retrying: connection (08), resources (53), shutdown (57P), serialization, lock. */
+export function isRetriablePgError(err: unknown): boolean {
+  // Not the server's answer (refused or dropped connection, pool timeout): try again.
+  if (!(err instanceof pg.DatabaseError)) return true;
+  const code = err.code ?? '';
+  return /^(08|53|57P)/.test(code) || ['40001', '40P01', '55P03'].includes(code);
+}
+
+/** Registry calls that may succeed later. The client reports a refused connection as status 400. */
+export function isRetriableRegistryError(err: unknown): boolean {
+  const e = err as { status?: unknown; message?: unknown };
+  if (typeof e.status === 'number' && (e.status >= 500 || e.status === 429)) return true;
+  return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|socket hang up|timed? ?out/i.test(
+    String(e.message),
+  );
+}
+
+export async function runAckConsumer(deps: AckConsumerDeps): Promise<{ stop(): Promise<void> }> {
+  const { consumer, codec, pool, topic, actor = 'ack-consumer', maxBackoffMs = 10_000 } = deps;
+  const random = deps.random ?? Math.random;
+  const logger = deps.logger.child({ component: 'ack-consumer', topic });
+  const acks = new Counter({
+    name: 'erasure_acks_consumed_total',
+    help: 'Ack events consumed, by result (applied, duplicate, refused, unknown_request, invalid, error)',
+    labelNames: ['result'],
+    registers: [deps.metrics],
+  });
+  let stopping = false;
+  const sleepers = new Set<() => void>();
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        sleepers.delete(done);
+        resolve();
+      }
+      sleepers.add(done);
+    });
+
+  /** Runs `fn` until it succeeds, it fails for good (rethrown), or we are stopping. */
+  async function retrying<T>(
+    what: string,
+    fn: () => Promise<T>,
+    retriable: (err: unknown) => boolean,
+    heartbeat: () => Promise<void>,
+  ): Promise<T | typeof STOPPED> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (!retriable(err)) throw err;
+        const delayMs = computeBackoff(
+          attempt,
+          { initialMs: 200, maxMs: maxBackoffMs, multiplier: 2 },
+          random,
+        );
+        logger.warn(`${what} failed; retrying`, {
+          code: 'ERR_ACK_RETRY',
+          attempt,
+          retryInMs: delayMs,
+          errorCode: (err as { code?: unknown }).code,
+          error: err instanceof Error ? err.message : String(err),
+        });
+        if (stopping) return STOPPED;
+        await heartbeat(); // a long outage must not cost us the partition
+        await pause(delayMs);
+        if (stopping) return STOPPED;
+      }
+    }
+  }
+
+  /** One message to an outcome; STOPPED leaves its offset unresolved, so it is read again. */
+  async function handle(m: KafkaMessage, heartbeat: () => Promise<void>): Promise<Outcome | typeof STOPPED> {
+    const where = { offset: m.offset };
+    const invalid = (reason: string) => {
+      logger.warn('ack event skipped', { code: 'ERR_ACK_INVALID', reason, ...where });
+      return 'invalid' as const;
+    };
+    // Confluent wire format: magic byte 0, a 4-byte schema id, then Avro.
+    if (!m.value || m.value.length < 6 || m.value[0] !== 0)
+      return invalid('not in the Confluent wire format');
+    const value = m.value;
+    let event: unknown;
+    try {
+      const decoded = await retrying(
+        'decoding',
+        () => codec.decode(value),
+        isRetriableRegistryError,
+        heartbeat,
+      );
+      if (decoded === STOPPED) return STOPPED;
+      event = decoded;
+    } catch (err) {
+      return invalid(`undecodable: ${err instanceof Error ? err.name : 'error'}`);
+    }
+    const check = validateAckEvent(event);
+    if (!check.ok) return invalid(check.reason);
+    const about = { requestId: check.ack.requestId, target: check.ack.target, ...where };
+    if (check.warning) {
+      logger.warn('ack event with an unknown status', {
+        code: 'ERR_ACK_INVALID',
+        reason: check.warning,
+        ...about,
+      });
+      acks.inc({ result: 'invalid' });
+    }
+    try {
+      const applied = await retrying(
+        'applying ack',
+        () => applyAck(pool, check.ack, actor),
+        isRetriablePgError,
+        heartbeat,
+      );
+      if (applied === STOPPED) return STOPPED;
+      if (applied.result === 'refused')
+        logger.warn('ack refused: target is not one of the request’s', { code: 'ERR_ACK_REFUSED', ...about });
+      else if (applied.result === 'unknown_request')
+        logger.warn('ack for an unknown request', { code: 'ERR_ACK_UNKNOWN_REQUEST', ...about });
+      else
+        logger.debug('ack consumed', {
+          result: applied.result,
+          requestStatus: applied.requestStatus,
+          ...about,
+        });
+      return applied.result;
+    } catch (err) {
+      // Not retriable (a bug or data the checks missed): skipping leaves the task open, so
+      // the ack SLA's redelivery asks the partner again; blocking would stall the partition.
+      logger.error('ack could not be applied', {
+        code: 'ERR_ACK_APPLY',
+        errorCode: (err as { code?: unknown }).code,
+        error: err instanceof Error ? err.message : String(err),
+        ...about,
+      });
+      return 'error';
+    }
+  }
+
+  consumer.on(consumer.events.CRASH, (e) =>
+    logger.error('kafka consumer crashed', {
+      code: 'ERR_KAFKA',
+      error: e.payload.error,
+      restart: e.payload.restart,
+    }),
+  );
+  await consumer.connect();
+  // From the beginning for a new group: a missed ack costs an erasure, a re-read one nothing.
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  await consumer.run({
+    autoCommit: true,
+    eachBatchAutoResolve: false,
+    eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }) => {
+      for (const m of batch.messages) {
+        if (stopping || !isRunning() || isStale()) break;
+        const outcome = await handle(m, heartbeat);
+        if (outcome === STOPPED) break;
+        acks.inc({ result: outcome });
+        resolveOffset(m.offset); // only now: the effect (if any) is committed in Postgres
+        await commitOffsetsIfNecessary();
+        await heartbeat();
+      }
+    },
+  });
+  logger.info('ack consumer running');
+
+  return {
+    async stop() {
+      stopping = true;
+      for (const wake of [...sleepers]) wake();
+      // Waits for the batch in hand, then commits the resolved offsets and leaves the group.
+      await consumer.disconnect();
+    },
+  };
+}

@@ -1,0 +1,102 @@
+/**
+ * Composition root of the ack consumer: partners' acknowledgements from Kafka applied to
+ * their tasks (services/shared/apply-ack.ts). Scales out by replicas in one consumer group;
+ * Kafka gives each replica its partitions.
+ */
+import { Kafka, logLevel } from 'kafkajs';
+import pg from 'pg';
+import { Registry } from 'prom-client';
+import { ConfigurationError } from '../shared/errors.ts';
+import { createEventCodec, TOPICS } from '../shared/event-codec.ts';
+import { collectInfraConfig } from '../shared/infra-config.ts';
+import { createLogger, type Logger } from '../shared/logger.ts';
+import { runAckConsumer } from './consume-acks.ts';
+
+export interface AckConsumerConfig {
+  readonly databaseUrl: string;
+  readonly kafkaBrokers: readonly string[];
+  readonly schemaRegistryUrl: string;
+  /** ACK_CONSUMER_GROUP: Kafka consumer group, default 'erasure-ack-consumer'. */
+  readonly groupId: string;
+  /** The acks topic; always privacy.erasure.acks.v1 (the contract's name). */
+  readonly topic: string;
+  /** ACK_CONSUMER_MAX_BACKOFF_MS: longest pause between retries of a failing call, default 10000. */
+  readonly maxBackoffMs: number;
+  readonly logLevel: string;
+}
+
+const GROUP = /^[A-Za-z0-9._-]{1,200}$/;
+
+export function loadAckConsumerConfig(env: NodeJS.ProcessEnv): AckConsumerConfig {
+  const problems: string[] = [];
+  const infra = collectInfraConfig(env, problems);
+  const groupId = env['ACK_CONSUMER_GROUP'] || 'erasure-ack-consumer';
+  if (!GROUP.test(groupId)) problems.push('ACK_CONSUMER_GROUP must be 1 to 200 of A-Z a-z 0-9 . _ -');
+  const rawBackoff = env['ACK_CONSUMER_MAX_BACKOFF_MS'];
+  const maxBackoffMs = rawBackoff ? Number(rawBackoff) : 10_000;
+  if (!Number.isInteger(maxBackoffMs) || maxBackoffMs < 100 || maxBackoffMs > 300_000)
+    problems.push('ACK_CONSUMER_MAX_BACKOFF_MS must be a whole number from 100 to 300000');
+  if (problems.length > 0 || !infra) throw new ConfigurationError(problems);
+  return Object.freeze({
+    databaseUrl: infra.databaseUrl,
+    kafkaBrokers: infra.kafkaBrokers,
+    schemaRegistryUrl: infra.schemaRegistryUrl,
+    groupId,
+    topic: TOPICS.acks,
+    maxBackoffMs,
+    logLevel: env['LOG_LEVEL'] || 'info',
+  });
+}
+
+export interface RunningAckConsumer {
+  url: string;
+  /** `erasure_acks_consumed_total{result}`; the process that runs the service decides where to expose it. */
+  metrics: Registry;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts consuming. The topic and its schema must exist (the API or `npm run stack:up`
+ * creates and registers them at start-up). Stop drains the batch in hand, commits offsets,
+ * leaves the group, then ends the pool: reverse order of creation.
+ */
+export async function start(
+  cfg: AckConsumerConfig,
+  logger: Logger = createLogger({ service: 'ack-consumer', level: cfg.logLevel }),
+): Promise<RunningAckConsumer> {
+  const pool = new pg.Pool({ connectionString: cfg.databaseUrl, max: 4 });
+  pool.on('error', (err) => logger.warn('idle postgres client failed', { code: 'ERR_PG_IDLE', error: err }));
+  const metrics = new Registry();
+  const kafka = new Kafka({
+    clientId: 'erasure-ack-consumer',
+    brokers: [...cfg.kafkaBrokers],
+    logLevel: logLevel.NOTHING,
+  });
+  const consumer = kafka.consumer({ groupId: cfg.groupId });
+  let running: Awaited<ReturnType<typeof runAckConsumer>>;
+  try {
+    running = await runAckConsumer({
+      consumer,
+      codec: createEventCodec(cfg.schemaRegistryUrl),
+      pool,
+      logger,
+      metrics,
+      topic: cfg.topic,
+      maxBackoffMs: cfg.maxBackoffMs,
+    });
+  } catch (err) {
+    await consumer.disconnect().catch(() => undefined);
+    await pool.end().catch(() => undefined);
+    throw err;
+  }
+  logger.info('ack consumer started', { groupId: cfg.groupId });
+  return {
+    url: 'ack-consumer',
+    metrics,
+    async stop() {
+      await running.stop();
+      await pool.end();
+      logger.info('ack consumer stopped');
+    },
+  };
+}

@@ -1,0 +1,176 @@
+/**
+ * Composition root of the outbox relay: publishes the outbox rows that intake (and later
+ * the task tracker) write in their transactions to Kafka, then marks them sent. Any number
+ * of replicas may run against one database: rows are claimed with FOR UPDATE SKIP LOCKED
+ * and a lease (claim-outbox-batch.ts). Delivery is at least once; consumers dedupe on eventId.
+ */
+import { hostname } from 'node:os';
+import { Kafka, logLevel, Partitioners, type logCreator, type ProducerConfig } from 'kafkajs';
+import pg from 'pg';
+import type { Registry } from 'prom-client';
+import type { BackoffPolicy } from '../shared/compute-backoff.ts';
+import { ConfigurationError } from '../shared/errors.ts';
+import { createEventCodec } from '../shared/event-codec.ts';
+import { collectInfraConfig } from '../shared/infra-config.ts';
+import { createLogger, type Logger } from '../shared/logger.ts';
+import { listenForOutbox } from './listen-for-outbox.ts';
+import { createPartitionLookup } from './partition-lookup.ts';
+import { createRelay } from './relay-loop.ts';
+import { createRelayMetrics, type RelayMetrics } from './relay-metrics.ts';
+
+export interface RelayConfig {
+  readonly databaseUrl: string;
+  readonly kafkaBrokers: readonly string[];
+  readonly schemaRegistryUrl: string;
+  /** RELAY_BATCH_SIZE: rows per claim and per Kafka send, 1 to 10 000. Default 500. */
+  readonly batchSize: number;
+  /**
+   * RELAY_LEASE_MS: how long a claim holds, 100 to 3 600 000 ms. Default 30 000. Must
+   * outlast a send with its retries (about 25 s at worst with the settings in start()); a send
+   * that outlives its lease is republished by another relay: a duplicate, never a loss.
+   */
+  readonly leaseMs: number;
+  /** RELAY_POLL_INTERVAL_MS: fallback poll when no notification comes, 10 to 600 000 ms. Default 1000. */
+  readonly pollIntervalMs: number;
+  /** RELAY_ID: this replica's lease owner name. Default `<hostname>-<pid>`. */
+  readonly relayId: string;
+  /** Per-row and loop backoff after failures (not configurable by environment). */
+  readonly backoff: BackoffPolicy;
+  readonly logLevel: string;
+}
+
+function intSetting(
+  env: NodeJS.ProcessEnv,
+  problems: string[],
+  name: string,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  const raw = env[name];
+  const v = raw === undefined || raw.trim() === '' ? fallback : Number(raw);
+  if (!Number.isInteger(v) || v < min || v > max)
+    problems.push(`${name} must be a whole number from ${min} to ${max}`);
+  return v;
+}
+
+/** Reads and validates the relay's settings once; every problem is reported together. */
+export function loadRelayConfig(env: NodeJS.ProcessEnv): RelayConfig {
+  const problems: string[] = [];
+  const infra = collectInfraConfig(env, problems);
+  const batchSize = intSetting(env, problems, 'RELAY_BATCH_SIZE', 500, 1, 10_000);
+  const leaseMs = intSetting(env, problems, 'RELAY_LEASE_MS', 30_000, 100, 3_600_000);
+  const pollIntervalMs = intSetting(env, problems, 'RELAY_POLL_INTERVAL_MS', 1000, 10, 600_000);
+  const relayId = env['RELAY_ID']?.trim() || `${hostname()}-${process.pid}`;
+  if (!/^[\x21-\x7e]{1,200}$/.test(relayId))
+    problems.push('RELAY_ID must be 1 to 200 printable ASCII characters without spaces');
+  if (problems.length > 0 || !infra) throw new ConfigurationError(problems);
+  return Object.freeze({
+    databaseUrl: infra.databaseUrl,
+    kafkaBrokers: infra.kafkaBrokers,
+    schemaRegistryUrl: infra.schemaRegistryUrl,
+    batchSize,
+    leaseMs,
+    pollIntervalMs,
+    relayId,
+    backoff: Object.freeze({ initialMs: 500, maxMs: 60_000, multiplier: 2 }),
+    logLevel: env['LOG_LEVEL'] || 'info',
+  });
+}
+
+/**
+ * One producer per relay. Idempotent with one request in flight: kafkajs' retries can then
+ * neither duplicate nor reorder records within a partition. Retries are bounded (kafkajs
+ * warns this weakens exactly-once, which we never rely on) so a send fails inside the lease
+ * and the relay's own backoff, persisted in the outbox, takes over. Topics are never
+ * created by producing: a missing topic is a failed send, not a topic with the wrong config.
+ */
+export const RELAY_PRODUCER_CONFIG: Readonly<ProducerConfig> = Object.freeze({
+  idempotent: true,
+  maxInFlightRequests: 1,
+  allowAutoTopicCreation: false,
+  createPartitioner: Partitioners.DefaultPartitioner,
+  retry: { retries: 3, initialRetryTime: 300, maxRetryTime: 3000 },
+});
+
+/** kafkajs' own log lines into ours (they name brokers and topics, never keys or values). */
+function kafkaLogs(logger: Logger): logCreator {
+  const levels: Record<number, string> = { 1: 'error', 2: 'warn', 4: 'info', 5: 'debug' };
+  return () =>
+    ({ level, log }) => {
+      const { message, ...extra } = log;
+      logger.log(levels[level] ?? 'info', String(message), {
+        component: 'kafkajs',
+        broker: extra['broker'],
+        error: extra['error'],
+      });
+    };
+}
+
+export async function start(
+  cfg: RelayConfig,
+  logger: Logger = createLogger({ service: 'relay', level: cfg.logLevel }),
+  opts: { registry?: Registry } = {},
+): Promise<{ url: string; metrics: RelayMetrics; stop(): Promise<void> }> {
+  const pool = new pg.Pool({ connectionString: cfg.databaseUrl, max: 3 });
+  pool.on('error', (err) => logger.warn('idle postgres client failed', { code: 'ERR_PG_IDLE', error: err }));
+  const kafka = new Kafka({
+    clientId: `erasure-relay-${cfg.relayId}`,
+    brokers: [...cfg.kafkaBrokers],
+    requestTimeout: 5000,
+    logLevel: logLevel.WARN,
+    logCreator: kafkaLogs(logger),
+  });
+  const producer = kafka.producer(RELAY_PRODUCER_CONFIG);
+  const admin = kafka.admin({ retry: { retries: 2 } });
+  const metrics = createRelayMetrics(opts.registry);
+  try {
+    await producer.connect();
+    await admin.connect();
+  } catch (err) {
+    await producer.disconnect().catch(() => undefined);
+    await pool.end();
+    throw err;
+  }
+  const relay = createRelay({
+    pool,
+    logger,
+    metrics,
+    publish: {
+      producer,
+      codec: createEventCodec(cfg.schemaRegistryUrl),
+      partitions: createPartitionLookup(admin),
+      ackTimeoutMs: 5000,
+    },
+    options: {
+      owner: cfg.relayId,
+      batchSize: cfg.batchSize,
+      leaseMs: cfg.leaseMs,
+      pollIntervalMs: cfg.pollIntervalMs,
+      backoff: cfg.backoff,
+    },
+  });
+  const listener = listenForOutbox({
+    connectionString: cfg.databaseUrl,
+    onNotify: () => relay.wake(),
+    logger,
+    reconnect: { initialMs: 500, maxMs: 30_000, multiplier: 2 },
+  });
+  await listener.ready;
+  relay.start();
+  logger.info('outbox relay started', { relayId: cfg.relayId, listening: listener.listening() });
+
+  return {
+    url: 'relay',
+    metrics,
+    async stop() {
+      // Reverse order of creation: no new wake-ups, finish the batch in flight, then close.
+      await listener.stop();
+      await relay.stop();
+      await producer.disconnect();
+      await admin.disconnect();
+      await pool.end();
+      logger.info('outbox relay stopped');
+    },
+  };
+}

@@ -1,0 +1,95 @@
+import pg from 'pg';
+import { computeBackoff, type BackoffPolicy } from '../shared/compute-backoff.ts';
+import type { Logger } from '../shared/logger.ts';
+
+/** Channel notified by migration 0002's trigger once per inserting statement, at commit. */
+export const OUTBOX_CHANNEL = 'erasure_outbox';
+
+export interface OutboxListener {
+  /** Settles after the first connection attempt, whether it succeeded or not. */
+  readonly ready: Promise<void>;
+  listening(): boolean;
+  stop(): Promise<void>;
+}
+
+export interface ListenOptions {
+  readonly connectionString: string;
+  /** Called on every notification, and after each (re)connect, since notifications sent while disconnected are lost. */
+  readonly onNotify: () => void;
+  readonly logger: Logger;
+  /** Waits between reconnection attempts. */
+  readonly reconnect: BackoffPolicy;
+  readonly random?: () => number;
+}
+
+/**
+ * A dedicated connection (LISTEN holds its session, so it cannot come from the pool) that
+ * turns outbox commits into immediate wake-ups. Best effort by design: while it is down the
+ * relay still polls, so a lost notification costs latency, never an event.
+ */
+export function listenForOutbox(opts: ListenOptions): OutboxListener {
+  const random = opts.random ?? Math.random;
+  let client: pg.Client | undefined;
+  let stopped = false;
+  let attempt = 0;
+  let timer: NodeJS.Timeout | undefined;
+
+  const schedule = () => {
+    if (stopped || timer) return;
+    attempt += 1;
+    const delayMs = computeBackoff(attempt, opts.reconnect, random);
+    timer = setTimeout(() => {
+      timer = undefined;
+      void connect();
+    }, delayMs);
+  };
+  const drop = (c: pg.Client) => {
+    if (client !== c) return;
+    client = undefined;
+    c.end().catch(() => undefined);
+    schedule();
+  };
+  const connect = async (): Promise<void> => {
+    const c = new pg.Client({ connectionString: opts.connectionString, keepAlive: true });
+    c.on('notification', (m) => {
+      if (m.channel === OUTBOX_CHANNEL) opts.onNotify();
+    });
+    c.on('error', (err) => {
+      opts.logger.warn('outbox listener connection failed', { code: 'ERR_RELAY_LISTEN', error: err });
+      drop(c);
+    });
+    c.on('end', () => drop(c));
+    try {
+      await c.connect();
+      await c.query(`LISTEN ${OUTBOX_CHANNEL}`);
+      if (stopped) {
+        await c.end();
+        return;
+      }
+      client = c;
+      attempt = 0;
+      opts.onNotify();
+    } catch (err) {
+      opts.logger.warn('outbox listener could not listen; polling only until it can', {
+        code: 'ERR_RELAY_LISTEN',
+        error: err,
+      });
+      c.end().catch(() => undefined);
+      schedule();
+    }
+  };
+
+  const ready = connect();
+  return {
+    ready,
+    listening: () => client !== undefined,
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await ready;
+      const c = client;
+      client = undefined;
+      await c?.end().catch(() => undefined);
+    },
+  };
+}

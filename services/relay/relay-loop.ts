@@ -1,0 +1,199 @@
+import type pg from 'pg';
+import { computeBackoff, type BackoffPolicy } from '../shared/compute-backoff.ts';
+import type { Logger } from '../shared/logger.ts';
+import { claimOutboxBatch, type OutboxRow } from './claim-outbox-batch.ts';
+import { markSent } from './mark-sent.ts';
+import { publishBatch, type PublishDeps } from './publish-batch.ts';
+import type { RelayMetrics } from './relay-metrics.ts';
+import { releaseFailedRows } from './release-failed-rows.ts';
+
+export interface RelayOptions {
+  /** Lease owner name, unique per replica (RELAY_ID). */
+  readonly owner: string;
+  /** Rows per claim (RELAY_BATCH_SIZE). */
+  readonly batchSize: number;
+  /** Claim lease in milliseconds (RELAY_LEASE_MS): longer than a send can take, retries included. */
+  readonly leaseMs: number;
+  /** Fallback poll in milliseconds (RELAY_POLL_INTERVAL_MS) for when no notification comes. */
+  readonly pollIntervalMs: number;
+  /** Waits after failures: per row (persisted as available_at) and for the loop itself. */
+  readonly backoff: BackoffPolicy;
+}
+
+export interface RelayDeps {
+  readonly pool: pg.Pool;
+  readonly publish: PublishDeps;
+  readonly logger: Logger;
+  readonly metrics: RelayMetrics;
+  readonly options: RelayOptions;
+  /** [0, 1) source for backoff jitter; injected so tests are deterministic. */
+  readonly random?: () => number;
+}
+
+export interface BatchResult {
+  readonly claimed: number;
+  readonly published: number;
+  /** Rows left pending for a retry. */
+  readonly failed: number;
+  /** The send itself failed (Kafka), as opposed to single rows being rejected. */
+  readonly publishFailed: boolean;
+}
+
+export interface Relay {
+  /** Runs one claim → publish → mark-sent cycle. Throws only when claiming or marking fails. */
+  runOnce(): Promise<BatchResult>;
+  /** Starts the background loop. */
+  start(): void;
+  /** Runs the next cycle now instead of at the next poll (a notification arrived). */
+  wake(): void;
+  /** Lets the in-flight batch finish, then ends the loop. */
+  stop(): Promise<void>;
+}
+
+const codeOf = (err: unknown, fallback: string) => {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'string' && code.startsWith('ERR_') ? code : fallback;
+};
+
+export function createRelay(deps: RelayDeps): Relay {
+  const { pool, metrics, options } = deps;
+  const logger = deps.logger.child({ component: 'outbox-relay', relayId: options.owner });
+  const random = deps.random ?? Math.random;
+  const retryIn = (row: OutboxRow) => computeBackoff(row.attempts, options.backoff, random);
+
+  async function runOnce(): Promise<BatchResult> {
+    const rows = await claimOutboxBatch(pool, options).catch((err: unknown) => {
+      throw Object.assign(err as object, { relayCode: 'ERR_RELAY_CLAIM' });
+    });
+    if (rows.length === 0) return { claimed: 0, published: 0, failed: 0, publishFailed: false };
+    metrics.batchSize.observe(rows.length);
+
+    let outcome;
+    try {
+      outcome = await publishBatch(deps.publish, rows);
+    } catch (err) {
+      const code = codeOf(err, 'ERR_RELAY_PUBLISH');
+      metrics.publishFailures.inc({ code }, rows.length);
+      // Message and code only: never the rows' payloads, keys or identifiers.
+      logger.error('outbox batch not published; rows stay pending', {
+        code,
+        rows: rows.length,
+        error: err instanceof Error ? err.message : String(err),
+        detail: (err as { detail?: unknown }).detail,
+      });
+      const reason = `${code}: ${err instanceof Error ? err.message : String(err)}`;
+      await release(rows.map((row) => ({ id: row.id, error: reason, delayMs: retryIn(row) })));
+      return { claimed: rows.length, published: 0, failed: rows.length, publishFailed: true };
+    }
+
+    if (outcome.rejected.length > 0) {
+      for (const { reason } of outcome.rejected) metrics.publishFailures.inc({ code: reason.split(':')[0] });
+      logger.warn('outbox rows rejected; they stay pending', {
+        code: 'ERR_RELAY_ENCODE',
+        rows: outcome.rejected.length,
+        reasons: [...new Set(outcome.rejected.map((r) => r.reason))],
+      });
+      await release(
+        outcome.rejected.map(({ row, reason }) => ({ id: row.id, error: reason, delayMs: retryIn(row) })),
+      );
+    }
+
+    const ids = outcome.published.map((r) => r.id);
+    metrics.published.inc(ids.length);
+    const marked = await markSent(pool, options.owner, ids).catch((err: unknown) => {
+      // Published but not recorded: the leases expire and the rows go out again (at least once).
+      throw Object.assign(err as object, { relayCode: 'ERR_RELAY_MARK_SENT' });
+    });
+    if (marked < ids.length) {
+      logger.warn('lease lost before marking sent; another relay republishes those rows', {
+        code: 'ERR_RELAY_LEASE_LOST',
+        rows: ids.length - marked,
+      });
+    }
+    return {
+      claimed: rows.length,
+      published: ids.length,
+      failed: outcome.rejected.length,
+      publishFailed: false,
+    };
+  }
+
+  /** Best effort: if this fails, the leases simply expire and the rows are claimed again. */
+  async function release(failed: Parameters<typeof releaseFailedRows>[2]) {
+    await releaseFailedRows(pool, options.owner, failed).catch((err: unknown) =>
+      logger.warn('could not release failed rows; their leases will expire', {
+        code: 'ERR_RELAY_RELEASE',
+        error: err,
+      }),
+    );
+  }
+
+  let stopping = false;
+  let running: Promise<void> | undefined;
+  let wakeRequested = false;
+  let sleeping: { wakeable: boolean; done: () => void } | undefined;
+
+  const pause = (ms: number, wakeable: boolean) =>
+    new Promise<void>((resolve) => {
+      if (stopping || (wakeable && wakeRequested)) return resolve();
+      const done = () => {
+        clearTimeout(timer);
+        sleeping = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      sleeping = { wakeable, done };
+    });
+
+  async function loop() {
+    let failures = 0;
+    while (!stopping) {
+      // Cleared before claiming: a notification from here on may be for rows this claim misses.
+      wakeRequested = false;
+      let delayMs = options.pollIntervalMs;
+      let wakeable = true;
+      try {
+        const result = await runOnce();
+        if (result.publishFailed) {
+          failures += 1;
+        } else {
+          failures = 0;
+          // A full batch means more is probably waiting: go again without sleeping.
+          if (result.claimed === options.batchSize) delayMs = 0;
+        }
+      } catch (err) {
+        failures += 1;
+        const code = (err as { relayCode?: string }).relayCode ?? 'ERR_RELAY_LOOP';
+        metrics.loopErrors.inc({ code });
+        logger.error('outbox relay cycle failed', {
+          code,
+          attempt: failures,
+          errorCode: (err as { code?: unknown }).code,
+          error: err instanceof Error ? err.message : String(err),
+        });
+      }
+      if (failures > 0) {
+        // Backing off is the point: a notification must not cut it short while Kafka or Postgres is down.
+        delayMs = computeBackoff(failures, options.backoff, random);
+        wakeable = false;
+      }
+      await pause(delayMs, wakeable);
+    }
+  }
+
+  return {
+    runOnce,
+    start() {
+      if (!running) running = loop();
+    },
+    wake() {
+      wakeRequested = true;
+      if (sleeping?.wakeable) sleeping.done();
+    },
+    async stop() {
+      stopping = true;
+      sleeping?.done();
+      await running;
+    },
+  };
+}
