@@ -2,7 +2,7 @@
 // with its status and title, the service errors have their own section, and the page
 // mentions no code that does not exist.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigurationError, MigrationError, PROBLEM_CODES } from '../../services/shared/errors.ts';
@@ -24,6 +24,21 @@ const SERVICE_CODES = [
   new SchemaIncompatibleError('example-value', 'BACKWARD', 'example').code,
   new SchemaRegistryError('example', false).code,
 ];
+
+/** Every ERR_/WARN_ code written in services/ (string literals, templates, comments alike). */
+function sourceCodes(): Set<string> {
+  const out = new Set<string>();
+  const walk = (dir: string) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (p.endsWith('.ts'))
+        for (const m of readFileSync(p, 'utf8').matchAll(/\b(?:ERR|WARN)_[A-Z0-9_]{3,}\b/g)) out.add(m[0]);
+    }
+  };
+  walk(join(import.meta.dirname, '..', '..', 'services'));
+  return out;
+}
 
 /** The text of the section under a `## heading`, up to the next one. */
 function section(heading: string): string {
@@ -78,9 +93,23 @@ describe('docs/errors.md', () => {
       );
   });
 
+  it('documents every code the services log, and each log code once', () => {
+    const logged = sourceCodes();
+    const rows = tableRows(section('Log codes'));
+    for (const code of logged) {
+      if (code in PROBLEM_CODES || SERVICE_CODES.includes(code)) continue;
+      assert.ok(
+        rows.has(code),
+        `${code} is used in services/ but has no row under "Log codes" in docs/errors.md`,
+      );
+    }
+    for (const code of rows.keys())
+      assert.ok(logged.has(code), `${code} is documented but no service uses it`);
+  });
+
   it('mentions only codes that exist', () => {
-    const known = new Set<string>([...Object.keys(PROBLEM_CODES), ...SERVICE_CODES]);
-    const mentioned = new Set([...doc.matchAll(/\bERR_[A-Z0-9_]+\b/g)].map((m) => m[0]));
+    const known = new Set<string>([...Object.keys(PROBLEM_CODES), ...SERVICE_CODES, ...sourceCodes()]);
+    const mentioned = new Set([...doc.matchAll(/\b(?:ERR|WARN)_[A-Z0-9_]+\b/g)].map((m) => m[0]));
     for (const code of mentioned)
       assert.ok(known.has(code), `docs/errors.md mentions ${code}, which no code defines`);
     for (const code of known) assert.ok(doc.includes(`\`${code}\``), `docs/errors.md mentions \`${code}\``);
