@@ -1,0 +1,425 @@
+// The partner SDK against the real stack: Kafka, the registry, the contract's topics and schemas.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Admin, Consumer, KafkaMessage, Producer } from 'kafkajs';
+import {
+  createErasurePartner,
+  DLQ_HEADERS,
+  type ErasureEvent,
+  type ErasureHandler,
+  type ErasurePartner,
+  type ErasurePartnerOptions,
+} from '../../packages/partner-sdk/src/index.ts';
+import {
+  TOPICS,
+  createEventCodec,
+  type AckEvent,
+  type RequestedEvent,
+} from '../../services/shared/event-codec.ts';
+import { ensureTopics, loadTopicDefinitions, registerSchemas } from '../../services/shared/event-log.ts';
+import { infra, testKafka, uniqueName } from '../helpers/infra.ts';
+
+const ROOT = join(import.meta.dirname, '../..');
+const SDK = join(ROOT, 'packages/partner-sdk/src/index.ts');
+
+/**
+ * A partner in its own process, so a crash is a real SIGKILL: no stop(), no last commit, no
+ * leaving the group. It acks everything except `blockOn`, on which it hangs after saying so.
+ */
+const CHILD = `
+import { createErasurePartner } from ${JSON.stringify(SDK)};
+const cfg = JSON.parse(process.env.PARTNER_SDK_CHILD);
+const say = (line) => process.stdout.write(JSON.stringify(line) + '\\n');
+const quiet = { info() {}, warn() {}, error() {} };
+const partner = createErasurePartner({
+  ...cfg,
+  logger: quiet,
+  handler: async (e) => {
+    say({ handling: e.eventId });
+    if (e.eventId === cfg.blockOn) await new Promise(() => {});
+    return { status: 'deleted', detail: 'child' };
+  },
+});
+await partner.start();
+say({ started: true });
+`;
+
+function spawnPartner(cfg: Record<string, unknown>): {
+  child: ChildProcess;
+  lines: Record<string, unknown>[];
+} {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', CHILD], {
+    cwd: ROOT,
+    env: { ...process.env, NODE_NO_WARNINGS: '1', PARTNER_SDK_CHILD: JSON.stringify(cfg) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const lines: Record<string, unknown>[] = [];
+  let buffer = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    buffer += chunk.toString();
+    const parts = buffer.split('\n');
+    buffer = parts.pop() ?? '';
+    for (const part of parts) if (part.trim()) lines.push(JSON.parse(part));
+  });
+  return { child, lines };
+}
+
+async function waitFor<T>(
+  what: string,
+  probe: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 30_000,
+  diagnose: () => unknown = () => '',
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} ${JSON.stringify(diagnose())}`);
+    await sleep(50);
+  }
+}
+
+describe('partner SDK', () => {
+  const kafka = testKafka();
+  const codec = createEventCodec(infra.schemaRegistryUrl);
+  const acks: AckEvent[] = [];
+  const logs: string[] = [];
+  const sentinels: string[] = [];
+  const groups: string[] = [];
+  const dlqTopics: string[] = [];
+  const partners: ErasurePartner[] = [];
+  let admin: Admin;
+  let producer: Producer;
+  let ackReader: Consumer;
+  /** Groups already committed at the requested topic's end (seeding one takes kafkajs ~5 s). */
+  let seeded: string[] = [];
+
+  /**
+   * Commits the group at the topic's end before it ever runs, so it sees exactly what is
+   * produced afterwards however long the join takes (no race with "latest" resolution).
+   */
+  async function groupAtEnd(topic: string, prefix = 'partner-sdk'): Promise<string> {
+    const groupId = uniqueName(prefix);
+    groups.push(groupId);
+    const marks = await admin.fetchTopicOffsets(topic);
+    await admin.setOffsets({
+      groupId,
+      topic,
+      partitions: marks.map((m) => ({ partition: m.partition, offset: m.high })),
+    });
+    return groupId;
+  }
+
+  function requested(targets: string[], extra: Partial<RequestedEvent> = {}): RequestedEvent {
+    // A value the logs are searched for at the end: identifiers must never reach them.
+    const email = `${uniqueName('sentinel')}@example.test`;
+    sentinels.push(email);
+    const now = Date.now();
+    return {
+      eventId: randomUUID(),
+      requestId: randomUUID(),
+      identifiers: [
+        { type: 'email', value: email },
+        { type: 'user_id', value: uniqueName('uid') },
+      ],
+      reason: 'gdpr_art17',
+      requestedAt: now,
+      targets,
+      priority: 'normal',
+      notBefore: null,
+      deadline: now + 30 * 86_400_000,
+      redelivery: null,
+      ...extra,
+    };
+  }
+
+  async function publish(events: RequestedEvent[], key: string = randomUUID()) {
+    const messages = await Promise.all(
+      events.map(async (e) => ({ key, value: await codec.encode(TOPICS.requested, e) })),
+    );
+    await producer.send({ topic: TOPICS.requested, acks: -1, messages });
+  }
+
+  const acksFor = (requestId: string) => acks.filter((a) => a.requestId === requestId);
+
+  async function newPartner(handler: ErasureHandler, extra: Partial<ErasurePartnerOptions> = {}) {
+    const target = uniqueName('orders-db');
+    dlqTopics.push(`privacy.erasure.dlq.${target}`);
+    const opts: ErasurePartnerOptions = {
+      target,
+      kafka: { brokers: [...infra.kafkaBrokers] },
+      schemaRegistryUrl: infra.schemaRegistryUrl,
+      groupId: seeded.pop() ?? (await groupAtEnd(TOPICS.requested)),
+      handler,
+      retry: { attempts: 3, initialMs: 10, maxMs: 50 },
+      sessionTimeoutMs: 6_000,
+      fetchMaxWaitMs: 200,
+      logger: {
+        info: (m, meta) => void logs.push(JSON.stringify({ m, meta })),
+        warn: (m, meta) => void logs.push(JSON.stringify({ m, meta })),
+        error: (m, meta) => void logs.push(JSON.stringify({ m, meta })),
+      },
+      ...extra,
+    };
+    const partner = createErasurePartner(opts);
+    partners.push(partner);
+    return { partner, opts, target };
+  }
+
+  before(async () => {
+    admin = kafka.admin();
+    await admin.connect();
+    await ensureTopics(admin, await loadTopicDefinitions(join(ROOT, 'schemas')));
+    await registerSchemas(infra.schemaRegistryUrl, join(ROOT, 'schemas/avro'));
+    producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    // Events published between seeding and a partner's start are other tests' (other targets): skipped.
+    const [ackGroup, ...partnerGroups] = await Promise.all([
+      groupAtEnd(TOPICS.acks, 'partner-sdk-acks'),
+      ...Array.from({ length: 8 }, () => groupAtEnd(TOPICS.requested)),
+    ]);
+    seeded = partnerGroups;
+    // Short fetch waits: a commit queues behind a waiting fetch, which would delay each next ack 5 s.
+    ackReader = kafka.consumer({ groupId: ackGroup!, maxWaitTimeInMs: 200 });
+    await ackReader.connect();
+    await ackReader.subscribe({ topics: [TOPICS.acks] });
+    await ackReader.run({
+      eachMessage: async ({ message }) => {
+        // Other suites share the topic and may publish malformed acks on purpose: never get stuck on one.
+        const ack = await codec.decode<AckEvent>(message.value ?? Buffer.alloc(0)).catch(() => undefined);
+        if (ack) acks.push(ack);
+      },
+    });
+  });
+
+  after(async () => {
+    for (const p of partners) await p.stop().catch(() => undefined);
+    await ackReader?.disconnect();
+    await producer?.disconnect();
+    await admin.deleteGroups(groups).catch(() => undefined);
+    const existing = new Set(await admin.listTopics());
+    await admin.deleteTopics({ topics: dlqTopics.filter((t) => existing.has(t)) }).catch(() => undefined);
+    await admin.disconnect();
+  });
+
+  it('handles an event for its target and acks deleted with the eventId', async () => {
+    const seen: ErasureEvent[] = [];
+    const { partner, target } = await newPartner(async (e) => {
+      seen.push(e);
+      return { status: 'deleted', detail: '3 rows' };
+    });
+    await partner.start();
+    const event = requested(['crm', target]);
+    await publish([event]);
+    const [ack] = await waitFor('the ack', () => acksFor(event.requestId)[0] && acksFor(event.requestId));
+    assert.deepEqual(
+      { ...ack, ackedAt: undefined },
+      {
+        requestId: event.requestId,
+        target,
+        status: 'deleted',
+        detail: '3 rows',
+        eventId: event.eventId,
+        ackedAt: undefined,
+      },
+    );
+    assert.equal(seen.length, 1);
+    assert.deepEqual(seen[0]!.identifiers, event.identifiers);
+    assert.ok(seen[0]!.requestedAt instanceof Date && seen[0]!.requestedAt.getTime() === event.requestedAt);
+    assert.equal(seen[0]!.deadline.getTime(), event.deadline);
+    await waitFor('the commit', () => partner.stats().processed >= 1);
+    assert.ok(partner.stats().lastProgressAt instanceof Date);
+  });
+
+  it('skips events for other targets and other targets’ redeliveries, acking none of them', async () => {
+    const handled: string[] = [];
+    const { partner, target } = await newPartner(async (e) => {
+      handled.push(e.eventId);
+      return { status: 'not_found' };
+    });
+    await partner.start();
+    const other = requested(['crm', 'billing']);
+    const othersRedelivery = requested([target, 'crm'], { redelivery: { attempt: 2, target: 'crm' } });
+    const mine = requested(['crm'], { redelivery: { attempt: 3, target } });
+    // One key, so one partition: once `mine` is acked the two before it were consumed.
+    await publish([other, othersRedelivery, mine]);
+    await waitFor('the ack of the later event', () => acksFor(mine.requestId).length === 1);
+    assert.deepEqual(handled, [mine.eventId]);
+    assert.equal(acksFor(mine.requestId)[0]!.status, 'not_found');
+    assert.equal(acksFor(other.requestId).length + acksFor(othersRedelivery.requestId).length, 0);
+    assert.ok(partner.stats().skipped >= 2);
+    await waitFor('skips committed too', () => partner.stats().processed >= 3);
+  });
+
+  it('retries a handler that throws twice, then acks deleted', async () => {
+    let calls = 0;
+    const { partner, target } = await newPartner(async () => {
+      if (++calls <= 2) throw new Error('database blip');
+      return { status: 'deleted' };
+    });
+    await partner.start();
+    const event = requested([target]);
+    await publish([event]);
+    await waitFor('the ack', () => acksFor(event.requestId).length === 1);
+    assert.equal(calls, 3);
+    assert.equal(acksFor(event.requestId)[0]!.status, 'deleted');
+    assert.equal(partner.stats().failed, 0);
+  });
+
+  it('dead-letters an event whose handler always throws, with headers, and acks failed', async () => {
+    let calls = 0;
+    const { partner, target, opts } = await newPartner(async (e) => {
+      calls++;
+      // A careless partner quoting the identifier in its error: it must not leak.
+      throw new Error(`no shard holds ${e.identifiers[0]!.value}`);
+    });
+    await partner.start();
+    const event = requested([target]);
+    const email = event.identifiers[0]!.value;
+    await publish([event], 'dlq-key');
+    await waitFor('the failed ack', () => acksFor(event.requestId).length === 1);
+    const ack = acksFor(event.requestId)[0]!;
+    assert.equal(ack.status, 'failed');
+    assert.equal(ack.eventId, event.eventId);
+    assert.match(ack.detail ?? '', /failed after 3 attempts: Error: no shard holds \[redacted\]/);
+    assert.equal(calls, 3);
+
+    const dlq: KafkaMessage[] = [];
+    const readerGroup = uniqueName('partner-sdk-dlq');
+    groups.push(readerGroup);
+    const reader = kafka.consumer({ groupId: readerGroup, maxWaitTimeInMs: 200 });
+    await reader.connect();
+    await reader.subscribe({ topics: [`privacy.erasure.dlq.${opts.target}`], fromBeginning: true });
+    await reader.run({ eachMessage: async ({ message }) => void dlq.push(message) });
+    try {
+      const [m] = await waitFor('the dead letter', () => dlq.length > 0 && dlq);
+      assert.equal(m!.key?.toString(), 'dlq-key');
+      const original = await codec.decode<RequestedEvent>(m!.value!);
+      assert.equal(original.eventId, event.eventId, 'the original bytes');
+      const h = (name: string) => m!.headers?.[name]?.toString();
+      assert.equal(h(DLQ_HEADERS.attempts), '3');
+      assert.equal(h(DLQ_HEADERS.target), target);
+      assert.equal(h(DLQ_HEADERS.eventId), event.eventId);
+      assert.equal(h(DLQ_HEADERS.sourceTopic), TOPICS.requested);
+      assert.match(h(DLQ_HEADERS.partition) ?? '', /^\d+$/);
+      assert.match(h(DLQ_HEADERS.offset) ?? '', /^\d+$/);
+      assert.match(h(DLQ_HEADERS.error) ?? '', /no shard holds \[redacted\]/);
+      assert.ok(!JSON.stringify(m!.headers).includes(email));
+    } finally {
+      await reader.disconnect();
+    }
+    // At least: other suites on the shared topic may publish undecodable bytes, dead-lettered too.
+    assert.ok(partner.stats().deadLettered >= 1);
+    assert.equal(partner.stats().failed, 1);
+  });
+
+  it('acks an eventId once per run when the same event is delivered twice', async () => {
+    let calls = 0;
+    const { partner, target } = await newPartner(async () => {
+      calls++;
+      return { status: 'deleted' };
+    });
+    await partner.start();
+    const event = requested([target]);
+    const marker = requested([target]);
+    await publish([event, event, marker]);
+    await waitFor('the marker ack', () => acksFor(marker.requestId).length === 1);
+    assert.equal(acksFor(event.requestId).length, 1);
+    assert.equal(calls, 2);
+    assert.equal(partner.stats().duplicates, 1);
+  });
+
+  it('after a crash mid-partition, the unacked event is redelivered to the next member and the acked one is not lost', async () => {
+    const handledByB: string[] = [];
+    const {
+      partner: b,
+      opts,
+      target,
+    } = await newPartner(async (e) => {
+      handledByB.push(e.eventId);
+      return { status: 'deleted', detail: 'survivor' };
+    });
+    const first = requested([target]);
+    const second = requested([target]);
+    // Same target, group and timeouts as B; the child builds its own handler and logger.
+    const a = spawnPartner({
+      target,
+      groupId: opts.groupId,
+      schemaRegistryUrl: opts.schemaRegistryUrl,
+      sessionTimeoutMs: opts.sessionTimeoutMs,
+      fetchMaxWaitMs: opts.fetchMaxWaitMs,
+      kafka: { brokers: [...infra.kafkaBrokers] },
+      blockOn: second.eventId,
+    });
+    try {
+      await waitFor('the child partner to start', () => a.lines.some((l) => l['started']), 60_000);
+      // One key: one partition, handled in order, so the child blocks holding the partition.
+      await publish([first, second]);
+      await waitFor('the child to block on the second event', () =>
+        a.lines.some((l) => l['handling'] === second.eventId),
+      );
+      // Acked (and so committed) before the child took the second event.
+      await waitFor('the first event’s ack', () => acksFor(first.requestId).length === 1);
+      assert.equal(acksFor(second.requestId).length, 0);
+    } finally {
+      a.child.kill('SIGKILL');
+    }
+    await b.start();
+    // The group waits out the dead member's session (6 s) before handing its partitions on.
+    await waitFor(
+      'the redelivered event’s ack',
+      () => acksFor(second.requestId).length === 1,
+      60_000,
+      () => ({
+        stats: b.stats(),
+        acksSeen: acks.length,
+      }),
+    );
+    assert.equal(acksFor(second.requestId)[0]!.detail, 'survivor');
+    assert.equal(acksFor(first.requestId).length, 1, 'acked once, never lost');
+    assert.ok(!handledByB.includes(first.eventId), 'the first event was committed after its ack');
+    assert.ok(handledByB.includes(second.eventId));
+  });
+
+  it('reports lag: 0 once caught up, the waiting events while stopped', async () => {
+    const { partner, opts, target } = await newPartner(async () => ({ status: 'deleted' }));
+    await partner.start();
+    const early = requested([target]);
+    await publish([early]);
+    const diagnose = () => ({ stats: partner.stats(), acksSeen: acks.length });
+    await waitFor('the ack', () => acksFor(early.requestId).length === 1, 30_000, diagnose);
+    // Other suites may publish on the shared topic meanwhile; a caught-up group reaches 0.
+    await waitFor('lag 0', async () => (await partner.lag()) === 0);
+    await partner.stop();
+
+    const waiting = [requested([target]), requested([target])];
+    await publish(waiting);
+    const stoppedLag = await partner.lag();
+    assert.ok(stoppedLag >= 2, `lag while stopped: ${stoppedLag}`);
+    assert.equal(acksFor(waiting[0]!.requestId).length, 0);
+
+    const again = createErasurePartner(opts); // same group: resumes at the committed offsets
+    partners.push(again);
+    await again.start();
+    await waitFor(
+      'both acks',
+      () => waiting.every((e) => acksFor(e.requestId).length === 1),
+      30_000,
+      () => ({
+        stats: again.stats(),
+        acksSeen: acks.length,
+      }),
+    );
+    await waitFor('lag 0 again', async () => (await again.lag()) === 0);
+  });
+
+  it('never logs identifier values', () => {
+    assert.ok(logs.length > 0);
+    for (const s of sentinels)
+      assert.ok(!logs.some((line) => line.includes(s)), 'an identifier value was logged');
+  });
+});
