@@ -8,9 +8,10 @@ import { start as startApi, type RunningService } from './api/index.ts';
 import { loadSealerConfig, start as startSealer } from './journal-sealer/index.ts';
 import { loadAckConsumerConfig, start as startAckConsumer } from './ack-consumer/index.ts';
 import { loadRelayConfig, start as startRelay } from './relay/index.ts';
+import { loadRedeliveryConfig, start as startRedelivery } from './redelivery/index.ts';
 import { ErasureError } from './shared/errors.ts';
 
-export const SERVICES = ['api', 'journal-sealer', 'relay', 'ack-consumer'] as const;
+export const SERVICES = ['api', 'journal-sealer', 'relay', 'ack-consumer', 'redelivery'] as const;
 export type ServiceName = (typeof SERVICES)[number];
 
 export async function startServices(
@@ -23,6 +24,7 @@ export async function startServices(
       if (name === 'api') running.push(await startApi(loadApiConfig(env)));
       if (name === 'journal-sealer') running.push(await startSealer(loadSealerConfig(env)));
       if (name === 'relay') running.push(await startRelay(loadRelayConfig(env)));
+      if (name === 'redelivery') running.push(await startRedelivery(loadRedeliveryConfig(env)));
       if (name === 'ack-consumer') running.push(await startAckConsumer(loadAckConsumerConfig(env)));
     }
   } catch (err) {

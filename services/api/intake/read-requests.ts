@@ -13,6 +13,10 @@ export interface TaskView {
   ackedAt: string | null;
   evidence: unknown;
   paused: boolean;
+  /** Sent its event (or called) and the ack SLA passed with no answer; false once terminal. */
+  late: boolean;
+  /** Deliveries of the event to this target so far (the first one included): the attempts column. */
+  deliveries: number;
 }
 
 export interface RequestView {
@@ -29,6 +33,8 @@ export interface RequestView {
   linkedTo: string | null;
   identifierTypes: string[];
   tasks: TaskView[];
+  /** Targets whose task is late (see TaskView.late): who to chase. */
+  lateTargets: string[];
   journal: { seq: number | null; kind: string; at: string; detail: unknown }[];
   links: { self: string };
 }
@@ -46,9 +52,14 @@ SELECT r.id, r.owner, r.reason, r.priority, r.received_at, r.not_before, r.deadl
   LEFT JOIN erasure_requests p ON p.id = r.linked_to
  WHERE r.id = $1`;
 
+// Late: the SLA counts from the first dispatch, as the partner's promise does; a task already
+// redelivered stays late until it answers (a redelivery gives it another chance, not a new
+// deadline). Computed here, with the database's clock, like the redelivery service's.
 const GET_TASKS = `
 SELECT t.target, g.kind, t.state, t.outcome, t.attempts, t.next_attempt_at, t.last_error, t.dispatched_at,
-       t.acked_at, t.evidence, g.paused
+       t.acked_at, t.evidence, g.paused,
+       coalesce(t.state IN ('dispatched', 'retrying')
+                AND t.dispatched_at + g.ack_sla_seconds * interval '1 second' <= now(), false) AS late
   FROM erasure_tasks t
   JOIN targets g ON g.name = t.target
  WHERE t.request_id = $1
@@ -105,7 +116,10 @@ export async function getRequest(pool: pg.Pool, id: string, viewer: { owner: str
       ackedAt: iso(t.acked_at),
       evidence: t.evidence,
       paused: t.paused,
+      late: t.late,
+      deliveries: t.attempts,
     })),
+    lateTargets: tasks.rows.filter((t) => t.late).map((t) => t.target),
     journal: journal.rows.map((j) => ({
       seq: j.chain_seq === null ? null : Number(j.chain_seq),
       kind: j.kind,
