@@ -10,6 +10,7 @@ import { REPO_ROOT } from '../stack/stack-config.ts';
 const BENCHMARKS: Record<string, string> = {
   stack: 'bench-stack.ts',
   intake: 'bench-intake.ts',
+  pipeline: 'bench-pipeline.ts',
 };
 
 const [name, ...rest] = process.argv.slice(2);

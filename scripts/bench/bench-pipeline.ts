@@ -1,0 +1,303 @@
+/**
+ * Pipeline benchmark (issue 4): erasure events relayed to Kafka, partners acknowledging,
+ * requests completed — with Kafka's own ProducerPerformance as the ceiling.
+ *
+ * Fresh database, three async targets, three partner SDK consumers (one child process),
+ * the pipeline services in their own child processes. Phases:
+ *   relay    N requests accepted through the batch API with the relay stopped, then the
+ *            relay started: events/s until every outbox row is sent; then requests
+ *            completed/s until every request is completed by the partners' acks.
+ *   latency  a steady offered load of R single requests/s for S seconds, then the
+ *            accept-to-completed time of those requests (completed_at - received_at).
+ *   ceiling  ProducerPerformance, same record size, acks=all, idempotent, 12 partitions.
+ * Options: --requests=N (100000), --rate=R (1000), --seconds=S (30).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { Kafka, logLevel } from 'kafkajs';
+import pg from 'pg';
+import { createErasurePartner } from '../../packages/partner-sdk/src/index.ts';
+import { migrate } from '../../services/shared/db/migrate.ts';
+import { createEventCodec, TOPICS, toRequestedEvent } from '../../services/shared/event-codec.ts';
+import { ensureTopics, loadTopicDefinitions, registerSchemas } from '../../services/shared/event-log.ts';
+import { SCHEMAS_SQL } from '../../test/helpers/api.ts';
+import { createTestDatabase, infra } from '../../test/helpers/infra.ts';
+import { REPO_ROOT } from '../stack/stack-config.ts';
+
+process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
+const SELF = fileURLToPath(import.meta.url);
+const flag = (name: string, dflt: number) => {
+  const v = process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
+  return v === undefined ? dflt : Number(v);
+};
+const step = (line: string) => process.stderr.write(`bench: ${line}\n`);
+
+// ------------------------------------------------------------------ partner worker (child)
+async function partnerWorker(targets: string[]): Promise<void> {
+  const partners = targets.map((target) =>
+    createErasurePartner({
+      target,
+      kafka: { brokers: [...infra.kafkaBrokers] },
+      schemaRegistryUrl: infra.schemaRegistryUrl,
+      groupId: `bench.${target}`,
+      fromBeginning: false,
+      partitionsConsumedConcurrently: 4,
+      handler: async () => ({ status: 'deleted' as const }),
+    }),
+  );
+  await Promise.all(partners.map((p) => p.start()));
+  process.stdout.write('ready\n');
+  process.on('SIGTERM', () => void Promise.all(partners.map((p) => p.stop())).then(() => process.exit(0)));
+}
+
+// ------------------------------------------------------------------ driver
+const children = new Set<ChildProcess>();
+function child(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
+  const c = spawn(process.execPath, ['--import', 'tsx', ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  children.add(c);
+  c.once('exit', () => children.delete(c));
+  return c;
+}
+async function stop(c: ChildProcess): Promise<void> {
+  if (c.exitCode !== null) return;
+  c.kill('SIGTERM');
+  await Promise.race([new Promise((r) => c.once('exit', r)), sleep(15_000).then(() => c.kill('SIGKILL'))]);
+}
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<number> {
+  const t0 = Date.now();
+  while (!(await check())) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`${what}: not reached within ${timeoutMs / 1000} s`);
+    await sleep(100);
+  }
+  return (Date.now() - t0) / 1000;
+}
+const scalar = async (pool: pg.Pool, sql: string, params: unknown[] = []) =>
+  Number((await pool.query(sql, params)).rows[0].n);
+
+async function producerPerformance(records: number, recordSize: number): Promise<number> {
+  const cp = readFileSync(join(REPO_ROOT, '.stack', 'dist', 'kafka.classpath'), 'utf8').trim();
+  const topic = `bench.perf.${randomBytes(4).toString('hex')}`;
+  const kafka = new Kafka({
+    clientId: 'bench',
+    brokers: [...infra.kafkaBrokers],
+    logLevel: logLevel.NOTHING,
+  });
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 12 }] });
+  const res = spawnSync(
+    'java',
+    [
+      '-Xmx512m',
+      '-cp',
+      cp,
+      'org.apache.kafka.tools.ProducerPerformance',
+      '--topic',
+      topic,
+      '--num-records',
+      String(records),
+      '--record-size',
+      String(recordSize),
+      '--throughput',
+      '-1',
+      '--producer-props',
+      `bootstrap.servers=${infra.kafkaBrokers.join(',')}`,
+      'acks=all',
+      'enable.idempotence=true',
+    ],
+    { encoding: 'utf8', timeout: 300_000 },
+  );
+  await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
+  await admin.disconnect();
+  const m = /([\d.]+) records\/sec/.exec(res.stdout.trim().split('\n').at(-1) ?? '');
+  if (!m) throw new Error(`ProducerPerformance printed no figure: ${res.stderr.slice(0, 300)}`);
+  return Number(m[1]);
+}
+
+async function main(): Promise<void> {
+  const requests = flag('requests', 100_000);
+  const rate = flag('rate', 1000);
+  const seconds = flag('seconds', 30);
+  const db = await createTestDatabase();
+  const token = `bench_${randomBytes(24).toString('base64url')}`;
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const url = `http://127.0.0.1:${port}`;
+  const targets = [1, 2, 3].map((i) => `bench_${randomBytes(3).toString('hex')}_p${i}`);
+  try {
+    await migrate(db.pool, SCHEMAS_SQL);
+    const kafka = new Kafka({
+      clientId: 'bench',
+      brokers: [...infra.kafkaBrokers],
+      logLevel: logLevel.NOTHING,
+    });
+    const admin = kafka.admin();
+    await admin.connect();
+    await ensureTopics(admin, await loadTopicDefinitions(join(REPO_ROOT, 'schemas')));
+    await admin.disconnect();
+    await registerSchemas(infra.schemaRegistryUrl, join(REPO_ROOT, 'schemas', 'avro'));
+    for (const t of targets) {
+      await db.pool.query(
+        `INSERT INTO targets (name, kind, identifier_types, ack_sla_seconds) VALUES ($1, 'async_event', '{user_id}', 3600)`,
+        [t],
+      );
+    }
+    const env = {
+      DATABASE_URL: db.url,
+      PORT: String(port),
+      ERASURE_ADMIN_TOKEN: token,
+      LOG_LEVEL: 'error',
+      RATE_LIMIT_PER_SECOND: '1000000',
+      ACK_CONSUMER_GROUP: `bench-acks-${randomUUID()}`,
+      RELAY_BATCH_SIZE: '2000',
+    };
+    step('starting api + journal-sealer (own process)');
+    const api = child(['services/main.ts', 'api', 'journal-sealer'], env);
+    await waitFor(
+      'api up',
+      () =>
+        fetch(`${url}/healthz`).then(
+          (r) => r.ok,
+          () => false,
+        ),
+      60_000,
+    );
+
+    step(`accepting ${requests} requests through the batch API (relay stopped)`);
+    for (let done = 0; done < requests; done += 10_000) {
+      const n = Math.min(10_000, requests - done);
+      const body = {
+        requests: Array.from({ length: n }, (_, i) => ({
+          idempotencyKey: `r-${done + i}`,
+          identifiers: [{ type: 'user_id', value: `u-${done + i}` }],
+          reason: 'tester_cleanup',
+        })),
+      };
+      const res = await fetch(`${url}/v1/erasure-requests:batch`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      if (res.status !== 200) throw new Error(`batch answered ${res.status}`);
+    }
+    const sample = (
+      await db.pool.query(`SELECT payload FROM outbox WHERE topic = $1 LIMIT 1`, [TOPICS.requested])
+    ).rows[0].payload;
+    const recordSize = (
+      await createEventCodec(infra.schemaRegistryUrl).encode(TOPICS.requested, toRequestedEvent(sample))
+    ).length;
+
+    step('starting 3 partners (SDK, own process) and the ack consumer');
+    const partners = child([SELF, '--partner-worker', JSON.stringify(targets)], {});
+    await new Promise<void>((resolve, reject) => {
+      partners.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+      partners.once('exit', () => reject(new Error('partner worker exited')));
+    });
+    await sleep(3000); // let the groups settle on their (end) offsets before events arrive
+    const acks = child(['services/main.ts', 'ack-consumer'], env);
+
+    step('starting the relay (own process)');
+    const t0 = Date.now();
+    const relay = child(['services/main.ts', 'relay'], env);
+    const relaySeconds = await waitFor(
+      'all events relayed',
+      async () =>
+        (await scalar(db.pool, `SELECT count(*) AS n FROM outbox WHERE status <> 'sent' AND topic = $1`, [
+          TOPICS.requested,
+        ])) === 0,
+      600_000,
+    );
+    const completeSeconds = await waitFor(
+      'all requests completed',
+      async () =>
+        (await scalar(db.pool, `SELECT count(*) AS n FROM erasure_requests WHERE status <> 'completed'`)) ===
+        0,
+      900_000,
+    ).then(() => (Date.now() - t0) / 1000);
+
+    step(`steady load: ${rate} single requests/s for ${seconds} s`);
+    const started = new Date();
+    let sent = 0;
+    let failed = 0;
+    const inflight = new Set<Promise<void>>();
+    const tEnd = Date.now() + seconds * 1000;
+    while (Date.now() < tEnd) {
+      const due = Math.floor(((Date.now() - (tEnd - seconds * 1000)) / 1000) * rate);
+      while (sent < due) {
+        const i = sent++;
+        const p: Promise<void> = fetch(`${url}/v1/erasure-requests`, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${token}`,
+            'content-type': 'application/json',
+            'idempotency-key': `l-${i}`,
+          },
+          body: JSON.stringify({ identifiers: [{ type: 'user_id', value: `l-${i}` }], reason: 'gdpr_art17' }),
+        })
+          .then(
+            (r) => {
+              if (r.status !== 202) failed++;
+              void r.arrayBuffer();
+            },
+            () => {
+              failed++;
+            },
+          )
+          .finally(() => inflight.delete(p));
+        inflight.add(p);
+      }
+      await sleep(1);
+    }
+    await Promise.all(inflight);
+    await waitFor(
+      'steady-load requests completed',
+      async () =>
+        (await scalar(
+          db.pool,
+          `SELECT count(*) AS n FROM erasure_requests WHERE received_at >= $1 AND status <> 'completed'`,
+          [started],
+        )) === 0,
+      300_000,
+    );
+    const lat = (
+      await db.pool.query(
+        `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50, percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99, count(*) AS n
+         FROM (SELECT extract(epoch FROM completed_at - received_at) * 1000 AS ms FROM erasure_requests WHERE received_at >= $1) x`,
+        [started],
+      )
+    ).rows[0];
+
+    for (const c of [relay, acks, partners, api]) await stop(c);
+    step(`ceiling: ProducerPerformance, ${requests} records of ${recordSize} bytes, acks=all, 12 partitions`);
+    const ceiling = await producerPerformance(requests, recordSize);
+    const relayed = requests / relaySeconds;
+    process.stdout.write(
+      [
+        '',
+        `pipeline benchmark (${requests} requests, 3 SDK partners, ${recordSize}-byte events)`,
+        `  relay: ${Math.round(relayed)} events/s (${relaySeconds.toFixed(1)} s)      ceiling ProducerPerformance ${Math.round(ceiling)} records/s   ratio ${(relayed / ceiling).toFixed(2)}   goal ≥ 0.5`,
+        `  end to end: ${Math.round(requests / completeSeconds)} requests completed/s (${completeSeconds.toFixed(1)} s from relay start)`,
+        `  steady ${rate} req/s for ${seconds} s: ${lat.n} accepted (${failed} failed), accept→completed p50 ${Math.round(lat.p50)} ms, p99 ${Math.round(lat.p99)} ms   goal p99 < 2000 ms`,
+        '',
+      ].join('\n'),
+    );
+  } finally {
+    await Promise.all([...children].map(stop));
+    await db.drop().catch(() => undefined);
+  }
+}
+
+if (process.argv[2] === '--partner-worker') void partnerWorker(JSON.parse(process.argv[3]!) as string[]);
+else
+  main().catch(async (err: unknown) => {
+    step(`FAILED: ${err instanceof Error ? err.message : String(err)}`);
+    await Promise.all([...children].map(stop));
+    process.exit(1);
+  });
