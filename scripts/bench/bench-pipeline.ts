@@ -156,6 +156,8 @@ async function main(): Promise<void> {
       LOG_LEVEL: 'error',
       RATE_LIMIT_PER_SECOND: '1000000',
       ACK_CONSUMER_GROUP: `bench-acks-${randomUUID()}`,
+      // A fresh group must not replay every ack earlier runs left on the shared topic.
+      ACK_CONSUMER_FROM_BEGINNING: 'false',
       RELAY_BATCH_SIZE: '2000',
     };
     step('starting api + journal-sealer (own process)');
@@ -202,6 +204,7 @@ async function main(): Promise<void> {
     });
     await sleep(3000); // let the groups settle on their (end) offsets before events arrive
     const acks = child(['services/main.ts', 'ack-consumer'], env);
+    await sleep(8000); // joined at the end of the acks topic before any partner acks
 
     step('starting the relay (own process)');
     const t0 = Date.now();

@@ -29,6 +29,8 @@ export interface AckConsumerDeps {
   actor?: string;
   /** Longest pause between retries of a failing database or registry call, in ms. Default 10 000. */
   maxBackoffMs?: number;
+  /** Where a NEW consumer group starts: the oldest retained ack (default) or only new ones. */
+  fromBeginning?: boolean;
   /** For the retry jitter (full jitter, services/shared/compute-backoff.ts). Default Math.random. */
   random?: () => number;
 }
@@ -184,7 +186,7 @@ export async function runAckConsumer(deps: AckConsumerDeps): Promise<{ stop(): P
   );
   await consumer.connect();
   // From the beginning for a new group: a missed ack costs an erasure, a re-read one nothing.
-  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  await consumer.subscribe({ topics: [topic], fromBeginning: deps.fromBeginning ?? true });
   await consumer.run({
     autoCommit: true,
     eachBatchAutoResolve: false,

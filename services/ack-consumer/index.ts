@@ -22,6 +22,11 @@ export interface AckConsumerConfig {
   readonly topic: string;
   /** ACK_CONSUMER_MAX_BACKOFF_MS: longest pause between retries of a failing call, default 10000. */
   readonly maxBackoffMs: number;
+  /**
+   * ACK_CONSUMER_FROM_BEGINNING (default true): a new group reads every retained ack, so a
+   * first deployment misses none; `false` starts at the end (benchmarks, throwaway groups).
+   */
+  readonly fromBeginning: boolean;
   readonly logLevel: string;
 }
 
@@ -44,6 +49,7 @@ export function loadAckConsumerConfig(env: NodeJS.ProcessEnv): AckConsumerConfig
     groupId,
     topic: TOPICS.acks,
     maxBackoffMs,
+    fromBeginning: env['ACK_CONSUMER_FROM_BEGINNING'] !== 'false',
     logLevel: env['LOG_LEVEL'] || 'info',
   });
 }
@@ -83,6 +89,7 @@ export async function start(
       metrics,
       topic: cfg.topic,
       maxBackoffMs: cfg.maxBackoffMs,
+      fromBeginning: cfg.fromBeginning,
     });
   } catch (err) {
     await consumer.disconnect().catch(() => undefined);
