@@ -32,7 +32,14 @@ import { createEventCodec, TOPICS, type CompletedEvent } from '../../services/sh
 import { ensureTopics, loadTopicDefinitions, registerSchemas } from '../../services/shared/event-log.ts';
 import { createLogger } from '../../services/shared/logger.ts';
 import { SCHEMAS_SQL } from '../helpers/api.ts';
-import { createTestDatabase, infra, testKafka, uniqueName } from '../helpers/infra.ts';
+import {
+  createTestDatabase,
+  infra,
+  positionNewGroup,
+  testKafka,
+  topicEnd,
+  uniqueName,
+} from '../helpers/infra.ts';
 
 const SCHEMAS = join(import.meta.dirname, '..', '..', 'schemas');
 const COMPLETION_TIMEOUT_MS = 60_000;
@@ -98,6 +105,9 @@ describe('erasure flow end to end', () => {
       // Acks from other runs on the shared topic are skipped with a warning each: noise here.
       LOG_LEVEL: 'error',
     };
+    // Test groups start where this run's events begin, not at the shared topics' history.
+    const [acksEnd, requestedEnd] = await Promise.all([topicEnd(TOPICS.acks), topicEnd(TOPICS.requested)]);
+    await positionNewGroup(String(env['ACK_CONSUMER_GROUP']), TOPICS.acks, acksEnd);
     running = await startServices(['api', 'relay', 'ack-consumer'], env);
     api = running[0]!.url;
 
@@ -127,9 +137,10 @@ describe('erasure flow end to end', () => {
       PROFILES_PARTNER_TARGET: profilesTarget,
       PROFILES_PARTNER_GROUP: uniqueName('e2e-profiles'),
     };
-    // fromBeginning (the SDK default) is kept: these targets are new, so every older event in
-    // the shared topic is skipped by target, and no event of this run can be missed by a
-    // group that joined after it was published.
+    // Positioned at the end of the requested topic as it was before this run published
+    // anything: no event of this run can be missed, and no older one is read.
+    await positionNewGroup(String(partnerEnv['ORDERS_PARTNER_GROUP']), TOPICS.requested, requestedEnd);
+    await positionNewGroup(String(partnerEnv['PROFILES_PARTNER_GROUP']), TOPICS.requested, requestedEnd);
     orders = await startOrders(
       loadOrdersPartnerConfig(partnerEnv),
       createLogger({ service: 'orders', level: 'debug', stream }),

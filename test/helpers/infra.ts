@@ -56,3 +56,36 @@ export function testS3(
     maxAttempts: 1,
   });
 }
+
+/** Each partition's end offset now: events produced later are after it. */
+export async function topicEnd(topic: string): Promise<{ partition: number; offset: string }[]> {
+  const admin = testKafka().admin();
+  await admin.connect();
+  try {
+    return (await admin.fetchTopicOffsets(topic)).map((p) => ({ partition: p.partition, offset: p.high }));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/**
+ * Positions a consumer group that has never committed at `offsets`, so a test's consumer
+ * reads only what the test produced, not the history other runs left on a shared topic
+ * (a new group would otherwise start at the beginning and wade through all of it).
+ * A group with committed offsets is left alone (a restart must resume where it was).
+ */
+export async function positionNewGroup(
+  groupId: string,
+  topic: string,
+  offsets: { partition: number; offset: string }[],
+): Promise<void> {
+  const admin = testKafka().admin();
+  await admin.connect();
+  try {
+    const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    if (committed?.partitions.some((p) => p.offset !== '-1')) return;
+    await admin.setOffsets({ groupId, topic, partitions: offsets });
+  } finally {
+    await admin.disconnect();
+  }
+}

@@ -13,7 +13,7 @@ import { createEventCodec, TOPICS, type AckEvent } from '../../services/shared/e
 import { ensureTopics, loadTopicDefinitions, registerSchemas } from '../../services/shared/event-log.ts';
 import { createLogger } from '../../services/shared/logger.ts';
 import { startTestApi, type TestApi } from '../helpers/api.ts';
-import { infra, testKafka, uniqueName } from '../helpers/infra.ts';
+import { infra, positionNewGroup, testKafka, topicEnd, uniqueName } from '../helpers/infra.ts';
 
 const SCHEMAS = join(import.meta.dirname, '..', '..', 'schemas');
 const TARGETS = ['alpha-events', 'beta-events', 'gamma-events'] as const;
@@ -292,6 +292,11 @@ describe('acknowledgements', () => {
 
   describe('through Kafka', () => {
     let producer: Producer;
+    // Where this suite's acks begin on the shared topic; new consumer groups start there.
+    let ackMark: { partition: number; offset: string }[] = [];
+    before(async () => {
+      ackMark = await topicEnd(TOPICS.acks);
+    });
     const codec = createEventCodec(infra.schemaRegistryUrl);
     const logs: string[] = [];
     const consumerLogger = () => {
@@ -299,11 +304,13 @@ describe('acknowledgements', () => {
       stream.on('data', (d: Buffer) => logs.push(d.toString('utf8')));
       return createLogger({ service: 'ack-consumer', level: 'debug', stream });
     };
-    const startConsumer = (group: string) =>
-      startAckConsumer(
+    const startConsumer = async (group: string) => {
+      await positionNewGroup(group, TOPICS.acks, ackMark);
+      return startAckConsumer(
         loadAckConsumerConfig({ ...process.env, DATABASE_URL: api.db.url, ACK_CONSUMER_GROUP: group }),
         consumerLogger(),
       );
+    };
     const event = (
       requestId: string,
       target: string,
@@ -423,6 +430,7 @@ describe('acknowledgements', () => {
       const down = new URL(api.db.url);
       down.port = '1'; // nothing listens: every applyAck fails with ECONNREFUSED
       const from = logs.length;
+      await positionNewGroup(group, TOPICS.acks, ackMark);
       let running = await startAckConsumer(
         loadAckConsumerConfig({
           ...process.env,
