@@ -8,7 +8,7 @@ import pg from 'pg';
 import { Registry } from 'prom-client';
 import { ConfigurationError } from '../shared/errors.ts';
 import { createEventCodec, TOPICS } from '../shared/event-codec.ts';
-import { collectInfraConfig } from '../shared/infra-config.ts';
+import { collectInfraConfig, intSetting } from '../shared/infra-config.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { runAckConsumer } from './consume-acks.ts';
 
@@ -37,10 +37,7 @@ export function loadAckConsumerConfig(env: NodeJS.ProcessEnv): AckConsumerConfig
   const infra = collectInfraConfig(env, problems);
   const groupId = env['ACK_CONSUMER_GROUP'] || 'erasure-ack-consumer';
   if (!GROUP.test(groupId)) problems.push('ACK_CONSUMER_GROUP must be 1 to 200 of A-Z a-z 0-9 . _ -');
-  const rawBackoff = env['ACK_CONSUMER_MAX_BACKOFF_MS'];
-  const maxBackoffMs = rawBackoff ? Number(rawBackoff) : 10_000;
-  if (!Number.isInteger(maxBackoffMs) || maxBackoffMs < 100 || maxBackoffMs > 300_000)
-    problems.push('ACK_CONSUMER_MAX_BACKOFF_MS must be a whole number from 100 to 300000');
+  const maxBackoffMs = intSetting(env, problems, 'ACK_CONSUMER_MAX_BACKOFF_MS', 10_000, 100, 300_000);
   if (problems.length > 0 || !infra) throw new ConfigurationError(problems);
   return Object.freeze({
     databaseUrl: infra.databaseUrl,

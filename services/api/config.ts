@@ -1,5 +1,5 @@
 import { ConfigurationError } from '../shared/errors.ts';
-import { collectInfraConfig, type InfraConfig } from '../shared/infra-config.ts';
+import { collectInfraConfig, intSetting, type InfraConfig } from '../shared/infra-config.ts';
 
 /** The local development key; a deployment sets ERASURE_HMAC_KEY (start-up warns otherwise). */
 export const DEV_HMAC_KEY = 'erasure-local-development-hmac-key-not-for-production';
@@ -38,13 +38,8 @@ export interface ApiConfig {
 export function loadApiConfig(env: NodeJS.ProcessEnv): ApiConfig {
   const problems: string[] = [];
   const infra = collectInfraConfig(env, problems);
-  const int = (name: string, dflt: number, min: number, max: number) => {
-    const raw = env[name];
-    const v = raw === undefined || raw === '' ? dflt : Number(raw);
-    if (!Number.isInteger(v) || v < min || v > max)
-      problems.push(`${name} must be a whole number from ${min} to ${max}`);
-    return v;
-  };
+  const int = (name: string, dflt: number, min: number, max: number) =>
+    intSetting(env, problems, name, dflt, min, max);
   const port = int('PORT', 8080, 0, 65535);
   const adminToken = env['ERASURE_ADMIN_TOKEN'] || undefined;
   if (adminToken !== undefined && adminToken.length < 16) {

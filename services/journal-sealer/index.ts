@@ -5,7 +5,7 @@
  */
 import pg from 'pg';
 import { ConfigurationError } from '../shared/errors.ts';
-import { collectInfraConfig } from '../shared/infra-config.ts';
+import { collectInfraConfig, intSetting } from '../shared/infra-config.ts';
 import { startJournalSealer } from '../shared/journal.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 
@@ -19,11 +19,7 @@ export interface SealerConfig {
 export function loadSealerConfig(env: NodeJS.ProcessEnv): SealerConfig {
   const problems: string[] = [];
   const infra = collectInfraConfig(env, problems);
-  const raw = env['JOURNAL_SEAL_INTERVAL_MS'];
-  const intervalMs = raw ? Number(raw) : 200;
-  if (!Number.isInteger(intervalMs) || intervalMs < 10 || intervalMs > 60_000) {
-    problems.push('JOURNAL_SEAL_INTERVAL_MS must be a whole number from 10 to 60000');
-  }
+  const intervalMs = intSetting(env, problems, 'JOURNAL_SEAL_INTERVAL_MS', 200, 10, 60_000);
   if (problems.length > 0 || !infra) throw new ConfigurationError(problems);
   return Object.freeze({ databaseUrl: infra.databaseUrl, intervalMs, logLevel: env['LOG_LEVEL'] || 'info' });
 }

@@ -8,7 +8,7 @@
 import pg from 'pg';
 import type { BackoffPolicy } from '../shared/compute-backoff.ts';
 import { ConfigurationError } from '../shared/errors.ts';
-import { collectInfraConfig } from '../shared/infra-config.ts';
+import { collectInfraConfig, intSetting } from '../shared/infra-config.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { createRedeliveryLoop } from './redelivery-loop.ts';
 
@@ -31,21 +31,6 @@ export interface RedeliveryConfig {
   /** Wait after a failed pass (database down), growing with consecutive failures. */
   readonly loopBackoff: BackoffPolicy;
   readonly logLevel: string;
-}
-
-function intSetting(
-  env: NodeJS.ProcessEnv,
-  problems: string[],
-  name: string,
-  fallback: number,
-  min: number,
-  max: number,
-): number {
-  const raw = env[name];
-  const v = raw === undefined || raw.trim() === '' ? fallback : Number(raw);
-  if (!Number.isInteger(v) || v < min || v > max)
-    problems.push(`${name} must be a whole number from ${min} to ${max}`);
-  return v;
 }
 
 /** Reads and validates the service's settings once; every problem is reported together. */

@@ -11,7 +11,7 @@ import type { Registry } from 'prom-client';
 import type { BackoffPolicy } from '../shared/compute-backoff.ts';
 import { ConfigurationError } from '../shared/errors.ts';
 import { createEventCodec } from '../shared/event-codec.ts';
-import { collectInfraConfig } from '../shared/infra-config.ts';
+import { collectInfraConfig, intSetting } from '../shared/infra-config.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { listenForOutbox } from './listen-for-outbox.ts';
 import { createPartitionLookup } from './partition-lookup.ts';
@@ -37,21 +37,6 @@ export interface RelayConfig {
   /** Per-row and loop backoff after failures (not configurable by environment). */
   readonly backoff: BackoffPolicy;
   readonly logLevel: string;
-}
-
-function intSetting(
-  env: NodeJS.ProcessEnv,
-  problems: string[],
-  name: string,
-  fallback: number,
-  min: number,
-  max: number,
-): number {
-  const raw = env[name];
-  const v = raw === undefined || raw.trim() === '' ? fallback : Number(raw);
-  if (!Number.isInteger(v) || v < min || v > max)
-    problems.push(`${name} must be a whole number from ${min} to ${max}`);
-  return v;
 }
 
 /** Reads and validates the relay's settings once; every problem is reported together. */

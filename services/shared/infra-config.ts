@@ -145,3 +145,22 @@ export function collectInfraConfig(env: Env, problems: string[]): InfraConfig | 
     throw err;
   }
 }
+
+/**
+ * A whole-number setting with its range, for service config loaders: an unset or blank
+ * variable takes `fallback`; anything else out of range is added to `problems`.
+ */
+export function intSetting(
+  env: Env,
+  problems: string[],
+  name: string,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  const raw = env[name];
+  const v = raw === undefined || raw.trim() === '' ? fallback : Number(raw);
+  if (!Number.isInteger(v) || v < min || v > max)
+    problems.push(`${name} must be a whole number from ${min} to ${max}`);
+  return v;
+}
