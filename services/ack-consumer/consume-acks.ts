@@ -1,8 +1,10 @@
 /**
- * The ack consumer's loop: privacy.erasure.acks.v1 → decode → validate → applyAck.
+ * The ack consumer's loop: privacy.erasure.acks.v1 → decode → validate → applyAcks, a
+ * chunk of up to `batchSize` acks per transaction (one COMMIT for hundreds of acks is what
+ * lets one consumer keep up with several partners acknowledging thousands of events/s).
  *
  * Offsets never run ahead of the database. We use eachBatch with `eachBatchAutoResolve:
- * false` and resolve a message's offset only after applyAck's COMMIT has returned (or the
+ * false` and resolve a message's offset only after its chunk's COMMIT has returned (or the
  * message was judged invalid, which writes nothing). kafkajs commits only resolved offsets
  * (autoCommit on, so also on rebalance and stop), so a crash between COMMIT and the offset
  * commit redelivers the message, and applyAck's idempotency turns it into a duplicate. The
@@ -12,7 +14,7 @@
 import type { Consumer, KafkaMessage } from 'kafkajs';
 import pg from 'pg';
 import { Counter, type Registry } from 'prom-client';
-import { applyAck, type AckResult } from '../shared/apply-ack.ts';
+import { applyAck, applyAcks, type AckInput, type AckResult } from '../shared/apply-ack.ts';
 import { computeBackoff } from '../shared/compute-backoff.ts';
 import type { EventCodec } from '../shared/event-codec.ts';
 import type { Logger } from '../shared/logger.ts';
@@ -31,6 +33,10 @@ export interface AckConsumerDeps {
   maxBackoffMs?: number;
   /** Where a NEW consumer group starts: the oldest retained ack (default) or only new ones. */
   fromBeginning?: boolean;
+  /** Most acks applied in one transaction. Default 500. */
+  batchSize?: number;
+  /** Partitions worked on at once (kafkajs partitionsConsumedConcurrently). Default 1. */
+  concurrency?: number;
   /** For the retry jitter (full jitter, services/shared/compute-backoff.ts). Default Math.random. */
   random?: () => number;
 }
@@ -56,7 +62,15 @@ export function isRetriableRegistryError(err: unknown): boolean {
 }
 
 export async function runAckConsumer(deps: AckConsumerDeps): Promise<{ stop(): Promise<void> }> {
-  const { consumer, codec, pool, topic, actor = 'ack-consumer', maxBackoffMs = 10_000 } = deps;
+  const {
+    consumer,
+    codec,
+    pool,
+    topic,
+    actor = 'ack-consumer',
+    maxBackoffMs = 10_000,
+    batchSize = 500,
+  } = deps;
   const random = deps.random ?? Math.random;
   const logger = deps.logger.child({ component: 'ack-consumer', topic });
   const acks = new Counter({
@@ -110,12 +124,14 @@ export async function runAckConsumer(deps: AckConsumerDeps): Promise<{ stop(): P
     }
   }
 
-  /** One message to an outcome; STOPPED leaves its offset unresolved, so it is read again. */
-  async function handle(m: KafkaMessage, heartbeat: () => Promise<void>): Promise<Outcome | typeof STOPPED> {
+  type Parsed = { kind: 'invalid' } | { kind: 'ack'; ack: AckInput; about: Record<string, unknown> };
+
+  /** One message to an ack to apply, or invalid; STOPPED leaves its offset unresolved. */
+  async function parse(m: KafkaMessage, heartbeat: () => Promise<void>): Promise<Parsed | typeof STOPPED> {
     const where = { offset: m.offset };
     const invalid = (reason: string) => {
       logger.warn('ack event skipped', { code: 'ERR_ACK_INVALID', reason, ...where });
-      return 'invalid' as const;
+      return { kind: 'invalid' as const };
     };
     // Confluent wire format: magic byte 0, a 4-byte schema id, then Avro.
     if (!m.value || m.value.length < 6 || m.value[0] !== 0)
@@ -145,36 +161,69 @@ export async function runAckConsumer(deps: AckConsumerDeps): Promise<{ stop(): P
       });
       acks.inc({ result: 'invalid' });
     }
+    return { kind: 'ack', ack: check.ack, about };
+  }
+
+  /**
+   * Applies a chunk's acks in one transaction (applyAcks), retrying while the database is
+   * unavailable. When the database refuses the batch for good (a bug or data the checks
+   * missed), each ack is tried alone, so one bad ack is skipped instead of the chunk: a
+   * skipped ack leaves its task open and the ack SLA's redelivery asks the partner again;
+   * blocking would stall the partition. Returns an outcome per ack, or STOPPED.
+   */
+  async function applyChunk(
+    items: { ack: AckInput; about: Record<string, unknown> }[],
+    heartbeat: () => Promise<void>,
+  ): Promise<Outcome[] | typeof STOPPED> {
+    if (items.length === 0) return [];
+    let results: (AckResult | 'error')[];
     try {
       const applied = await retrying(
-        'applying ack',
-        () => applyAck(pool, check.ack, actor),
+        'applying acks',
+        () =>
+          applyAcks(
+            pool,
+            items.map((i) => i.ack),
+            actor,
+          ),
         isRetriablePgError,
         heartbeat,
       );
       if (applied === STOPPED) return STOPPED;
-      if (applied.result === 'refused')
-        logger.warn('ack refused: target is not one of the request’s', { code: 'ERR_ACK_REFUSED', ...about });
-      else if (applied.result === 'unknown_request')
-        logger.warn('ack for an unknown request', { code: 'ERR_ACK_UNKNOWN_REQUEST', ...about });
-      else
-        logger.debug('ack consumed', {
-          result: applied.result,
-          requestStatus: applied.requestStatus,
-          ...about,
-        });
-      return applied.result;
-    } catch (err) {
-      // Not retriable (a bug or data the checks missed): skipping leaves the task open, so
-      // the ack SLA's redelivery asks the partner again; blocking would stall the partition.
-      logger.error('ack could not be applied', {
-        code: 'ERR_ACK_APPLY',
-        errorCode: (err as { code?: unknown }).code,
-        error: err instanceof Error ? err.message : String(err),
-        ...about,
-      });
-      return 'error';
+      results = applied;
+    } catch {
+      results = [];
+      for (const { ack, about } of items) {
+        try {
+          const one = await retrying(
+            'applying ack',
+            () => applyAck(pool, ack, actor),
+            isRetriablePgError,
+            heartbeat,
+          );
+          if (one === STOPPED) return STOPPED;
+          results.push(one);
+        } catch (err) {
+          logger.error('ack could not be applied', {
+            code: 'ERR_ACK_APPLY',
+            errorCode: (err as { code?: unknown }).code,
+            error: err instanceof Error ? err.message : String(err),
+            ...about,
+          });
+          results.push('error');
+        }
+      }
     }
+    return results.map((r, i) => {
+      if (r === 'error') return 'error';
+      const about = items[i]!.about;
+      if (r.result === 'refused')
+        logger.warn('ack refused: target is not one of the request’s', { code: 'ERR_ACK_REFUSED', ...about });
+      else if (r.result === 'unknown_request')
+        logger.warn('ack for an unknown request', { code: 'ERR_ACK_UNKNOWN_REQUEST', ...about });
+      else logger.debug('ack consumed', { result: r.result, requestStatus: r.requestStatus, ...about });
+      return r.result;
+    });
   }
 
   consumer.on(consumer.events.CRASH, (e) =>
@@ -190,15 +239,32 @@ export async function runAckConsumer(deps: AckConsumerDeps): Promise<{ stop(): P
   await consumer.run({
     autoCommit: true,
     eachBatchAutoResolve: false,
+    partitionsConsumedConcurrently: deps.concurrency ?? 1,
     eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }) => {
-      for (const m of batch.messages) {
-        if (stopping || !isRunning() || isStale()) break;
-        const outcome = await handle(m, heartbeat);
-        if (outcome === STOPPED) break;
-        acks.inc({ result: outcome });
-        resolveOffset(m.offset); // only now: the effect (if any) is committed in Postgres
+      const live = () => !stopping && isRunning() && !isStale();
+      for (let from = 0; from < batch.messages.length && live(); from += batchSize) {
+        const chunk = batch.messages.slice(from, from + batchSize);
+        // Decoded in order; a stop mid-chunk keeps only the messages before it.
+        const parsed: Parsed[] = [];
+        for (const m of chunk) {
+          if (!live()) break;
+          const p = await parse(m, heartbeat);
+          if (p === STOPPED) break;
+          parsed.push(p);
+        }
+        const outcomes = await applyChunk(
+          parsed.flatMap((p) => (p.kind === 'ack' ? [p] : [])),
+          heartbeat,
+        );
+        if (outcomes === STOPPED) break;
+        let next = 0;
+        parsed.forEach((p, i) => {
+          acks.inc({ result: p.kind === 'invalid' ? 'invalid' : outcomes[next++]! });
+          resolveOffset(chunk[i]!.offset); // only now: the effects are committed in Postgres
+        });
         await commitOffsetsIfNecessary();
         await heartbeat();
+        if (parsed.length < chunk.length) break;
       }
     },
   });

@@ -27,6 +27,10 @@ export interface AckConsumerConfig {
    * first deployment misses none; `false` starts at the end (benchmarks, throwaway groups).
    */
   readonly fromBeginning: boolean;
+  /** ACK_CONSUMER_BATCH_SIZE: most acks applied in one transaction, 1 to 5000. Default 500. */
+  readonly batchSize: number;
+  /** ACK_CONSUMER_CONCURRENCY: partitions worked on at once, 1 to 64. Default 3. */
+  readonly concurrency: number;
   readonly logLevel: string;
 }
 
@@ -38,6 +42,8 @@ export function loadAckConsumerConfig(env: NodeJS.ProcessEnv): AckConsumerConfig
   const groupId = env['ACK_CONSUMER_GROUP'] || 'erasure-ack-consumer';
   if (!GROUP.test(groupId)) problems.push('ACK_CONSUMER_GROUP must be 1 to 200 of A-Z a-z 0-9 . _ -');
   const maxBackoffMs = intSetting(env, problems, 'ACK_CONSUMER_MAX_BACKOFF_MS', 10_000, 100, 300_000);
+  const batchSize = intSetting(env, problems, 'ACK_CONSUMER_BATCH_SIZE', 500, 1, 5000);
+  const concurrency = intSetting(env, problems, 'ACK_CONSUMER_CONCURRENCY', 3, 1, 64);
   if (problems.length > 0 || !infra) throw new ConfigurationError(problems);
   return Object.freeze({
     databaseUrl: infra.databaseUrl,
@@ -47,6 +53,8 @@ export function loadAckConsumerConfig(env: NodeJS.ProcessEnv): AckConsumerConfig
     topic: TOPICS.acks,
     maxBackoffMs,
     fromBeginning: env['ACK_CONSUMER_FROM_BEGINNING'] !== 'false',
+    batchSize,
+    concurrency,
     logLevel: env['LOG_LEVEL'] || 'info',
   });
 }
@@ -67,7 +75,7 @@ export async function start(
   cfg: AckConsumerConfig,
   logger: Logger = createLogger({ service: 'ack-consumer', level: cfg.logLevel }),
 ): Promise<RunningAckConsumer> {
-  const pool = new pg.Pool({ connectionString: cfg.databaseUrl, max: 4 });
+  const pool = new pg.Pool({ connectionString: cfg.databaseUrl, max: cfg.concurrency + 1 });
   pool.on('error', (err) => logger.warn('idle postgres client failed', { code: 'ERR_PG_IDLE', error: err }));
   const metrics = new Registry();
   const kafka = new Kafka({
@@ -87,6 +95,8 @@ export async function start(
       topic: cfg.topic,
       maxBackoffMs: cfg.maxBackoffMs,
       fromBeginning: cfg.fromBeginning,
+      batchSize: cfg.batchSize,
+      concurrency: cfg.concurrency,
     });
   } catch (err) {
     await consumer.disconnect().catch(() => undefined);

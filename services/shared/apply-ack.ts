@@ -8,7 +8,7 @@
  * a contradicting one only leaves a `task.ack_ignored` journal entry so a person can see it.
  */
 import type pg from 'pg';
-import { appendJournal } from './journal.ts';
+import { appendJournal, type JournalEntryInput } from './journal.ts';
 import { TOPICS } from './event-codec.ts';
 
 export const ACK_STATUSES = ['deleted', 'not_found', 'failed'] as const;
@@ -57,13 +57,29 @@ export function taskChange(status: AckStatus, detail: string | null) {
  * happened); throws only when the database fails, in which case nothing was written.
  */
 export async function applyAck(pool: pg.Pool, ack: AckInput, actor: string): Promise<AckResult> {
+  return (await applyAcks(pool, [ack], actor))[0]!;
+}
+
+/**
+ * Applies a batch of acks in one transaction, with a fixed number of statements whatever
+ * the batch size: the ack consumer's hot path (one COMMIT for hundreds of acks). Results
+ * are per input, in input order, exactly as if the acks had been applied one by one in
+ * that order: a second ack for the same task in the same batch is a duplicate of the first.
+ * Throws only when the database fails, in which case nothing of the batch was written.
+ */
+export async function applyAcks(
+  pool: pg.Pool,
+  acks: readonly AckInput[],
+  actor: string,
+): Promise<AckResult[]> {
+  if (acks.length === 0) return [];
   const client = await pool.connect();
   let broken: Error | undefined;
   try {
     await client.query('BEGIN');
-    const result = await applyInTransaction(client, ack, actor);
+    const results = await applyInTransaction(client, acks, actor);
     await client.query('COMMIT');
-    return result;
+    return results;
   } catch (err) {
     await client.query('ROLLBACK').catch((e: Error) => (broken = e));
     throw err;
@@ -72,68 +88,114 @@ export async function applyAck(pool: pg.Pool, ack: AckInput, actor: string): Pro
   }
 }
 
-async function applyInTransaction(client: pg.PoolClient, ack: AckInput, actor: string): Promise<AckResult> {
-  // Locking query: the request row first, held to COMMIT. It serialises the acks of one
-  // request, so the "are all tasks terminal?" check below (a fresh READ COMMITTED snapshot
-  // taken after this lock is granted) sees every other ack of this request that committed
-  // before us. With task locks alone, two acks for the last two tasks would each see the
-  // other's task still open and neither would complete the request. Request before task is
-  // the order cancel-request.ts takes them too, so the two cannot deadlock. NO KEY UPDATE:
-  // it does not block inserts of rows that reference this one.
-  const req = await client.query<{ status: string }>(
-    `SELECT status FROM erasure_requests WHERE id = $1 FOR NO KEY UPDATE`,
-    [ack.requestId],
-  );
-  const request = req.rows[0];
-  if (!request) return { result: 'unknown_request' };
+/**
+ * Locking query: the requests first, in id order, held to COMMIT. It serialises the acks of
+ * one request, so the "are all tasks terminal?" count in settleRequests (a fresh READ
+ * COMMITTED snapshot taken after this lock is granted) sees every other ack of these
+ * requests that committed before us. With task locks alone, two acks for the last two tasks
+ * would each see the other's task still open and neither would complete the request.
+ * Request before task is the order cancel-request.ts, the relay's dispatch and the
+ * redelivery service take them too, and id order keeps two batches from locking the same
+ * requests in opposite orders, so none of them can deadlock. NO KEY UPDATE: it does not
+ * block inserts of rows that reference these.
+ */
+const LOCK_REQUESTS = `
+SELECT id, status FROM erasure_requests WHERE id = ANY ($1::uuid[]) ORDER BY id FOR NO KEY UPDATE`;
 
-  // Locking query: the task row, so a dispatcher or relay updating the same task (attempts,
-  // retry schedule) waits for us rather than overwriting the terminal state we set.
-  const task = await client.query<{ state: string; outcome: string | null }>(
-    `SELECT state, outcome FROM erasure_tasks WHERE request_id = $1 AND target = $2 FOR UPDATE`,
-    [ack.requestId, ack.target],
-  );
-  const current = task.rows[0];
-  // Not one of this request's targets: someone acking a task that is not theirs. Refused.
-  if (!current) return { result: 'refused', requestStatus: request.status };
+/**
+ * Locking query: the tasks named, in key order, so a dispatcher or relay updating one of
+ * them (attempts, retry schedule) waits for us rather than overwriting the terminal state
+ * we set.
+ */
+const LOCK_TASKS = `
+SELECT t.request_id, t.target, t.state, t.outcome
+  FROM erasure_tasks t
+  JOIN unnest($1::uuid[], $2::text[]) AS k(request_id, target)
+    ON t.request_id = k.request_id AND t.target = k.target
+ ORDER BY t.request_id, t.target
+   FOR UPDATE OF t`;
 
-  const detail = sanitizeDetail(ack.detail);
-  const change = taskChange(ack.status, detail);
-  if (TERMINAL.includes(current.state)) {
-    const same = current.state === change.state && current.outcome === change.outcome;
-    if (!same) {
-      await appendJournal(client, [
-        {
+/**
+ * The acked or failed tasks, one statement. A partner clock before the request existed, or
+ * in the future, is not believed: now().
+ */
+const UPDATE_TASKS = `
+UPDATE erasure_tasks t
+   SET state = i.state, outcome = i.outcome, last_error = i.last_error, evidence = i.evidence,
+       acked_at = CASE WHEN i.acked_at BETWEEN r.received_at AND now() THEN i.acked_at ELSE now() END,
+       updated_at = now()
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::timestamptz[])
+         AS i(request_id, target, state, outcome, last_error, evidence, acked_at),
+       erasure_requests r
+ WHERE t.request_id = i.request_id AND t.target = i.target AND r.id = t.request_id`;
+
+async function applyInTransaction(
+  client: pg.PoolClient,
+  acks: readonly AckInput[],
+  actor: string,
+): Promise<AckResult[]> {
+  const requestIds = [...new Set(acks.map((a) => a.requestId))];
+  const locked = await client.query<{ id: string; status: string }>({
+    name: 'ack_lock_requests',
+    text: LOCK_REQUESTS,
+    values: [requestIds],
+  });
+  const statusOf = new Map(locked.rows.map((r) => [r.id, r.status]));
+  const keyOf = (a: { requestId: string; target: string }) => `${a.requestId}\u0000${a.target}`;
+  const wanted = new Map<string, AckInput>();
+  for (const a of acks) if (statusOf.has(a.requestId)) wanted.set(keyOf(a), a);
+  const tasks = await client.query<{
+    request_id: string;
+    target: string;
+    state: string;
+    outcome: string | null;
+  }>({
+    name: 'ack_lock_tasks',
+    text: LOCK_TASKS,
+    values: [[...wanted.values()].map((a) => a.requestId), [...wanted.values()].map((a) => a.target)],
+  });
+  // The tasks as this batch leaves them: a later ack in the batch sees an earlier one's effect.
+  const taskOf = new Map(tasks.rows.map((t) => [keyOf({ requestId: t.request_id, target: t.target }), t]));
+
+  const results: AckResult['result'][] = [];
+  const updates: { ack: AckInput; change: ReturnType<typeof taskChange>; evidence: object; at: Date }[] = [];
+  const journal: JournalEntryInput[] = [];
+  for (const ack of acks) {
+    if (!statusOf.has(ack.requestId)) {
+      results.push('unknown_request');
+      continue;
+    }
+    const current = taskOf.get(keyOf(ack));
+    // Not one of this request's targets: someone acking a task that is not theirs. Refused.
+    if (!current) {
+      results.push('refused');
+      continue;
+    }
+    const detail = sanitizeDetail(ack.detail);
+    const change = taskChange(ack.status, detail);
+    if (TERMINAL.includes(current.state)) {
+      if (current.state !== change.state || current.outcome !== change.outcome) {
+        journal.push({
           requestId: ack.requestId,
           kind: 'task.ack_ignored',
           actor,
           detail: { target: ack.target, status: ack.status, recordedState: current.state },
-        },
-      ]);
+        });
+      }
+      results.push('duplicate');
+      continue;
     }
-    return { result: 'duplicate', requestStatus: request.status };
-  }
-
-  const claimed = Number.isFinite(ack.ackedAt.getTime()) ? ack.ackedAt : new Date();
-  const evidence = {
-    status: ack.status,
-    detail,
-    eventId: ack.eventId ?? null,
-    ackedAt: claimed.toISOString(),
-  };
-  // A partner clock before the request existed, or in the future, is not believed: now().
-  await client.query(
-    `UPDATE erasure_tasks t
-        SET state = $3, outcome = $4, last_error = $5, evidence = $6,
-            acked_at = CASE WHEN $7::timestamptz BETWEEN r.received_at AND now() THEN $7::timestamptz ELSE now() END,
-            updated_at = now()
-       FROM erasure_requests r
-      WHERE t.request_id = $1 AND t.target = $2 AND r.id = t.request_id`,
-    [ack.requestId, ack.target, change.state, change.outcome, change.lastError, evidence, claimed],
-  );
-  // The journal outlives the erasure: the outcome and the detail's length, never its text.
-  await appendJournal(client, [
-    {
+    const at = Number.isFinite(ack.ackedAt.getTime()) ? ack.ackedAt : new Date();
+    updates.push({
+      ack,
+      change,
+      at,
+      evidence: { status: ack.status, detail, eventId: ack.eventId ?? null, ackedAt: at.toISOString() },
+    });
+    current.state = change.state;
+    current.outcome = change.outcome;
+    // The journal outlives the erasure: the outcome and the detail's length, never its text.
+    journal.push({
       requestId: ack.requestId,
       kind: change.state === 'acked' ? 'task.acked' : 'task.failed',
       actor,
@@ -141,19 +203,44 @@ async function applyInTransaction(client: pg.PoolClient, ack: AckInput, actor: s
         change.state === 'acked'
           ? { target: ack.target, outcome: change.outcome, detailLength: detail?.length ?? 0 }
           : { target: ack.target, status: 'failed', detailLength: detail?.length ?? 0 },
-    },
-  ]);
-  const requestStatus = await settleRequest(client, ack.requestId, request.status, actor);
-  return { result: 'applied', requestStatus };
+    });
+    results.push('applied');
+  }
+
+  if (updates.length > 0) {
+    await client.query({
+      name: 'ack_update_tasks',
+      text: UPDATE_TASKS,
+      values: [
+        updates.map((u) => u.ack.requestId),
+        updates.map((u) => u.ack.target),
+        updates.map((u) => u.change.state),
+        updates.map((u) => u.change.outcome),
+        updates.map((u) => u.change.lastError),
+        updates.map((u) => JSON.stringify(u.evidence)),
+        updates.map((u) => u.at),
+      ],
+    });
+  }
+  await appendJournal(client, journal);
+  const touched = [...new Set(updates.map((u) => u.ack.requestId))];
+  const settled = await settleRequests(
+    client,
+    touched.map((id) => ({ id, status: statusOf.get(id)! })),
+    actor,
+  );
+  return acks.map((ack, i) => {
+    const result = results[i]!;
+    if (result === 'unknown_request') return { result };
+    return { result, requestStatus: settled.get(ack.requestId) ?? statusOf.get(ack.requestId)! };
+  });
 }
 
 /**
  * Completes the request when its last task became terminal: `completed` if every task was
- * acked, `needs_attention` if any failed. One statement moves the status, writes the
- * completed event to the outbox and the journal entry; its guard (`status NOT IN` the final
- * ones, under the request lock) lets exactly one caller emit the event. Otherwise moves a
- * `scheduled` request to `in_progress` on its first ack. Callers must hold the request row
- * lock (see above); any other writer that makes a task terminal should call this too.
+ * acked, `needs_attention` if any failed. Otherwise moves a `received` or `scheduled`
+ * request to `in_progress`. Callers must hold the request row lock (see LOCK_REQUESTS);
+ * any other writer that makes a task terminal should call this too. Returns the status.
  */
 export async function settleRequest(
   client: pg.ClientBase,
@@ -161,61 +248,123 @@ export async function settleRequest(
   status: string,
   actor: string,
 ): Promise<string> {
-  const counts = await client.query<{ open: number; failed: number }>(
-    `SELECT count(*) FILTER (WHERE state NOT IN ('acked', 'failed', 'cancelled'))::int AS open,
-            count(*) FILTER (WHERE state <> 'acked')::int AS failed
-       FROM erasure_tasks WHERE request_id = $1`,
-    [requestId],
-  );
-  const { open, failed } = counts.rows[0]!;
-  if (open > 0) {
-    const moved = await client.query(
-      `UPDATE erasure_requests SET status = 'in_progress' WHERE id = $1 AND status IN ('received', 'scheduled')`,
-      [requestId],
-    );
-    if (!moved.rowCount) return status;
-    await appendJournal(client, [
-      { requestId, kind: 'request.in_progress', actor, detail: { openTasks: open } },
-    ]);
-    return 'in_progress';
-  }
-  const done = await client.query<{ status: string }>(COMPLETE_REQUEST, [
-    requestId,
-    failed === 0 ? 'completed' : 'needs_attention',
-    TOPICS.completed,
-    actor,
-  ]);
-  return done.rows[0]?.status ?? status;
+  const settled = await settleRequests(client, [{ id: requestId, status }], actor);
+  return settled.get(requestId) ?? status;
 }
 
-// Outcomes are read in the same statement as the status change: the caller's task update
-// is already visible to it (an earlier statement of this transaction).
-const COMPLETE_REQUEST = `
-WITH done AS (
-  UPDATE erasure_requests
-     SET status = $2, completed_at = CASE WHEN $2 = 'completed' THEN now() END
-   WHERE id = $1 AND status NOT IN ('completed', 'needs_attention', 'cancelled')
-  RETURNING id, status, subject_hash
+/** Open and not-acked task counts per request, read after the caller's task updates. */
+const COUNT_OPEN_TASKS = `
+SELECT request_id,
+       count(*) FILTER (WHERE state NOT IN ('acked', 'failed', 'cancelled'))::int AS open,
+       count(*) FILTER (WHERE state <> 'acked')::int AS failed
+  FROM erasure_tasks
+ WHERE request_id = ANY ($1::uuid[])
+ GROUP BY request_id`;
+
+/** The first ack moves a request that has open tasks left to in_progress, with a journal entry. */
+const START_REQUESTS = `
+WITH input AS (
+  SELECT * FROM unnest($1::uuid[], $2::int[]) AS i(id, open)
+),
+moved AS (
+  UPDATE erasure_requests r
+     SET status = 'in_progress'
+    FROM input i
+   WHERE r.id = i.id AND r.status IN ('received', 'scheduled')
+  RETURNING r.id, i.open
+),
+journal_row AS (
+  INSERT INTO journal (request_id, kind, actor, detail)
+  SELECT id, 'request.in_progress', $3, jsonb_build_object('openTasks', open) FROM moved ORDER BY id
+)
+SELECT id FROM moved`;
+
+/**
+ * The requests whose every task is terminal, in one statement: the status moves, the
+ * completed event goes to the outbox and the journal says so. Its guard (`status NOT IN`
+ * the final ones, under the request locks) lets exactly one caller emit each request's
+ * event. Outcomes are read in the same statement as the status change: the caller's task
+ * updates are already visible to it (earlier statements of this transaction).
+ */
+const COMPLETE_REQUESTS = `
+WITH input AS (
+  SELECT * FROM unnest($1::uuid[], $2::text[]) AS i(id, final_status)
+),
+done AS (
+  UPDATE erasure_requests r
+     SET status = i.final_status,
+         completed_at = CASE WHEN i.final_status = 'completed' THEN now() END
+    FROM input i
+   WHERE r.id = i.id AND r.status NOT IN ('completed', 'needs_attention', 'cancelled')
+  RETURNING r.id, r.status, r.subject_hash
 ),
 outcomes AS (
-  SELECT coalesce(jsonb_agg(jsonb_build_object(
+  SELECT request_id,
+         jsonb_agg(jsonb_build_object(
            'target', target, 'state', state, 'outcome', outcome, 'ackedAt', acked_at, 'attempts', attempts)
-           ORDER BY target), '[]'::jsonb) AS list,
+           ORDER BY target) AS list,
          count(*) FILTER (WHERE state = 'acked') AS acked,
          count(*) FILTER (WHERE state <> 'acked') AS not_acked
-    FROM erasure_tasks WHERE request_id = $1
+    FROM erasure_tasks
+   WHERE request_id IN (SELECT id FROM done)
+   GROUP BY request_id
 ),
 event AS (
   INSERT INTO outbox (topic, event_key, payload, request_id)
   SELECT $3, encode(d.subject_hash, 'hex'),
-         jsonb_build_object('requestId', d.id, 'completedAt', now(), 'status', d.status, 'outcomes', o.list),
+         jsonb_build_object('requestId', d.id, 'completedAt', now(), 'status', d.status,
+                            'outcomes', coalesce(o.list, '[]'::jsonb)),
          d.id
-    FROM done d CROSS JOIN outcomes o
+    FROM done d LEFT JOIN outcomes o ON o.request_id = d.id
+   ORDER BY d.id
 ),
 journal_row AS (
   INSERT INTO journal (request_id, kind, actor, detail)
   SELECT d.id, 'request.completed', $4,
-         jsonb_build_object('status', d.status, 'acked', o.acked, 'notAcked', o.not_acked)
-    FROM done d CROSS JOIN outcomes o
+         jsonb_build_object('status', d.status, 'acked', coalesce(o.acked, 0), 'notAcked', coalesce(o.not_acked, 0))
+    FROM done d LEFT JOIN outcomes o ON o.request_id = d.id
+   ORDER BY d.id
 )
-SELECT status FROM done`;
+SELECT id, status FROM done`;
+
+/**
+ * settleRequest for many requests at once (every one locked by the caller): a fixed number
+ * of statements. Returns the status of each request that changed.
+ */
+export async function settleRequests(
+  client: pg.ClientBase,
+  requests: readonly { id: string; status: string }[],
+  actor: string,
+): Promise<Map<string, string>> {
+  const changed = new Map<string, string>();
+  if (requests.length === 0) return changed;
+  const counts = await client.query<{ request_id: string; open: number; failed: number }>({
+    name: 'settle_count_open_tasks',
+    text: COUNT_OPEN_TASKS,
+    values: [requests.map((r) => r.id)],
+  });
+  const open = counts.rows.filter((c) => c.open > 0);
+  const finished = counts.rows.filter((c) => c.open === 0);
+  if (open.length > 0) {
+    const moved = await client.query<{ id: string }>({
+      name: 'settle_start_requests',
+      text: START_REQUESTS,
+      values: [open.map((c) => c.request_id), open.map((c) => c.open), actor],
+    });
+    for (const r of moved.rows) changed.set(r.id, 'in_progress');
+  }
+  if (finished.length > 0) {
+    const done = await client.query<{ id: string; status: string }>({
+      name: 'settle_complete_requests',
+      text: COMPLETE_REQUESTS,
+      values: [
+        finished.map((c) => c.request_id),
+        finished.map((c) => (c.failed === 0 ? 'completed' : 'needs_attention')),
+        TOPICS.completed,
+        actor,
+      ],
+    });
+    for (const r of done.rows) changed.set(r.id, r.status);
+  }
+  return changed;
+}
