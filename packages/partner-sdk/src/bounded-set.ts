@@ -28,6 +28,10 @@ export class BoundedSet {
     }
   }
 
+  delete(key: string): void {
+    this.items.delete(key);
+  }
+
   get size(): number {
     return this.items.size;
   }

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Kafka, logLevel, type Admin, type Consumer, type Producer } from 'kafkajs';
+import { Kafka, logLevel, type Admin, type Consumer, type Message, type Producer } from 'kafkajs';
 import { TOPICS, createEventCodec } from '../../../services/shared/event-codec.ts';
 import { BoundedSet } from './bounded-set.ts';
 import { fetchLag } from './compute-lag.ts';
@@ -25,6 +25,23 @@ function kafkaLogCreator(logger: PartnerLogger) {
       if (level <= logLevel.ERROR) logger.error(`kafkajs: ${message}`, meta);
       else if (level === logLevel.WARN) logger.warn(`kafkajs: ${message}`, meta);
     };
+}
+
+/** True when `work` is still running after `ms` (its outcome is left to the caller's await). */
+async function lingered(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), ms)));
+  try {
+    return await Promise.race([
+      work.then(
+        () => false,
+        () => false,
+      ),
+      timeout,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export function createErasurePartner(input: ErasurePartnerOptions): ErasurePartner {
@@ -83,33 +100,88 @@ export function createErasurePartner(input: ErasurePartnerOptions): ErasurePartn
     await consumer.connect();
     await consumer.subscribe({ topics: [TOPICS.requested], fromBeginning: o.fromBeginning });
 
-    const processMessage = createMessageProcessor({
-      options: o,
-      codec: createEventCodec(o.schemaRegistryUrl),
-      producer,
-      stats,
-      seen: new BoundedSet(o.dedupeCapacity),
-      sleep: (ms) => sleep(ms),
-    });
+    const sender = producer;
+    const seen = new BoundedSet(o.dedupeCapacity);
+    const codec = createEventCodec(o.schemaRegistryUrl);
+    /** A processor whose acks go to this batch's own buffer (partitions may run concurrently). */
+    const batchProcessor = (pending: { records: Message[]; eventIds: string[] }) =>
+      createMessageProcessor({
+        options: o,
+        codec,
+        producer: sender,
+        stats,
+        seen,
+        sleep: (ms) => sleep(ms),
+        ackSink: (record, eventId) => {
+          pending.records.push(record);
+          pending.eventIds.push(eventId);
+        },
+      });
     const running = consumer;
-    // eachMessage with autoCommit off, committing offset+1 only once processMessage resolved,
-    // i.e. once the ack (or dead letter + failed ack) is acknowledged by all in-sync replicas.
-    // Chosen over eachBatch + resolveOffset because resolveOffset only marks an offset for
-    // kafkajs' own auto-commit, whose timing we would then have to reason about; one explicit
-    // commit per message costs a round trip but makes "ack before commit" a line of code.
-    // A crash between ack and commit re-delivers the event: a duplicate ack, which the
-    // pipeline dedupes; never a lost one. So is a stop mid-message: kafkajs skips the commit of
-    // a consumer that is no longer running. If processMessage throws, nothing is committed and
-    // kafkajs seeks back to the message and retries it (then restarts the consumer).
+    // eachBatch with autoCommit and auto-resolve off. Messages are handled in offset order;
+    // their acks are collected and published together (one send, acks=-1, up to
+    // ackBatchSize records), and only once that send is acknowledged by every in-sync replica
+    // is offset+1 of the last message committed and resolved. So "ack before commit" holds for
+    // every message, at one send and one commit per ackBatchSize messages instead of per
+    // message. A crash between ack and commit re-delivers the events: duplicate acks, which
+    // the pipeline dedupes; never a lost one. If processMessage or the send throws, the
+    // messages before it whose acks are out are committed first; the rest are not, and kafkajs
+    // fetches them again from the last resolved offset (then restarts the consumer). A stop
+    // or rebalance mid-batch (isRunning / isStale) ends the batch after the last flush.
     await consumer.run({
       autoCommit: false,
+      eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: o.partitionsConsumedConcurrently,
-      eachMessage: async ({ topic, partition, message, heartbeat }) => {
-        await processMessage({ topic, partition, message, heartbeat });
-        const next = (BigInt(message.offset) + 1n).toString();
-        await running.commitOffsets([{ topic, partition, offset: next }]);
-        stats.processed++;
-        stats.lastProgressAt = new Date(o.now());
+      eachBatch: async ({ batch, heartbeat, resolveOffset, isRunning, isStale }) => {
+        const { topic, partition } = batch;
+        const pending = { records: [] as Message[], eventIds: [] as string[] };
+        const processMessage = batchProcessor(pending);
+        let last: string | undefined;
+        let count = 0;
+        /** Publishes the acks collected so far, then commits past the last message handled. */
+        const flush = async () => {
+          if (last === undefined) return;
+          // Taken synchronously: a message finishing meanwhile adds to a fresh buffer.
+          const records = pending.records.splice(0);
+          const eventIds = pending.eventIds.splice(0);
+          const upTo = last;
+          const handled = count;
+          last = undefined;
+          count = 0;
+          try {
+            if (records.length > 0) await sender.send({ topic: TOPICS.acks, acks: -1, messages: records });
+          } catch (err) {
+            // Not out: these events must be handled again when redelivered, not skipped as seen.
+            for (const id of eventIds) seen.delete(id);
+            throw err;
+          }
+          await running.commitOffsets([{ topic, partition, offset: (BigInt(upTo) + 1n).toString() }]);
+          resolveOffset(upTo);
+          stats.processed += handled;
+          stats.lastProgressAt = new Date(o.now());
+        };
+        try {
+          for (const message of batch.messages) {
+            if (!isRunning() || isStale()) break;
+            const handling = processMessage({ topic, partition, message, heartbeat });
+            // A slow handler must not hold back the acks of the events before it: if it is
+            // still busy after ackLingerMs, those go out (and are committed) meanwhile.
+            if (last !== undefined && (await lingered(handling, o.ackLingerMs))) await flush();
+            await handling;
+            last = message.offset;
+            count++;
+            if (count >= o.ackBatchSize) {
+              await flush();
+              await heartbeat();
+            }
+          }
+        } catch (err) {
+          // What was handled before the failure is kept (its acks out, then committed).
+          await flush().catch(() => undefined);
+          for (const id of pending.eventIds) seen.delete(id);
+          throw err;
+        }
+        await flush();
       },
     });
   }

@@ -65,6 +65,17 @@ export interface ErasurePartnerOptions {
   fetchMaxWaitMs?: number;
   /** Partitions handled at once (each stays in order). Default 1. */
   partitionsConsumedConcurrently?: number;
+  /**
+   * Most acks published in one send (acks=-1), followed by one offset commit. Default 500.
+   * Larger batches cost fewer round trips; a crash re-delivers at most this many events
+   * (duplicate acks, which the pipeline dedupes).
+   */
+  ackBatchSize?: number;
+  /**
+   * How long a handler may run before the acks of the events before it are published
+   * anyway, milliseconds. Default 100. Bounds how long a slow delete delays earlier acks.
+   */
+  ackLingerMs?: number;
   /** Event ids remembered as acked in this run. Default 10 000. */
   dedupeCapacity?: number;
   /** Injected for tests. Default Math.random. */
@@ -102,6 +113,16 @@ export function resolveOptions(o: ErasurePartnerOptions): ResolvedOptions {
   if (!Number.isInteger(retry.attempts) || retry.attempts < 1) problems.push('retry.attempts must be ≥ 1');
   if (!(retry.initialMs >= 0) || !(retry.maxMs >= retry.initialMs))
     problems.push('retry needs 0 ≤ initialMs ≤ maxMs');
+  if (
+    o.ackBatchSize !== undefined &&
+    !(Number.isInteger(o.ackBatchSize) && o.ackBatchSize >= 1 && o.ackBatchSize <= 10_000)
+  )
+    problems.push('ackBatchSize must be an integer from 1 to 10 000');
+  if (
+    o.ackLingerMs !== undefined &&
+    !(Number.isInteger(o.ackLingerMs) && o.ackLingerMs >= 0 && o.ackLingerMs <= 60_000)
+  )
+    problems.push('ackLingerMs must be an integer from 0 to 60 000');
   if (!(retry.multiplier >= 1)) problems.push('retry.multiplier must be ≥ 1');
   const deadLetterTopic = o.deadLetterTopic ?? `privacy.erasure.dlq.${o.target}`;
   if (!TOPIC_NAME.test(deadLetterTopic)) problems.push('deadLetterTopic must be 1-249 of [A-Za-z0-9._-]');
@@ -119,6 +140,8 @@ export function resolveOptions(o: ErasurePartnerOptions): ResolvedOptions {
     sessionTimeoutMs: o.sessionTimeoutMs ?? 30_000,
     fetchMaxWaitMs: o.fetchMaxWaitMs ?? 1_000,
     partitionsConsumedConcurrently: o.partitionsConsumedConcurrently ?? 1,
+    ackBatchSize: o.ackBatchSize ?? 500,
+    ackLingerMs: o.ackLingerMs ?? 100,
     dedupeCapacity: o.dedupeCapacity ?? 10_000,
     random: o.random ?? Math.random,
     now: o.now ?? Date.now,

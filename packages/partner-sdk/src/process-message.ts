@@ -1,4 +1,4 @@
-import type { KafkaMessage, Producer } from 'kafkajs';
+import type { KafkaMessage, Message, Producer } from 'kafkajs';
 import {
   TOPICS,
   type AckEvent,
@@ -42,6 +42,13 @@ interface Deps {
   readonly stats: PartnerStats;
   readonly seen: BoundedSet;
   readonly sleep: (ms: number) => Promise<void>;
+  /**
+   * Where acks go. Absent: each ack is sent on its own (acks=-1) before processMessage
+   * resolves. Present: the ack record is handed over instead, and the caller must publish
+   * every handed-over record (acks=-1) before it commits the message's offset, and forget
+   * the eventId (the dedupe set) if that send fails: the batch consumer does, one send per batch.
+   */
+  readonly ackSink?: (record: Message, eventId: string) => void;
 }
 
 const STATUSES = new Set(['deleted', 'not_found']);
@@ -49,8 +56,9 @@ const STATUSES = new Set(['deleted', 'not_found']);
 /**
  * One message to a durable outcome: an ack (deleted / not_found), or the dead-letter copy
  * plus a failed ack, or a deliberate skip. Resolves only once that outcome is durable
- * (every send awaited, acks=-1), so the caller may commit; throws when it is not, so the
- * caller must not commit and the message is delivered again.
+ * (every send awaited, acks=-1) or, with an ackSink, handed to the sink after everything
+ * else is durable; throws when it is not, so the caller must not commit and the message is
+ * delivered again.
  */
 export function createMessageProcessor(deps: Deps) {
   const { options: o, codec, producer, stats, seen, sleep } = deps;
@@ -91,12 +99,9 @@ export function createMessageProcessor(deps: Deps) {
       ackedAt: o.now(),
       eventId: event.eventId,
     };
-    const encoded = await codec.encode(TOPICS.acks, value);
-    await producer.send({
-      topic: TOPICS.acks,
-      acks: -1,
-      messages: [{ key: event.requestId, value: encoded }],
-    });
+    const record = { key: event.requestId, value: await codec.encode(TOPICS.acks, value) };
+    if (deps.ackSink) deps.ackSink(record, event.eventId);
+    else await producer.send({ topic: TOPICS.acks, acks: -1, messages: [record] });
   };
 
   return async function processMessage(m: IncomingMessage): Promise<void> {
@@ -176,6 +181,7 @@ export function createMessageProcessor(deps: Deps) {
       await ack(event, 'failed', truncate(`failed after ${outcome.attempts} attempts: ${error}`));
       stats.failed++;
     }
+    // With a sink the ack is not out yet: the caller forgets the id again if its send fails.
     seen.add(event.eventId);
   };
 }
