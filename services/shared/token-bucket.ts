@@ -5,6 +5,13 @@
 export interface TokenBucket {
   /** Takes one token; when empty, says how long until one is available. */
   take(): { ok: true } | { ok: false; retryAfterMs: number };
+  /** Tokens available now (fractional), without taking any. */
+  available(): number;
+  /**
+   * Changes the refill rate (and optionally the capacity) from now on: tokens earned so far
+   * are counted at the old rate first, so a change never hands out a free burst.
+   */
+  setRate(ratePerSecond: number, burst?: number): void;
 }
 
 export function createTokenBucket(opts: {
@@ -12,18 +19,35 @@ export function createTokenBucket(opts: {
   burst: number;
   now: () => number;
 }): TokenBucket {
-  let tokens = opts.burst;
+  let rate = opts.ratePerSecond;
+  let burst = opts.burst;
+  let tokens = burst;
   let last = opts.now();
+  const refill = () => {
+    const t = opts.now();
+    tokens = Math.min(burst, tokens + ((t - last) / 1000) * rate);
+    last = t;
+  };
   return {
     take() {
-      const t = opts.now();
-      tokens = Math.min(opts.burst, tokens + ((t - last) / 1000) * opts.ratePerSecond);
-      last = t;
+      refill();
       if (tokens >= 1) {
         tokens -= 1;
         return { ok: true };
       }
-      return { ok: false, retryAfterMs: Math.ceil(((1 - tokens) / opts.ratePerSecond) * 1000) };
+      return { ok: false, retryAfterMs: Math.ceil(((1 - tokens) / rate) * 1000) };
+    },
+    available() {
+      refill();
+      return tokens;
+    },
+    setRate(ratePerSecond, newBurst) {
+      refill();
+      rate = ratePerSecond;
+      if (newBurst !== undefined) {
+        burst = newBurst;
+        tokens = Math.min(tokens, burst);
+      }
     },
   };
 }

@@ -18,6 +18,22 @@ export interface TargetHttp {
   rateLimitPerSecond: number; // calls per second, above 0 and at most 100000, default 50
   concurrency: number; // calls in flight, 1..256, default 4
   notFoundStatuses: number[]; // statuses that mean "no such subject", 400..499, default [404]
+  // The three below are optional and kept only when given, so targets registered before
+  // they existed read back unchanged; the sync dispatcher supplies the defaults.
+  auth?: TargetAuth; // credentials the dispatcher adds from its own secrets; absent: none
+  maxAttempts?: number; // calls before the task fails, 1..1000; absent: the dispatcher's default
+  maxAgeSeconds?: number; // seconds from the first call before it fails, 60..2592000; absent: default
+}
+
+/**
+ * Credentials by reference: the registry stores only the name of a secret, which the sync
+ * dispatcher reads from its environment as ERASURE_SECRET_<secretRef>. `bearer` sends
+ * `Authorization: Bearer <secret>`, `basic` sends the secret (`user:password`) as Basic
+ * credentials, `hmac_sha256` signs timestamp and body (see services/sync-dispatcher).
+ */
+export interface TargetAuth {
+  type: 'bearer' | 'basic' | 'hmac_sha256';
+  secretRef: string; // ^[A-Z][A-Z0-9_]{0,63}$
 }
 
 export interface TargetInput {
@@ -53,10 +69,13 @@ const TOP_FIELDS = new Set(
   'name kind identifierTypes ackSlaSeconds after http verifyUrlTemplate paused owner'.split(' '),
 );
 const HTTP_FIELDS = new Set(
-  'method urlTemplate headers bodyTemplate timeoutMs rateLimitPerSecond concurrency notFoundStatuses'.split(
+  'method urlTemplate headers bodyTemplate timeoutMs rateLimitPerSecond concurrency notFoundStatuses auth maxAttempts maxAgeSeconds'.split(
     ' ',
   ),
 );
+const AUTH_FIELDS = new Set(['type', 'secretRef']);
+const AUTH_TYPES = ['bearer', 'basic', 'hmac_sha256'] as const;
+const SECRET_REF = /^[A-Z][A-Z0-9_]{0,63}$/;
 const KINDS = ['sync_http', 'async_event'] as const;
 const METHODS = ['DELETE', 'POST', 'PUT', 'PATCH'] as const;
 const NAME = /^[a-z][a-z0-9_.-]{1,62}$/;
@@ -176,6 +195,16 @@ export function checkPartnerUrl(url: string): string | undefined {
 }
 
 /**
+ * Whether an address the dispatcher is about to connect to (a DNS answer, not what was
+ * written) is link-local or a cloud metadata address: the same list registration checks.
+ */
+export function isBlockedAddress(ip: string): boolean {
+  const family = isIP(ip);
+  if (family === 0) return false;
+  return BLOCKED.check(ip, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+/**
  * Replaces each `{{type}}` with `values[type]`, encoded for where the template is used:
  * 'url' (encodeURIComponent), 'json' (content of a JSON string) or 'none'. Throws on a
  * placeholder without a value or a stray "{{"; validation rules both out beforehand.
@@ -218,16 +247,40 @@ function parseHttp(c: Checker, v: unknown, types: string[] | undefined): TargetH
   if (!Array.isArray(statuses) || !statuses.every((n) => Number.isInteger(n) && n >= 400 && n <= 499)) {
     c.add('ERR_VALIDATION', 'http.notFoundStatuses', 'must be an array of integers from 400 to 499');
   }
-  return {
+  const headers = parseHeaders(c, v.headers ?? {});
+  const out: TargetHttp = {
     method: c.oneOf('http.method', v.method, METHODS, 'DELETE') ?? 'DELETE',
     urlTemplate: urlTemplate ?? '',
-    headers: parseHeaders(c, v.headers ?? {}),
+    headers,
     bodyTemplate: bodyTemplate ?? null,
     timeoutMs: c.int('http.timeoutMs', v.timeoutMs, 100, 120_000, 10_000),
     rateLimitPerSecond: rate as number,
     concurrency: c.int('http.concurrency', v.concurrency, 1, 256, 4),
     notFoundStatuses: statuses as number[],
   };
+  if (v.auth != null) {
+    const auth = parseAuth(c, v.auth);
+    const sendsAuthorization = auth?.type === 'bearer' || auth?.type === 'basic';
+    if (sendsAuthorization && Object.keys(headers).some((h) => h.toLowerCase() === 'authorization'))
+      c.add('ERR_VALIDATION', 'http.auth', 'cannot be bearer or basic when http.headers sets Authorization');
+    if (auth) out.auth = auth;
+  }
+  if (v.maxAttempts != null) out.maxAttempts = c.int('http.maxAttempts', v.maxAttempts, 1, 1000, 1);
+  if (v.maxAgeSeconds != null)
+    out.maxAgeSeconds = c.int('http.maxAgeSeconds', v.maxAgeSeconds, 60, 2_592_000, 60);
+  return out;
+}
+
+/** A reference to a secret, never the secret: the value lives in the dispatcher's environment. */
+function parseAuth(c: Checker, v: unknown): TargetAuth | undefined {
+  if (!isPlainObject(v)) return c.add('ERR_VALIDATION', 'http.auth', 'must be an object {type, secretRef}');
+  c.unknownFields(v, AUTH_FIELDS, 'http.auth.');
+  const type = c.oneOf('http.auth.type', v.type, AUTH_TYPES);
+  const secretRef = c.str('http.auth.secretRef', v.secretRef, true);
+  if (secretRef !== undefined && !SECRET_REF.test(secretRef))
+    c.add('ERR_VALIDATION', 'http.auth.secretRef', `must match ${SECRET_REF.source}`);
+  if (type === undefined || secretRef === undefined || !SECRET_REF.test(secretRef)) return undefined;
+  return { type, secretRef };
 }
 
 /** Header values are often credentials: problems name the header, never the value. */
