@@ -61,11 +61,13 @@ export function createRelay(deps: RelayDeps): Relay {
   const random = deps.random ?? Math.random;
   const retryIn = (row: OutboxRow) => computeBackoff(row.attempts, options.backoff, random);
 
-  async function runOnce(): Promise<BatchResult> {
+  /** Claims and publishes one batch; returns what to mark sent. */
+  async function claimAndPublish(): Promise<{ result: BatchResult; ids: string[] }> {
     const rows = await claimOutboxBatch(pool, options).catch((err: unknown) => {
       throw Object.assign(err as object, { relayCode: 'ERR_RELAY_CLAIM' });
     });
-    if (rows.length === 0) return { claimed: 0, published: 0, failed: 0, publishFailed: false };
+    if (rows.length === 0)
+      return { result: { claimed: 0, published: 0, failed: 0, publishFailed: false }, ids: [] };
     metrics.batchSize.observe(rows.length);
 
     let outcome;
@@ -83,7 +85,10 @@ export function createRelay(deps: RelayDeps): Relay {
       });
       const reason = `${code}: ${err instanceof Error ? err.message : String(err)}`;
       await release(rows.map((row) => ({ id: row.id, error: reason, delayMs: retryIn(row) })));
-      return { claimed: rows.length, published: 0, failed: rows.length, publishFailed: true };
+      return {
+        result: { claimed: rows.length, published: 0, failed: rows.length, publishFailed: true },
+        ids: [],
+      };
     }
 
     if (outcome.rejected.length > 0) {
@@ -100,6 +105,19 @@ export function createRelay(deps: RelayDeps): Relay {
 
     const ids = outcome.published.map((r) => r.id);
     metrics.published.inc(ids.length);
+    return {
+      result: {
+        claimed: rows.length,
+        published: ids.length,
+        failed: outcome.rejected.length,
+        publishFailed: false,
+      },
+      ids,
+    };
+  }
+
+  /** Marks published rows sent (and dispatches their tasks); throws with a relayCode. */
+  async function markPublished(ids: readonly string[]): Promise<void> {
     const marked = await markSent(pool, options.owner, ids).catch((err: unknown) => {
       // Published but not recorded: the leases expire and the rows go out again (at least once).
       throw Object.assign(err as object, { relayCode: 'ERR_RELAY_MARK_SENT' });
@@ -110,12 +128,13 @@ export function createRelay(deps: RelayDeps): Relay {
         rows: ids.length - marked,
       });
     }
-    return {
-      claimed: rows.length,
-      published: ids.length,
-      failed: outcome.rejected.length,
-      publishFailed: false,
-    };
+  }
+
+  /** One claim → publish → mark-sent cycle, marking before it returns. */
+  async function runOnce(): Promise<BatchResult> {
+    const { result, ids } = await claimAndPublish();
+    await markPublished(ids);
+    return result;
   }
 
   /** Best effort: if this fails, the leases simply expire and the rows are claimed again. */
@@ -145,6 +164,21 @@ export function createRelay(deps: RelayDeps): Relay {
       sleeping = { wakeable, done };
     });
 
+  /**
+   * Mark-sent of batch N runs while batch N+1 is claimed and published: the database's and
+   * Kafka's round trips overlap instead of adding up. At most one mark is in flight. It is
+   * safe because batch N's rows stay leased to us and pending until marked: no claim takes
+   * them again, and a later event of the same subject is not claimed before they are sent.
+   * Settled (as an error value, never an unhandled rejection) before the loop goes on.
+   */
+  let marking: Promise<unknown> | undefined;
+  const settleMarking = async () => {
+    const previous = marking;
+    marking = undefined;
+    const failure = await previous;
+    if (failure) throw failure;
+  };
+
   async function loop() {
     let failures = 0;
     while (!stopping) {
@@ -153,13 +187,21 @@ export function createRelay(deps: RelayDeps): Relay {
       let delayMs = options.pollIntervalMs;
       let wakeable = true;
       try {
-        const result = await runOnce();
+        const { result, ids } = await claimAndPublish();
+        await settleMarking();
+        if (ids.length > 0)
+          marking = markPublished(ids).then(
+            () => undefined,
+            (err: unknown) => err,
+          );
         if (result.publishFailed) {
           failures += 1;
         } else {
           failures = 0;
-          // A full batch means more is probably waiting: go again without sleeping.
+          // A full batch means more is probably waiting: go again without sleeping, with its
+          // mark-sent still running. Otherwise the batch is marked before the loop rests.
           if (result.claimed === options.batchSize) delayMs = 0;
+          else await settleMarking();
         }
       } catch (err) {
         failures += 1;
@@ -179,6 +221,12 @@ export function createRelay(deps: RelayDeps): Relay {
       }
       await pause(delayMs, wakeable);
     }
+    await settleMarking().catch((err: unknown) =>
+      logger.error('outbox relay cycle failed', {
+        code: (err as { relayCode?: string }).relayCode ?? 'ERR_RELAY_LOOP',
+        error: err instanceof Error ? err.message : String(err),
+      }),
+    );
   }
 
   return {
