@@ -1,0 +1,490 @@
+/**
+ * The exporter's loop: privacy.erasure.requested.v1 → Parquet files on S3, exactly once.
+ *
+ * Rows are buffered per (partition, day) in a ParquetFileBuilder; a file is rolled when it
+ * reaches its row, byte or age limit, or when all open files together pass the memory cap
+ * (the largest is rolled). The object key carries the partition and the first and last
+ * offset the file holds (object-keys.ts).
+ *
+ * Exactly once, the argument:
+ * 1. Offsets are committed only after S3 acknowledged every object holding records below
+ *    them (PartitionState.durableOffset); autoCommit is off and kafkajs never commits for us.
+ *    A crash therefore never loses a record: everything from the committed offset on is
+ *    read again.
+ * 2. A crash after an upload and before its commit means the replay reads records that are
+ *    already durable. Within one (partition, day), records go to files in offset order and
+ *    each file holds every record of that day between its first and last offset, so a record
+ *    (offset o, day d) is durable iff some exporter file of (partition, d) has first ≤ o ≤ last,
+ *    or the day's manifest coverage (compaction) contains o. On the first record of a
+ *    (partition, day) after an assignment, the loop LISTs that partition's files of that day
+ *    (S3 LIST is strongly consistent after PUT) and reads the manifest, and skips every record
+ *    inside those ranges. The replay may cut files at other offsets than the first run did
+ *    (time-based rolls differ), but it only writes records that are in no file, so no record
+ *    is written twice and the new files' ranges do not overlap the old ones.
+ * 3. A rebalance drops every open file (nothing of it was committed) and kafkajs restarts each
+ *    partition from its committed offset; uploads still in flight in this process are awaited
+ *    before a partition's first batch of the new assignment, so the LIST sees them.
+ * Limit: if a partition moves to another process while this one's upload is in flight, the
+ * other process may LIST before the upload lands and write those records again. Compaction
+ * dedupes on (event_id, identifier) before it seals a day, so sealed days are exact; an open
+ * day may then show the duplicate until it is compacted. (The DELETE-free alternative, a
+ * per-partition fencing token, needs conditional writes the local S3 server lacks.)
+ */
+import type { Consumer, EachBatchPayload } from 'kafkajs';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { computeBackoff } from '../shared/compute-backoff.ts';
+import { utcDate } from '../shared/dataset/dataset-schema.ts';
+import type { DatasetStore } from '../shared/dataset/dataset-store.ts';
+import { coveredRanges, inRanges, mergeRanges, readManifest } from '../shared/dataset/manifest.ts';
+import {
+  baseName,
+  exporterFileKey,
+  parseExporterFileName,
+  partitionFilePrefix,
+} from '../shared/dataset/object-keys.ts';
+import { ParquetFileBuilder } from '../shared/dataset/parquet-file.ts';
+import type { Logger } from '../shared/logger.ts';
+import { UndecodableEventError, type RequestedDecoder } from './decode-requested.ts';
+import { PartitionState } from './partition-state.ts';
+
+export interface ExportLimits {
+  /** Roll a file at this many rows. */
+  readonly maxFileRows: number;
+  /** Roll a file when its encoded bytes reach this. */
+  readonly maxFileBytes: number;
+  /** Roll a file this long after its first row, in ms, so a quiet topic's rows still land. */
+  readonly maxFileAgeMs: number;
+  /** All open files together hold at most about this many bytes; the largest is rolled first. */
+  readonly maxBufferedBytes: number;
+  /** Rows per Parquet row group. */
+  readonly rowGroupRows: number;
+  /** Uploads in flight at once; the loop waits (backpressure) beyond it. */
+  readonly maxConcurrentUploads: number;
+}
+
+export interface ExporterDeps {
+  consumer: Consumer;
+  decoder: RequestedDecoder;
+  store: DatasetStore;
+  logger: Logger;
+  metrics: Registry;
+  topic: string;
+  /** Key prefix of the dataset in the bucket, e.g. 'erasure_events'. */
+  prefix: string;
+  hmacKey: Buffer;
+  limits: ExportLimits;
+  fromBeginning: boolean;
+  /** Longest pause between retries of a failing S3 or registry call, ms. */
+  maxBackoffMs: number;
+  /** Flush open files on stop (default true); false abandons them (they are re-read later). */
+  flushOnStop?: boolean;
+  clock?: () => number;
+  random?: () => number;
+  /** Test hook: runs after an object is durable and before its offsets are committed. */
+  afterUpload?: (key: string) => Promise<void> | void;
+}
+
+interface OpenFile {
+  partition: number;
+  generation: number;
+  dt: string;
+  first: bigint;
+  last: bigint;
+  builder: ParquetFileBuilder;
+  openedAt: number;
+  maxEventTime: number;
+}
+
+const STOPPED = Symbol('stopped');
+
+export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise<void> }> {
+  const { consumer, decoder, store, topic, prefix, hmacKey, limits } = deps;
+  const clock = deps.clock ?? Date.now;
+  const random = deps.random ?? Math.random;
+  const logger = deps.logger.child({ component: 'exporter', topic });
+  const registers = [deps.metrics];
+  const eventsCounter = new Counter({
+    name: 'erasure_dataset_events_total',
+    help: 'Erasure events read by the exporter, by result (exported, already_durable, undecodable)',
+    labelNames: ['result'],
+    registers,
+  });
+  const rowsCounter = new Counter({
+    name: 'erasure_dataset_rows_total',
+    help: 'Rows written to the dataset',
+    registers,
+  });
+  const filesCounter = new Counter({
+    name: 'erasure_dataset_files_total',
+    help: 'Parquet objects written',
+    registers,
+  });
+  const bytesCounter = new Counter({
+    name: 'erasure_dataset_bytes_total',
+    help: 'Bytes of Parquet objects written',
+    registers,
+  });
+  const bufferedGauge = new Gauge({
+    name: 'erasure_dataset_buffered_bytes',
+    help: 'Bytes held in open files',
+    registers,
+  });
+  const uncommittedGauge = new Gauge({
+    name: 'erasure_dataset_uncommitted_records',
+    help: 'Records read but not yet committed (waiting in open files or uploads), summed over partitions',
+    registers,
+  });
+  const eventTimeGauge = new Gauge({
+    name: 'erasure_dataset_last_committed_event_time_seconds',
+    help: 'Event time of the newest record in a committed file; now minus this is the export lag',
+    registers,
+  });
+
+  let generation = 0;
+  let stopping = false;
+  const parts = new Map<number, PartitionState<OpenFile>>();
+  /** Every upload in flight, for backpressure, shutdown and the start of a new assignment. */
+  const uploads = new Map<OpenFile, Promise<void>>();
+  const commitChains = new Map<number, Promise<void>>();
+  const sleepers = new Set<() => void>();
+
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        sleepers.delete(done);
+        resolve();
+      }
+      sleepers.add(done);
+    });
+
+  /** Runs `fn` until it succeeds or fails for good (rethrown); STOPPED when stopping first. */
+  async function retrying<T>(what: string, fn: () => Promise<T>, retriable: (e: unknown) => boolean) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (!retriable(err)) throw err;
+        const delayMs = computeBackoff(
+          attempt,
+          { initialMs: 200, maxMs: deps.maxBackoffMs, multiplier: 2 },
+          random,
+        );
+        logger.warn(`${what} failed; retrying`, {
+          code: 'ERR_EXPORTER_RETRY',
+          attempt,
+          retryInMs: delayMs,
+          error: err instanceof Error ? err.message : String(err),
+        });
+        if (stopping && attempt >= 3) return STOPPED;
+        await pause(delayMs);
+      }
+    }
+  }
+  const isRetriable = (err: unknown) => (err as { retriable?: unknown }).retriable !== false;
+
+  function bufferedBytes(): number {
+    let n = 0;
+    for (const p of parts.values()) for (const f of p.open.values()) n += f.builder.memoryBytes;
+    return n;
+  }
+
+  /** Ranges of (partition, day) already durable: exporter files in S3 plus the manifest's coverage. */
+  async function coverage(
+    p: PartitionState<OpenFile>,
+    dt: string,
+  ): Promise<[bigint, bigint][] | typeof STOPPED> {
+    const known = p.covered.get(dt);
+    if (known) return known;
+    const listed = await retrying(
+      'listing durable files',
+      async () => {
+        const [objects, manifest] = await Promise.all([
+          store.list(partitionFilePrefix(prefix, dt, topic, p.partition)),
+          readManifest(store, prefix, dt),
+        ]);
+        const ranges: [bigint, bigint][] = coveredRanges(manifest, topic, p.partition);
+        for (const o of objects) {
+          const f = parseExporterFileName(baseName(o.key));
+          if (f && f.topic === topic && f.partition === p.partition) ranges.push([f.first, f.last]);
+        }
+        return { ranges: mergeRanges(ranges), sealed: manifest !== undefined };
+      },
+      isRetriable,
+    );
+    if (listed === STOPPED) return STOPPED;
+    if (listed.sealed)
+      logger.warn('records for a day that is already compacted; compact the day again to include them', {
+        code: 'WARN_EXPORTER_LATE_EVENT',
+        dt,
+        partition: p.partition,
+      });
+    p.covered.set(dt, listed.ranges);
+    return listed.ranges;
+  }
+
+  function partFor(partition: number): PartitionState<OpenFile> {
+    let p = parts.get(partition);
+    if (!p || p.generation !== generation) {
+      p = new PartitionState<OpenFile>(partition, generation);
+      parts.set(partition, p);
+    }
+    return p;
+  }
+
+  function updateGauges(): void {
+    bufferedGauge.set(bufferedBytes());
+    let n = 0n;
+    for (const p of parts.values()) {
+      if (p.next !== undefined && p.committed !== undefined && p.next > p.committed)
+        n += p.next - p.committed;
+    }
+    uncommittedGauge.set(Number(n));
+  }
+
+  /** Commits the partition's durable offset, in order (a chain per partition). */
+  function commit(p: PartitionState<OpenFile>): Promise<void> {
+    const run = async () => {
+      if (p.generation !== generation || parts.get(p.partition) !== p) return; // revoked meanwhile
+      const offset = p.commitCandidate();
+      if (offset === undefined) return;
+      try {
+        await consumer.commitOffsets([{ topic, partition: p.partition, offset: offset.toString() }]);
+        p.committed = offset;
+      } catch (err) {
+        // A rebalance in progress or a coordinator change: the files are durable, and the
+        // next owner skips their records (point 2 above), so a failed commit only costs a replay.
+        logger.warn('offset commit failed; records will be re-read and skipped', {
+          code: 'ERR_EXPORTER_COMMIT',
+          partition: p.partition,
+          error: err instanceof Error ? err.message : String(err),
+        });
+      }
+      updateGauges();
+    };
+    const chain = (commitChains.get(p.partition) ?? Promise.resolve()).then(run);
+    commitChains.set(p.partition, chain);
+    return chain;
+  }
+
+  /** Closes the file and uploads it; commits the partition's offsets once S3 has it. */
+  function roll(file: OpenFile): Promise<void> {
+    const p = parts.get(file.partition);
+    if (p && p.generation === file.generation && p.open.get(file.dt) === file) {
+      p.open.delete(file.dt);
+      p.uploading.add(file);
+    }
+    const task = (async () => {
+      const key = exporterFileKey(prefix, file.dt, topic, file.partition, file.first, file.last);
+      const rows = file.builder.rows;
+      const bytes = file.builder.finish();
+      const put = await retrying(
+        'uploading a dataset file',
+        () => store.put(key, bytes, 'application/vnd.apache.parquet'),
+        isRetriable,
+      );
+      if (put === STOPPED) {
+        logger.warn('upload abandoned at shutdown; its records will be read again', {
+          code: 'WARN_EXPORTER_ABANDONED',
+          partition: file.partition,
+          dt: file.dt,
+        });
+        return;
+      }
+      await deps.afterUpload?.(key);
+      filesCounter.inc();
+      rowsCounter.inc(rows);
+      bytesCounter.inc(bytes.length);
+      logger.debug('dataset file written', { key, rows, bytes: bytes.length, partition: file.partition });
+      const owner = parts.get(file.partition);
+      p?.uploading.delete(file);
+      if (owner && owner === p) {
+        await commit(owner);
+        eventTimeGauge.set(file.maxEventTime / 1000);
+      }
+    })()
+      .catch((err) => {
+        // Not retriable (e.g. access denied): leave the offsets uncommitted, so the records
+        // are read again after the problem is fixed and the exporter restarts.
+        p?.uploading.delete(file);
+        logger.error('dataset file could not be written', {
+          code: 'ERR_EXPORTER_UPLOAD',
+          partition: file.partition,
+          dt: file.dt,
+          error: err instanceof Error ? err.message : String(err),
+        });
+      })
+      .finally(() => {
+        uploads.delete(file);
+        updateGauges();
+      });
+    uploads.set(file, task);
+    return task;
+  }
+
+  async function backpressure(): Promise<void> {
+    while (uploads.size >= limits.maxConcurrentUploads) await Promise.race(uploads.values());
+    if (bufferedBytes() > limits.maxBufferedBytes) {
+      let largest: OpenFile | undefined;
+      for (const p of parts.values())
+        for (const f of p.open.values())
+          if (!largest || f.builder.memoryBytes > largest.builder.memoryBytes) largest = f;
+      if (largest) void roll(largest);
+    }
+  }
+
+  /** Time-based rolls, and commits for partitions whose records were all already durable. */
+  const ticker = setInterval(
+    () => {
+      if (stopping) return;
+      const now = clock();
+      for (const p of parts.values()) {
+        if (p.generation !== generation) continue;
+        for (const f of [...p.open.values()]) if (now - f.openedAt >= limits.maxFileAgeMs) void roll(f);
+        if (p.open.size === 0 && p.uploading.size === 0) void commit(p);
+      }
+    },
+    Math.max(50, Math.min(1000, Math.floor(limits.maxFileAgeMs / 4))),
+  );
+  ticker.unref();
+
+  consumer.on(consumer.events.GROUP_JOIN, () => {
+    // A new assignment: kafkajs restarts every partition at its committed offset, so what
+    // the open files hold (never committed) is dropped and will be read again.
+    generation++;
+    for (const p of parts.values()) p.open.clear();
+    parts.clear();
+    updateGauges();
+  });
+  consumer.on(consumer.events.CRASH, (e) =>
+    logger.error('kafka consumer crashed', {
+      code: 'ERR_KAFKA',
+      error: e.payload.error,
+      restart: e.payload.restart,
+    }),
+  );
+
+  let inBatch: Promise<void> = Promise.resolve();
+
+  async function eachBatch({
+    batch,
+    resolveOffset,
+    heartbeat,
+    isRunning,
+    isStale,
+  }: EachBatchPayload): Promise<void> {
+    if (stopping) return;
+    const partition = batch.partition;
+    let p = partFor(partition);
+    if (p.next === undefined) {
+      // First batch of this assignment: uploads of an earlier one must land before we LIST.
+      const mine = [...uploads].filter(([f]) => f.partition === partition).map(([, t]) => t);
+      await Promise.all(mine);
+      p = partFor(partition);
+    }
+    for (const m of batch.messages) {
+      if (stopping || !isRunning() || isStale() || p.generation !== generation) break;
+      const offset = BigInt(m.offset);
+      if (p.next !== undefined && offset < p.next) {
+        resolveOffset(m.offset); // seen already in this assignment
+        continue;
+      }
+      let event = decoder.decodeKnown(m.value);
+      if (!event) {
+        try {
+          const decoded = await retrying(
+            'decoding an event',
+            () => decoder.decode(m.value),
+            (e) => !(e instanceof UndecodableEventError),
+          );
+          if (decoded === STOPPED) break;
+          event = decoded;
+        } catch (err) {
+          // Not an erasure event we can read (wrong format, unknown schema): it cannot be in
+          // the dataset. Logged and counted, never silently; the partition moves on.
+          logger.error('event skipped: not decodable', {
+            code: 'ERR_EXPORTER_UNDECODABLE',
+            partition,
+            offset: m.offset,
+            reason: err instanceof Error ? err.message : String(err),
+          });
+          eventsCounter.inc({ result: 'undecodable' });
+          p.next = offset + 1n;
+          resolveOffset(m.offset);
+          continue;
+        }
+      }
+      const eventTime = Number(m.timestamp);
+      const dt = utcDate(eventTime);
+      const ranges = await coverage(p, dt);
+      if (ranges === STOPPED || p.generation !== generation) break;
+      if (inRanges(ranges, offset)) {
+        eventsCounter.inc({ result: 'already_durable' });
+        p.next = offset + 1n;
+        resolveOffset(m.offset);
+        continue;
+      }
+      let file = p.open.get(dt);
+      if (!file) {
+        file = {
+          partition,
+          generation: p.generation,
+          dt,
+          first: offset,
+          last: offset,
+          builder: new ParquetFileBuilder(limits.rowGroupRows, { 'erasure.dataset.source': 'exporter' }),
+          openedAt: clock(),
+          maxEventTime: eventTime,
+        };
+        p.open.set(dt, file);
+      }
+      file.builder.appendEvent(hmacKey, event, { eventTime, partition, offset, source: 'exporter' });
+      file.last = offset;
+      if (eventTime > file.maxEventTime) file.maxEventTime = eventTime;
+      p.next = offset + 1n;
+      resolveOffset(m.offset);
+      eventsCounter.inc({ result: 'exported' });
+      if (file.builder.rows >= limits.maxFileRows || file.builder.encodedBytes >= limits.maxFileBytes)
+        void roll(file);
+      if (uploads.size >= limits.maxConcurrentUploads || bufferedBytes() > limits.maxBufferedBytes) {
+        await backpressure();
+        await heartbeat();
+      }
+    }
+    if (p.open.size === 0 && p.uploading.size === 0) void commit(p);
+    updateGauges();
+    await heartbeat();
+  }
+
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: deps.fromBeginning });
+  await consumer.run({
+    autoCommit: false,
+    eachBatchAutoResolve: false,
+    eachBatch: (payload) => {
+      const run = eachBatch(payload);
+      inBatch = run.catch(() => undefined);
+      return run;
+    },
+  });
+  logger.info('exporter running', { prefix });
+
+  return {
+    async stop() {
+      stopping = true;
+      clearInterval(ticker);
+      await inBatch;
+      consumer.pause([{ topic }]);
+      if (deps.flushOnStop !== false) {
+        for (const p of parts.values()) for (const f of [...p.open.values()]) void roll(f);
+      } else {
+        for (const p of parts.values()) p.open.clear();
+      }
+      for (const w of [...sleepers]) w(); // cut retry waits short: each gets its last attempts
+      await Promise.all(uploads.values());
+      await Promise.all(commitChains.values());
+      await consumer.disconnect();
+    },
+  };
+}

@@ -1,0 +1,159 @@
+/**
+ * Composition root of the exporter (issue 6): privacy.erasure.requested.v1 → the offline
+ * Parquet dataset at s3://$S3_BUCKET/$DATASET_PREFIX/dt=YYYY-MM-DD/. Scales out by replicas
+ * in one consumer group; each file belongs to one partition, so replicas never write the
+ * same object. Compaction and backfill are CLI jobs (`erasure dataset compact|backfill`).
+ */
+import { Kafka, logLevel } from 'kafkajs';
+import { Registry } from 'prom-client';
+import { createDatasetStore, createS3Client } from '../shared/dataset/dataset-store.ts';
+import { loadDatasetSettings, type DatasetSettings } from '../shared/dataset/dataset-config.ts';
+import { ConfigurationError } from '../shared/errors.ts';
+import { TOPICS } from '../shared/event-codec.ts';
+import { collectInfraConfig, intSetting } from '../shared/infra-config.ts';
+import { createLogger, type Logger } from '../shared/logger.ts';
+import { createRequestedDecoder } from './decode-requested.ts';
+import { runExporter, type ExportLimits } from './export-loop.ts';
+
+export interface ExporterConfig {
+  readonly kafkaBrokers: readonly string[];
+  readonly schemaRegistryUrl: string;
+  /** Bucket, prefix, HMAC key and S3 connection (DATASET_PREFIX, DATASET_HMAC_KEY, S3_*, AWS_*). */
+  readonly dataset: DatasetSettings;
+  /** EXPORTER_GROUP: Kafka consumer group, default 'erasure-exporter'. */
+  readonly groupId: string;
+  /** EXPORTER_TOPIC: default privacy.erasure.requested.v1 (the contract); benchmarks use their own. */
+  readonly topic: string;
+  /**
+   * EXPORTER_MAX_FILE_ROWS (default 1,000,000 rows), EXPORTER_MAX_FILE_BYTES (default
+   * 134,217,728 = 128 MiB encoded), EXPORTER_MAX_FILE_AGE_MS (default 300,000 = 5 min):
+   * a file is rolled at whichever comes first. EXPORTER_MAX_BUFFERED_BYTES (default
+   * 268,435,456 = 256 MiB): memory cap over all open files. EXPORTER_ROW_GROUP_ROWS
+   * (default 32,768). EXPORTER_MAX_CONCURRENT_UPLOADS (default 4).
+   */
+  readonly limits: ExportLimits;
+  /** EXPORTER_MAX_BACKOFF_MS: longest pause between retries of S3 or registry calls, default 10,000. */
+  readonly maxBackoffMs: number;
+  /**
+   * EXPORTER_FROM_BEGINNING (default true): a new group starts at the oldest retained event,
+   * as the invariant needs (every published event in the dataset); `false` starts at the end.
+   */
+  readonly fromBeginning: boolean;
+  readonly logLevel: string;
+}
+
+const GROUP = /^[A-Za-z0-9._-]{1,200}$/;
+
+export function loadExporterConfig(env: NodeJS.ProcessEnv): ExporterConfig {
+  const problems: string[] = [];
+  const infra = collectInfraConfig(env, problems);
+  const dataset = loadDatasetSettings(env, problems);
+  const int = (name: string, dflt: number, min: number, max: number) =>
+    intSetting(env, problems, name, dflt, min, max);
+  const groupId = env['EXPORTER_GROUP'] || 'erasure-exporter';
+  if (!GROUP.test(groupId)) problems.push('EXPORTER_GROUP must be 1 to 200 of A-Z a-z 0-9 . _ -');
+  const topic = env['EXPORTER_TOPIC'] || TOPICS.requested;
+  if (!/^[A-Za-z0-9._-]{1,249}$/.test(topic)) problems.push('EXPORTER_TOPIC is not a valid topic name');
+  const limits: ExportLimits = Object.freeze({
+    maxFileRows: int('EXPORTER_MAX_FILE_ROWS', 1_000_000, 1, 100_000_000),
+    maxFileBytes: int('EXPORTER_MAX_FILE_BYTES', 128 * 1024 * 1024, 1024, 4 * 1024 * 1024 * 1024),
+    maxFileAgeMs: int('EXPORTER_MAX_FILE_AGE_MS', 300_000, 100, 86_400_000),
+    maxBufferedBytes: int(
+      'EXPORTER_MAX_BUFFERED_BYTES',
+      256 * 1024 * 1024,
+      1024 * 1024,
+      64 * 1024 * 1024 * 1024,
+    ),
+    rowGroupRows: int('EXPORTER_ROW_GROUP_ROWS', 32_768, 1, 10_000_000),
+    maxConcurrentUploads: int('EXPORTER_MAX_CONCURRENT_UPLOADS', 4, 1, 64),
+  });
+  const maxBackoffMs = int('EXPORTER_MAX_BACKOFF_MS', 10_000, 100, 300_000);
+  const logLevelName = env['LOG_LEVEL'] || 'info';
+  if (!['error', 'warn', 'info', 'debug'].includes(logLevelName))
+    problems.push('LOG_LEVEL must be error, warn, info or debug');
+  if (problems.length > 0 || !infra || !dataset) throw new ConfigurationError(problems);
+  return Object.freeze({
+    kafkaBrokers: infra.kafkaBrokers,
+    schemaRegistryUrl: infra.schemaRegistryUrl,
+    dataset,
+    groupId,
+    topic,
+    limits,
+    maxBackoffMs,
+    fromBeginning: env['EXPORTER_FROM_BEGINNING'] !== 'false',
+    logLevel: logLevelName,
+  });
+}
+
+export interface RunningExporter {
+  /** Where the dataset goes: s3://bucket/prefix/. */
+  url: string;
+  stop(): Promise<void>;
+}
+
+export interface ExporterOptions {
+  /** Where the exporter's metrics go (erasure_dataset_*); a private registry otherwise. */
+  registry?: Registry;
+  /** Test hook: runs after an object is durable and before its offsets are committed. */
+  afterUpload?: (key: string) => Promise<void> | void;
+}
+
+/**
+ * Starts the exporter. The topic and its schema must exist (the API or `npm run stack:up`
+ * creates and registers them). stop() stops reading, writes the open files, commits their
+ * offsets, then leaves the group: reverse order of creation. Nothing is committed for rows
+ * not yet durable, so a stop that cannot upload (S3 down) loses nothing either.
+ */
+export async function start(
+  cfg: ExporterConfig,
+  logger: Logger = createLogger({ service: 'exporter', level: cfg.logLevel }),
+  opts: ExporterOptions = {},
+): Promise<RunningExporter> {
+  if (cfg.dataset.hmacKeyIsDevDefault)
+    logger.warn('DATASET_HMAC_KEY (or ERASURE_HMAC_KEY) is not set: using the development key', {
+      code: 'WARN_DATASET_DEV_HMAC_KEY',
+    });
+  const s3 = createS3Client(cfg.dataset.s3);
+  const store = createDatasetStore(s3, cfg.dataset.bucket);
+  const kafka = new Kafka({
+    clientId: 'erasure-exporter',
+    brokers: [...cfg.kafkaBrokers],
+    logLevel: logLevel.NOTHING,
+  });
+  const consumer = kafka.consumer({
+    groupId: cfg.groupId,
+    // Large fetches: the exporter reads in bulk and every record is small.
+    maxBytesPerPartition: 4 * 1024 * 1024,
+    maxBytes: 32 * 1024 * 1024,
+  });
+  let running: Awaited<ReturnType<typeof runExporter>>;
+  try {
+    running = await runExporter({
+      consumer,
+      decoder: createRequestedDecoder(cfg.schemaRegistryUrl),
+      store,
+      logger,
+      metrics: opts.registry ?? new Registry(),
+      topic: cfg.topic,
+      prefix: cfg.dataset.prefix,
+      hmacKey: cfg.dataset.hmacKey,
+      limits: cfg.limits,
+      fromBeginning: cfg.fromBeginning,
+      maxBackoffMs: cfg.maxBackoffMs,
+      afterUpload: opts.afterUpload,
+    });
+  } catch (err) {
+    await consumer.disconnect().catch(() => undefined);
+    s3.destroy();
+    throw err;
+  }
+  logger.info('exporter started', { groupId: cfg.groupId, topic: cfg.topic });
+  return {
+    url: `s3://${cfg.dataset.bucket}/${cfg.dataset.prefix}/`,
+    async stop() {
+      await running.stop();
+      s3.destroy();
+      logger.info('exporter stopped');
+    },
+  };
+}

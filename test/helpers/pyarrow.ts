@@ -1,0 +1,64 @@
+/**
+ * pyarrow for the dataset tests and benchmarks: a reader that is not our writer. Installed
+ * from PyPI into a project-local venv (.stack/pyenv, git-ignored with the rest of .stack)
+ * the first time it is needed. A Python without the venv module (Debian splits it into
+ * python3-venv) gets that package with apt-get when running as root, as the stack does for
+ * PostgreSQL; otherwise the error says what to install.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../../scripts/stack/stack-config.ts';
+
+export const PYENV_DIR = join(REPO_ROOT, '.stack', 'pyenv');
+const PYTHON = join(PYENV_DIR, 'bin', 'python');
+
+function run(cmd: string, args: string[], timeoutMs = 600_000) {
+  const res = spawnSync(cmd, args, { encoding: 'utf8', timeout: timeoutMs });
+  return { ok: res.status === 0, out: `${res.stdout ?? ''}${res.stderr ?? ''}`.trim() };
+}
+
+let ready: Promise<string> | undefined;
+
+/** The venv's python with pyarrow importable; installs what is missing (minutes, once). */
+export function ensurePyarrow(): Promise<string> {
+  ready ??= (async () => {
+    if (existsSync(PYTHON) && run(PYTHON, ['-c', 'import pyarrow']).ok) return PYTHON;
+    process.stderr.write('pyarrow: creating .stack/pyenv and installing pyarrow from PyPI ...\n');
+    let venv = run('python3', ['-m', 'venv', '--clear', PYENV_DIR]);
+    if (!venv.ok && /ensurepip|venv/i.test(venv.out) && process.getuid?.() === 0) {
+      const env = ['-y', '-q', '--no-install-recommends'];
+      run('apt-get', ['update', '-q']);
+      run('apt-get', ['install', ...env, 'python3-venv']);
+      venv = run('python3', ['-m', 'venv', '--clear', PYENV_DIR]);
+    }
+    if (!venv.ok) throw new Error(`python3 -m venv failed (install python3-venv): ${venv.out.slice(-400)}`);
+    const pip = run(join(PYENV_DIR, 'bin', 'pip'), [
+      'install',
+      '-q',
+      '--disable-pip-version-check',
+      'pyarrow',
+    ]);
+    if (!pip.ok) throw new Error(`pip install pyarrow failed: ${pip.out.slice(-400)}`);
+    return PYTHON;
+  })();
+  ready.catch(() => (ready = undefined));
+  return ready;
+}
+
+/** Runs a Python script with the venv's pyarrow; resolves to its stdout parsed as JSON. */
+export async function runPython<T>(
+  script: string,
+  args: string[] = [],
+  env: Record<string, string> = {},
+): Promise<T> {
+  const python = await ensurePyarrow();
+  const res = spawnSync(python, ['-c', script, ...args], {
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, ...env },
+    maxBuffer: 64 << 20,
+  });
+  if (res.status !== 0) throw new Error(`python failed (${res.status}): ${res.stderr.slice(-2000)}`);
+  return JSON.parse(res.stdout.trim().split('\n').at(-1) ?? 'null') as T;
+}

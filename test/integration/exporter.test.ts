@@ -1,0 +1,237 @@
+// The exporter against the real stack: events produced to privacy.erasure.requested.v1 with
+// the Avro codec, Parquet files on S3 under this file's own DATASET_PREFIX, read back with
+// pyarrow from the S3 endpoint. Consumer groups are new per test and positioned at this
+// file's own start offsets (the topic is shared with other tests and old benchmark data).
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import type { Producer } from 'kafkajs';
+import { Registry } from 'prom-client';
+import { loadExporterConfig, start } from '../../services/exporter/index.ts';
+import { createDatasetStore } from '../../services/shared/dataset/dataset-store.ts';
+import { identifierHmac } from '../../services/shared/dataset/dataset-schema.ts';
+import { baseName, parseExporterFileName } from '../../services/shared/dataset/object-keys.ts';
+import { createEventCodec, TOPICS, type RequestedEvent } from '../../services/shared/event-codec.ts';
+import { createLogger } from '../../services/shared/logger.ts';
+import { REPO_ROOT } from '../../scripts/stack/stack-config.ts';
+import { readDataset } from '../helpers/dataset-reader.ts';
+import { infra, positionNewGroup, testKafka, testS3, topicEnd, uniqueName } from '../helpers/infra.ts';
+
+const TOPIC = TOPICS.requested;
+const HMAC_KEY = 'exporter-test-dataset-hmac-key-0123456789';
+const DAY1 = Date.UTC(2001, 1, 3, 23, 59, 0); // events straddle midnight: two dt directories
+const quiet = () => createLogger({ service: 'exporter', level: 'error' });
+
+describe('exporter', () => {
+  const prefix = `test/${uniqueName('exporter')}`;
+  const codec = createEventCodec(infra.schemaRegistryUrl);
+  const kafka = testKafka();
+  const s3 = testS3();
+  const store = createDatasetStore(s3, infra.s3.bucket);
+  let producer: Producer;
+  let startOffsets: { partition: number; offset: string }[];
+  let endOffsets: { partition: number; offset: string }[];
+  const events: RequestedEvent[] = [];
+
+  const env = (group: string, extra: Record<string, string> = {}) => ({
+    ...process.env,
+    DATASET_PREFIX: prefix,
+    DATASET_HMAC_KEY: HMAC_KEY,
+    EXPORTER_GROUP: group,
+    EXPORTER_MAX_FILE_ROWS: '25',
+    EXPORTER_MAX_FILE_AGE_MS: '400',
+    EXPORTER_ROW_GROUP_ROWS: '10',
+    LOG_LEVEL: 'error',
+    ...extra,
+  });
+
+  /** Waits until the group has committed up to the end offsets taken after producing. */
+  async function caughtUp(group: string, timeoutMs = 40_000): Promise<void> {
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const t0 = Date.now();
+      for (;;) {
+        const [c] = await admin.fetchOffsets({ groupId: group, topics: [TOPIC] });
+        const committed = new Map(c!.partitions.map((p) => [p.partition, BigInt(p.offset)]));
+        if (endOffsets.every((e) => (committed.get(e.partition) ?? -1n) >= BigInt(e.offset))) return;
+        if (process.env['DEBUG_EXPORTER_TEST'])
+          process.stderr.write(`${group} ${(Date.now() - t0) / 1000}s\n`);
+        if (Date.now() - t0 > timeoutMs) throw new Error(`group ${group} did not catch up`);
+        await sleep(200);
+      }
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  /** Exactly the produced events, each identifier once: no duplicate, no gap. */
+  async function assertExactlyOnce(): Promise<Awaited<ReturnType<typeof readDataset>>> {
+    const read = await readDataset(prefix, { eventIds: events.map((e) => e.eventId) });
+    const seen = new Map<string, number>();
+    for (const r of read.rows) {
+      const k = `${r.event_id}/${r.identifier_type}/${r.identifier_value}`;
+      seen.set(k, (seen.get(k) ?? 0) + 1);
+    }
+    const expected = events.flatMap((e) => e.identifiers.map((i) => `${e.eventId}/${i.type}/${i.value}`));
+    const dups = [...seen].filter(([, n]) => n > 1).map(([k]) => k);
+    const missing = expected.filter((k) => !seen.has(k));
+    assert.deepEqual(dups, [], 'no row twice');
+    assert.deepEqual(missing, [], 'no row missing');
+    assert.equal(read.rows.length, expected.length);
+    return read;
+  }
+
+  before(async () => {
+    producer = kafka.producer({ idempotent: true });
+    await producer.connect();
+    startOffsets = await topicEnd(TOPIC);
+    const messages = [];
+    for (let i = 0; i < 120; i++) {
+      const ids = [{ type: 'user_id', value: `u-${i}-${randomUUID().slice(0, 8)}` }];
+      if (i % 2 === 0)
+        ids.push({ type: 'email', value: `person${i}.${randomUUID().slice(0, 6)}@example.org` });
+      if (i % 7 === 0) ids.push({ type: 'phone', value: `+4420${String(1000000 + i)}` });
+      const e: RequestedEvent = {
+        eventId: randomUUID(),
+        requestId: randomUUID(),
+        identifiers: ids,
+        reason: i % 3 === 0 ? 'ccpa' : 'gdpr_art17',
+        requestedAt: DAY1 - 60_000 + i,
+        targets: ['orders'],
+        priority: 'normal',
+        notBefore: null,
+        deadline: DAY1 + 30 * 86_400_000,
+        redelivery: i % 10 === 0 ? { attempt: 2, target: 'orders' } : null,
+      };
+      events.push(e);
+      messages.push({
+        key: e.requestId,
+        value: await codec.encode(TOPIC, e),
+        timestamp: String(DAY1 + i * 1000), // 60 events on each side of midnight
+      });
+    }
+    for (let i = 0; i < messages.length; i += 40)
+      await producer.send({ topic: TOPIC, messages: messages.slice(i, i + 40) });
+    endOffsets = await topicEnd(TOPIC);
+  });
+
+  after(async () => {
+    await producer.disconnect();
+    const objects = await store.list(`${prefix}/`);
+    await store.delete(objects.map((o) => o.key));
+    s3.destroy();
+  });
+
+  it('killed between upload and offset commit, then restarted: every row once, no gap', async () => {
+    const group = uniqueName('exporter-crash');
+    await positionNewGroup(group, TOPIC, startOffsets);
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/exporter-child.ts'], {
+      cwd: REPO_ROOT,
+      env: env(group, { CRASH_AFTER_UPLOADS: '3' }),
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.once('exit', (code, signal) => resolve({ code, signal })),
+    );
+    assert.equal(exit.signal, 'SIGKILL', 'the child died in the window, by its own hand');
+
+    // The crash left at least one object whose records are not committed.
+    const admin = kafka.admin();
+    await admin.connect();
+    const [c] = await admin.fetchOffsets({ groupId: group, topics: [TOPIC] });
+    await admin.disconnect();
+    const committed = new Map(c!.partitions.map((p) => [p.partition, BigInt(p.offset)]));
+    const files = (await store.list(`${prefix}/`))
+      .map((o) => parseExporterFileName(baseName(o.key)))
+      .filter((f) => f);
+    assert.ok(
+      files.some((f) => f!.last >= (committed.get(f!.partition) ?? -1n)),
+      'some durable file is past its partition’s committed offset',
+    );
+
+    const registry = new Registry();
+    const exporter = await start(loadExporterConfig(env(group)), quiet(), { registry });
+    try {
+      await caughtUp(group);
+    } finally {
+      await exporter.stop();
+    }
+    const skipped = (await registry.getSingleMetric('erasure_dataset_events_total')!.get()).values.find(
+      (v) => v.labels['result'] === 'already_durable',
+    );
+    assert.ok((skipped?.value ?? 0) > 0, 'the restart skipped records the crashed run had made durable');
+    await assertExactlyOnce();
+  });
+
+  it('replay of the whole range by a new group writes nothing twice', async () => {
+    const group = uniqueName('exporter-replay');
+    await positionNewGroup(group, TOPIC, startOffsets);
+    const before = new Set((await store.list(`${prefix}/`)).map((o) => o.key));
+    const exporter = await start(loadExporterConfig(env(group)), quiet());
+    try {
+      await caughtUp(group);
+    } finally {
+      await exporter.stop();
+    }
+    const ours = new Set(events.map((e) => e.eventId));
+    const read = await assertExactlyOnce();
+    assert.ok(read.rows.every((r) => ours.has(r.event_id)));
+    // Files of this test's days were all there before the replay.
+    const added = (await store.list(`${prefix}/`)).filter(
+      (o) => !before.has(o.key) && /dt=2001-02-0[34]/.test(o.key),
+    );
+    assert.deepEqual(added, []);
+  });
+
+  it('writes the documented schema, readable by pyarrow, and a warehouse join finds exactly the rows to purge', async () => {
+    const read = await readDataset(prefix, { eventIds: events.map((e) => e.eventId) });
+    assert.equal(read.types['requested_at'], 'timestamp[ms, tz=UTC]');
+    assert.equal(read.types['event_time'], 'timestamp[ms, tz=UTC]');
+    assert.equal(read.types['identifier_hmac'], 'fixed_size_binary[32]');
+    assert.equal(read.types['kafka_offset'], 'int64');
+    assert.deepEqual(Object.keys(read.days).sort().slice(0, 2), ['2001-02-03', '2001-02-04']);
+    const byId = new Map(events.map((e) => [e.eventId, e]));
+    for (const r of read.rows) {
+      const e = byId.get(r.event_id)!;
+      assert.equal(r.request_id, e.requestId);
+      assert.equal(r.reason, e.reason);
+      assert.equal(r.requested_at, e.requestedAt);
+      assert.equal(r.dt, new Date(r.event_time).toISOString().slice(0, 10));
+      assert.equal(r.redelivery_target, e.redelivery?.target ?? null);
+      assert.equal(r.source, 'exporter');
+      assert.equal(r.schema_version, 1);
+      assert.equal(
+        r.identifier_hmac,
+        identifierHmac(Buffer.from(HMAC_KEY), r.identifier_type, r.identifier_value).toString('hex'),
+      );
+    }
+
+    // Warehouse rows: some belong to erased subjects, some to others (same value, other type too).
+    const warehouse = [
+      ...events.slice(0, 30).map((e, i) => ({ rowId: `erased-${i}`, ...e.identifiers.at(-1)! })),
+      ...events
+        .slice(0, 10)
+        .map((e, i) => ({ rowId: `other-type-${i}`, type: 'device_id', value: e.identifiers[0]!.value })),
+      ...Array.from({ length: 20 }, (_, i) => ({
+        rowId: `kept-${i}`,
+        type: 'user_id',
+        value: `never-erased-${i}`,
+      })),
+    ];
+    const joined = await readDataset(prefix, {
+      warehouse,
+      hmacKey: HMAC_KEY,
+      days: ['2001-02-03', '2001-02-04'],
+    });
+    const expected = warehouse
+      .filter((w) => w.rowId.startsWith('erased-'))
+      .map((w) => w.rowId)
+      .sort();
+    assert.ok(!Array.isArray(joined.purge));
+    assert.deepEqual(joined.purge.byValue, expected, 'join on (type, value)');
+    assert.deepEqual(joined.purge.byHmac, expected, 'join on the keyed hash');
+  });
+});
