@@ -37,6 +37,8 @@ export interface SendOptions {
   readonly agents: HttpAgents;
   /** Most response-body bytes read, default 16 KiB. */
   readonly maxBodyBytes?: number;
+  /** Name resolution; default the guarded dns.lookup. Tests inject answers through createGuardedLookup. */
+  readonly lookup?: LookupFunction;
 }
 
 /** Keep-alive agents: a target is called many times, and a new TLS handshake per call is waste. */
@@ -53,15 +55,28 @@ class BlockedAddressError extends Error {
   }
 }
 
-/** dns.lookup, then refuse if any answer is link-local or a metadata address. */
-const guardedLookup = ((hostname: string, options: object, callback: (...args: unknown[]) => void) => {
-  dnsLookup(hostname, options, (err: NodeJS.ErrnoException | null, address: unknown, family?: number) => {
-    if (err) return callback(err);
-    const list = Array.isArray(address) ? (address as LookupAddress[]) : [{ address: String(address) }];
-    if (list.some((a) => isBlockedAddress(a.address))) return callback(new BlockedAddressError());
-    callback(null, address, family);
-  });
-}) as unknown as LookupFunction;
+type Resolve = (
+  hostname: string,
+  options: object,
+  callback: (err: NodeJS.ErrnoException | null, address: unknown, family?: number) => void,
+) => void;
+
+/**
+ * A lookup for http.request: resolves as `resolve` does (dns.lookup by default), then refuses
+ * when any answer is link-local or a metadata address, before a connection is attempted.
+ */
+export function createGuardedLookup(resolve: Resolve = dnsLookup as unknown as Resolve): LookupFunction {
+  return ((hostname: string, options: object, callback: (...args: unknown[]) => void) => {
+    resolve(hostname, options, (err, address, family) => {
+      if (err) return callback(err);
+      const list = Array.isArray(address) ? (address as LookupAddress[]) : [{ address: String(address) }];
+      if (list.some((a) => isBlockedAddress(a.address))) return callback(new BlockedAddressError());
+      callback(null, address, family);
+    });
+  }) as unknown as LookupFunction;
+}
+
+const guardedLookup = createGuardedLookup();
 
 interface Received {
   kind: 'received';
@@ -139,7 +154,7 @@ function requestOnce(
         method: call.method,
         headers,
         agent: https_ ? opts.agents.https : opts.agents.http,
-        lookup: guardedLookup,
+        lookup: opts.lookup ?? guardedLookup,
       });
     } catch (err) {
       // Synchronous refusals (an invalid header value) are the partner registration's fault.

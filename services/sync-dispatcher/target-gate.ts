@@ -32,7 +32,10 @@ export interface CallTicket {
 export interface TargetGate {
   /** Tasks that may be claimed now: free slots, whole tokens and breaker permits, the least. */
   capacity(): number;
-  /** Milliseconds until capacity() may grow without a call finishing (token refill, cool-down). */
+  /**
+   * Milliseconds until capacity() may grow without a call finishing (token refill, cool-down);
+   * Infinity when only a call finishing can make room.
+   */
   nextReadyInMs(): number;
   /** A claimed task holds a slot from claim to recorded outcome. */
   occupy(): void;
@@ -92,7 +95,11 @@ export function createTargetGate(opts: {
     },
     nextReadyInMs() {
       syncRate();
-      if (breaker.state() === 'open') return Math.max(1, breaker.msUntilProbe());
+      // Waiting on a call to finish (slot, or the half-open probe): its end wakes the loop.
+      if (inFlight >= limits.concurrency) return Infinity;
+      const state = breaker.state();
+      if (state === 'open') return Math.max(1, breaker.msUntilProbe());
+      if (state === 'half_open' && breaker.permits() === 0) return Infinity;
       const tokens = bucket.available();
       return tokens >= 1 ? 0 : Math.ceil(((1 - tokens) / bucketRate) * 1000);
     },
