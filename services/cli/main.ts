@@ -2,6 +2,7 @@
  * The `erasure` command line (bin/erasure.mjs). Subcommands are rows of COMMANDS: add one
  * by adding a row; dispatch, usage and `help` follow from the table.
  */
+import { runDatasetBackfill, runDatasetCompact } from './dataset.ts';
 import { type CliIo, runJournalVerify } from './journal-verify.ts';
 
 export interface CliCommand {
@@ -17,6 +18,16 @@ export const COMMANDS: readonly CliCommand[] = [
     words: ['journal', 'verify'],
     summary: 'recompute the journal hash chain and name the first broken link',
     run: runJournalVerify,
+  },
+  {
+    words: ['dataset', 'compact'],
+    summary: 'merge a day of the Parquet dataset into few files and publish its manifest',
+    run: runDatasetCompact,
+  },
+  {
+    words: ['dataset', 'backfill'],
+    summary: 'rebuild days of the Parquet dataset from the request store',
+    run: runDatasetBackfill,
   },
 ];
 

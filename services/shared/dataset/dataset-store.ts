@@ -72,7 +72,12 @@ export function createDatasetStore(client: S3Client, bucket: string) {
     async put(key: string, body: Uint8Array | string, contentType: string): Promise<void> {
       try {
         await client.send(
-          new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }),
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: key,
+            Body: typeof body === 'string' ? Buffer.from(body, 'utf8') : body,
+            ContentType: contentType,
+          }),
         );
       } catch (err) {
         throw classifyS3Error(err, 'PutObject');

@@ -1,0 +1,176 @@
+/**
+ * Backfill (`erasure dataset backfill --from D1 --to D2`): rebuilds days of the dataset from
+ * the request store, for a new warehouse or after a bug. Every published event is an outbox
+ * row with its payload (and so its eventId), so a rebuilt day has the same event ids as the
+ * exporter wrote and replaces the day whole: files `backfill-g<n>-<k>.parquet`, then a new
+ * manifest (the reader protocol of manifest.ts), the replaced files superseded with a grace
+ * period. The exporter's files of those days stay in the manifest's coverage, so a replay
+ * of Kafka does not add them again.
+ *
+ * Day boundaries: the exporter files an event under the UTC date of its Kafka timestamp; the
+ * request store knows `sent_at`, set just after Kafka acknowledged. Near midnight the two
+ * can fall on different days. So events sent in the first `marginMs` of the range that the
+ * day before already holds are left there, and events sent in the `marginMs` after the range
+ * that the day after does not hold are kept in the last day of the range (their `dt` is then
+ * that day, their event_time the sent_at). Each event is thus in exactly one day.
+ */
+import type pg from 'pg';
+import { toRequestedEvent } from '../event-codec.ts';
+import { DATASET_SCHEMA_VERSION, utcDate } from './dataset-schema.ts';
+import type { DatasetStore } from './dataset-store.ts';
+import {
+  coveredRanges,
+  MANIFEST_FORMAT_VERSION,
+  mergeRanges,
+  readManifest,
+  writeManifest,
+  type DayManifest,
+  type ManifestFile,
+} from './manifest.ts';
+import {
+  addDays,
+  baseName,
+  dayPrefix,
+  daysBetween,
+  generationFileName,
+  parseExporterFileName,
+} from './object-keys.ts';
+import { ParquetFileBuilder } from './parquet-file.ts';
+import { readEventIds } from './read-dataset-file.ts';
+import { selectPublishedEvents } from './select-published-events.ts';
+
+export interface BackfillOptions {
+  db: pg.Pool;
+  store: DatasetStore;
+  prefix: string;
+  topic: string;
+  hmacKey: Buffer;
+  from: string;
+  to: string;
+  nowMs: number;
+  graceMs: number;
+  /** Window around the range's edges, ms (default 10 minutes). */
+  marginMs?: number;
+  fileRows?: number;
+  pageSize?: number;
+  progress?: (line: string) => void;
+}
+
+export interface BackfillDayResult {
+  dt: string;
+  generation: number;
+  events: number;
+  rows: number;
+  files: number;
+}
+
+/** Event ids a day already holds, by the reader protocol (manifest, else exporter files). */
+async function dayEventIds(store: DatasetStore, prefix: string, dt: string): Promise<Set<string>> {
+  const m = await readManifest(store, prefix, dt);
+  const dir = dayPrefix(prefix, dt);
+  const names = m
+    ? m.files.map((f) => f.name)
+    : (await store.list(dir)).map((o) => baseName(o.key)).filter((n) => parseExporterFileName(n));
+  const ids = new Set<string>();
+  for (const n of names) {
+    const bytes = await store.get(`${dir}${n}`);
+    if (bytes) for (const id of await readEventIds(bytes)) ids.add(id);
+  }
+  return ids;
+}
+
+export async function backfillDays(o: BackfillOptions): Promise<BackfillDayResult[]> {
+  const say = o.progress ?? (() => undefined);
+  const margin = o.marginMs ?? 600_000;
+  const days = daysBetween(o.from, o.to);
+  const [before, after] = await Promise.all([
+    dayEventIds(o.store, o.prefix, addDays(o.from, -1)),
+    dayEventIds(o.store, o.prefix, addDays(o.to, 1)),
+  ]);
+  const results: BackfillDayResult[] = [];
+  for (const dt of days) {
+    const start = Date.parse(`${dt}T00:00:00Z`);
+    const end = start + 86_400_000 + (dt === o.to ? margin : 0);
+    const old = await readManifest(o.store, o.prefix, dt);
+    const generation = (old?.generation ?? 0) + 1;
+    const dir = dayPrefix(o.prefix, dt);
+    const outputs: ManifestFile[] = [];
+    const events = new Set<string>();
+    let rows = 0;
+    let builder: ParquetFileBuilder | undefined;
+    const close = async () => {
+      if (!builder || builder.rows === 0) return;
+      const name = generationFileName('backfill', generation, outputs.length + 1);
+      const bytes = builder.finish();
+      await o.store.put(`${dir}${name}`, bytes, 'application/vnd.apache.parquet');
+      outputs.push({ name, rows: builder.rows, bytes: bytes.length });
+      builder = undefined;
+    };
+    let afterId = '0';
+    for (;;) {
+      const page = await selectPublishedEvents(o.db, o.topic, start, end, afterId, o.pageSize ?? 5000);
+      if (page.length === 0) break;
+      afterId = page.at(-1)!.id;
+      for (const row of page) {
+        const sentMs = row.sent_at.getTime();
+        const event = toRequestedEvent(row.payload);
+        if (dt === o.from && sentMs < start + margin && before.has(event.eventId)) continue;
+        if (utcDate(sentMs) !== dt && after.has(event.eventId)) continue; // the next day has it
+        if (events.has(event.eventId)) continue;
+        events.add(event.eventId);
+        builder ??= new ParquetFileBuilder(131_072, { 'erasure.dataset.source': 'backfill' });
+        const n0 = builder.rows;
+        builder.appendEvent(o.hmacKey, event, {
+          eventTime: sentMs,
+          partition: null,
+          offset: null,
+          source: 'backfill',
+        });
+        rows += builder.rows - n0;
+        if (builder.rows >= (o.fileRows ?? 4_000_000)) await close();
+      }
+      if (events.size % 50_000 < page.length) say(`backfill ${dt}: ${events.size} events so far`);
+    }
+    await close();
+    // dt of the rows kept from after midnight is their sent_at's date; file them under this day.
+    const listed = (await o.store.list(dir)).map((x) => baseName(x.key));
+    const outputNames = new Set(outputs.map((f) => f.name));
+    const deleteAfter = new Date(o.nowMs + o.graceMs).toISOString();
+    const superseded = [...(old?.superseded ?? [])];
+    const coverage: DayManifest['coverage'] = { topic: o.topic, partitions: {} };
+    const byPartition = new Map<number, [bigint, bigint][]>();
+    for (const name of listed) {
+      const f = parseExporterFileName(name);
+      if (f && f.topic === o.topic)
+        byPartition.set(f.partition, [...(byPartition.get(f.partition) ?? []), [f.first, f.last]]);
+      const ours = f || /^(compacted|backfill)-g\d+-\d+\.parquet$/.test(name);
+      if (ours && !outputNames.has(name) && !superseded.some((s) => s.name === name))
+        superseded.push({ name, deleteAfter });
+    }
+    for (const p of Object.keys(old?.coverage.partitions ?? {}))
+      byPartition.set(Number(p), [
+        ...(byPartition.get(Number(p)) ?? []),
+        ...coveredRanges(old, o.topic, Number(p)),
+      ]);
+    for (const [p, r] of [...byPartition].sort((a, b) => a[0] - b[0]))
+      coverage.partitions[String(p)] = mergeRanges(r).map(([a, b]) => [a.toString(), b.toString()]);
+    await writeManifest(o.store, o.prefix, {
+      formatVersion: MANIFEST_FORMAT_VERSION,
+      schemaVersion: DATASET_SCHEMA_VERSION,
+      dt,
+      generation,
+      writtenBy: 'backfill',
+      writtenAt: new Date(o.nowMs).toISOString(),
+      files: outputs,
+      rows,
+      events: events.size,
+      coverage,
+      superseded,
+    });
+    say(
+      `backfill ${dt}: ${events.size} events, ${rows} rows in ${outputs.length} file(s), manifest generation ${generation}`,
+    );
+    results.push({ dt, generation, events: events.size, rows, files: outputs.length });
+  }
+  return results;
+}

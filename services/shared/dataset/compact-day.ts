@@ -1,0 +1,206 @@
+/**
+ * Compaction of one day (`erasure dataset compact --date YYYY-MM-DD`): merges the day's
+ * files into few large ones and publishes them with a new manifest, atomically for readers.
+ *
+ * 1. Inputs: the files of the current manifest (if any) plus every exporter file whose
+ *    offset range the manifest's coverage does not already hold (files of late records).
+ * 2. Their rows are written, deduplicated on (event_id, identifier_type, identifier_value),
+ *    to `compacted-g<next generation>-<n>.parquet`. Nothing refers to these names yet.
+ * 3. The new manifest (one PutObject) lists only the new files; its coverage adds the
+ *    exporter files' ranges, so an exporter replay skips those records. Readers switch from
+ *    the old complete list to the new complete list in one step.
+ * 4. Files no manifest lists any more are recorded as `superseded` with a deadline; a later
+ *    run deletes them once it has passed (grace period for readers still on the old list).
+ * A crash anywhere leaves the old manifest in force; re-running redoes the work (the output
+ * names of the next generation are rewritten). One compaction per day at a time: it is a
+ * daily job, and the manifest is read-modify-written.
+ */
+import {
+  DATASET_SCHEMA_VERSION,
+  columnLength,
+  emptyColumns,
+  type ColumnBuffer,
+  DATASET_COLUMNS,
+} from './dataset-schema.ts';
+import type { DatasetStore } from './dataset-store.ts';
+import {
+  coveredRanges,
+  inRanges,
+  MANIFEST_FORMAT_VERSION,
+  mergeRanges,
+  readManifest,
+  writeManifest,
+  type DayManifest,
+  type ManifestFile,
+} from './manifest.ts';
+import { baseName, dayPrefix, generationFileName, parseExporterFileName } from './object-keys.ts';
+import { ParquetFileBuilder } from './parquet-file.ts';
+import { readDatasetFile } from './read-dataset-file.ts';
+
+export interface CompactOptions {
+  store: DatasetStore;
+  prefix: string;
+  topic: string;
+  dt: string;
+  nowMs: number;
+  /** How long replaced files stay readable, ms. */
+  graceMs: number;
+  /** Rows per output file (default 4,000,000) and per row group (default 131,072). */
+  fileRows?: number;
+  rowGroupRows?: number;
+  progress?: (line: string) => void;
+}
+
+export interface CompactResult {
+  dt: string;
+  generation: number;
+  /** False when there was nothing new to merge (only due deletions were done). */
+  compacted: boolean;
+  inputFiles: number;
+  files: number;
+  rows: number;
+  duplicatesDropped: number;
+  deleted: number;
+}
+
+export async function compactDay(o: CompactOptions): Promise<CompactResult> {
+  const say = o.progress ?? (() => undefined);
+  const dir = dayPrefix(o.prefix, o.dt);
+  const old = await readManifest(o.store, o.prefix, o.dt);
+  const listed = await o.store.list(dir);
+  const names = new Set(listed.map((x) => baseName(x.key)));
+
+  // Deleting what no manifest lists is safe at any time; only due ones are deleted.
+  const due = (old?.superseded ?? []).filter((s) => Date.parse(s.deleteAfter) <= o.nowMs);
+  const stillPending = (old?.superseded ?? []).filter((s) => Date.parse(s.deleteAfter) > o.nowMs);
+  if (due.length > 0) await o.store.delete(due.map((s) => `${dir}${s.name}`));
+
+  const fresh = listed
+    .map((x) => ({ name: baseName(x.key), f: parseExporterFileName(baseName(x.key)) }))
+    .filter(
+      (x) =>
+        x.f &&
+        x.f.topic === o.topic &&
+        !inRanges(coveredRanges(old, o.topic, x.f.partition), x.f.first) &&
+        !stillPending.some((s) => s.name === x.name),
+    );
+  const generation = (old?.generation ?? 0) + 1;
+  if (old && fresh.length === 0) {
+    if (due.length > 0) await writeManifest(o.store, o.prefix, { ...old, superseded: stillPending });
+    say(
+      `compact ${o.dt}: nothing new (generation ${old.generation} stands); ${due.length} superseded file(s) deleted`,
+    );
+    return {
+      dt: o.dt,
+      generation: old.generation,
+      compacted: false,
+      inputFiles: 0,
+      files: old.files.length,
+      rows: old.rows,
+      duplicatesDropped: 0,
+      deleted: due.length,
+    };
+  }
+
+  const inputs = [...(old?.files.map((f) => f.name) ?? []), ...fresh.map((x) => x.name)].filter((n) =>
+    names.has(n),
+  );
+  say(`compact ${o.dt}: ${inputs.length} input file(s), generation ${generation}`);
+  const seen = new Set<string>();
+  const events = new Set<string>();
+  const outputs: ManifestFile[] = [];
+  let rows = 0;
+  let dups = 0;
+  let builder: ParquetFileBuilder | undefined;
+  const fileRows = o.fileRows ?? 4_000_000;
+
+  async function closeOutput(): Promise<void> {
+    if (!builder || builder.rows === 0) return;
+    const name = generationFileName('compacted', generation, outputs.length + 1);
+    const bytes = builder.finish();
+    await o.store.put(`${dir}${name}`, bytes, 'application/vnd.apache.parquet');
+    outputs.push({ name, rows: builder.rows, bytes: bytes.length });
+    say(`compact ${o.dt}: wrote ${name} (${builder.rows} rows)`);
+    builder = undefined;
+  }
+
+  for (const name of inputs) {
+    const bytes = await o.store.get(`${dir}${name}`);
+    if (!bytes) throw new Error(`${dir}${name} disappeared during compaction`);
+    const cols = await readDatasetFile(bytes);
+    const keep: ColumnBuffer = emptyColumns();
+    const n = columnLength(cols);
+    for (let i = 0; i < n; i++) {
+      const k = `${cols.event_id[i]}\u0000${cols.identifier_type[i]}\u0000${cols.identifier_value[i]}`;
+      if (seen.has(k)) {
+        dups++;
+        continue;
+      }
+      seen.add(k);
+      events.add(cols.event_id[i]!);
+      for (const c of DATASET_COLUMNS) (keep[c.name] as unknown[]).push(cols[c.name][i]);
+    }
+    for (let i = 0; i < columnLength(keep);) {
+      builder ??= new ParquetFileBuilder(o.rowGroupRows ?? 131_072, {
+        'erasure.dataset.source': 'compaction',
+      });
+      const take = Math.min(fileRows - builder.rows, columnLength(keep) - i);
+      builder.append(keep, i, i + take);
+      i += take;
+      rows += take;
+      if (builder.rows >= fileRows) await closeOutput();
+    }
+  }
+  await closeOutput();
+
+  const coverage: DayManifest['coverage'] = { topic: o.topic, partitions: {} };
+  const byPartition = new Map<number, [bigint, bigint][]>();
+  for (const [p, r] of Object.entries(old?.coverage.topic === o.topic ? old.coverage.partitions : {}))
+    byPartition.set(
+      Number(p),
+      r.map(([a, b]) => [BigInt(a), BigInt(b)]),
+    );
+  for (const { f } of fresh)
+    byPartition.set(f!.partition, [...(byPartition.get(f!.partition) ?? []), [f!.first, f!.last]]);
+  for (const [p, r] of [...byPartition].sort((a, b) => a[0] - b[0]))
+    coverage.partitions[String(p)] = mergeRanges(r).map(([a, b]) => [a.toString(), b.toString()]);
+
+  const outputNames = new Set(outputs.map((f) => f.name));
+  const deleteAfter = new Date(o.nowMs + o.graceMs).toISOString();
+  const superseded = [...stillPending];
+  for (const name of names) {
+    const generated = /^(compacted|backfill)-g\d+-\d+\.parquet$/.test(name);
+    if (
+      !outputNames.has(name) &&
+      !superseded.some((s) => s.name === name) &&
+      (generated || inputs.includes(name))
+    )
+      superseded.push({ name, deleteAfter });
+  }
+  await writeManifest(o.store, o.prefix, {
+    formatVersion: MANIFEST_FORMAT_VERSION,
+    schemaVersion: DATASET_SCHEMA_VERSION,
+    dt: o.dt,
+    generation,
+    writtenBy: 'compaction',
+    writtenAt: new Date(o.nowMs).toISOString(),
+    files: outputs,
+    rows,
+    events: events.size,
+    coverage,
+    superseded,
+  });
+  say(
+    `compact ${o.dt}: manifest generation ${generation}: ${outputs.length} file(s), ${rows} rows, ${dups} duplicate(s) dropped`,
+  );
+  return {
+    dt: o.dt,
+    generation,
+    compacted: true,
+    inputFiles: inputs.length,
+    files: outputs.length,
+    rows,
+    duplicatesDropped: dups,
+    deleted: due.length,
+  };
+}

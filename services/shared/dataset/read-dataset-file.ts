@@ -1,0 +1,31 @@
+/**
+ * Reads a dataset file back into columns (hyparquet): compaction merges files, backfill
+ * looks up the event ids a neighbouring day already holds.
+ */
+import { parquetReadObjects } from 'hyparquet';
+import { DATASET_COLUMNS, emptyColumns, type ColumnBuffer } from './dataset-schema.ts';
+
+const asArrayBuffer = (b: Uint8Array): ArrayBuffer =>
+  b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+
+/** Every row of a file, as columns in the writer's types (timestamps as epoch ms). */
+export async function readDatasetFile(bytes: Uint8Array): Promise<ColumnBuffer> {
+  const rows = await parquetReadObjects({ file: asArrayBuffer(bytes) });
+  const cols = emptyColumns() as unknown as Record<string, unknown[]>;
+  for (const r of rows) {
+    for (const c of DATASET_COLUMNS) {
+      let v = r[c.name];
+      if (v instanceof Date) v = v.getTime();
+      else if (c.kind === 'int64' && typeof v === 'number') v = BigInt(v);
+      else if (c.kind === 'bytes32' && typeof v === 'string') v = Buffer.from(v, 'hex');
+      cols[c.name]!.push(v ?? null);
+    }
+  }
+  return cols as unknown as ColumnBuffer;
+}
+
+/** The event ids of a file (one column read). */
+export async function readEventIds(bytes: Uint8Array): Promise<string[]> {
+  const rows = await parquetReadObjects({ file: asArrayBuffer(bytes), columns: ['event_id'] });
+  return rows.map((r) => String(r['event_id']));
+}

@@ -1,0 +1,306 @@
+// Compaction and backfill of the offline dataset against the real stack, read back with
+// pyarrow from the S3 endpoint following the reader protocol (manifest first).
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import type { Producer } from 'kafkajs';
+import { loadExporterConfig, start } from '../../services/exporter/index.ts';
+import { runCli } from '../../services/cli/main.ts';
+import { compactDay } from '../../services/shared/dataset/compact-day.ts';
+import { createDatasetStore } from '../../services/shared/dataset/dataset-store.ts';
+import { readManifest } from '../../services/shared/dataset/manifest.ts';
+import { migrate } from '../../services/shared/db/migrate.ts';
+import { createEventCodec, TOPICS, type RequestedEvent } from '../../services/shared/event-codec.ts';
+import { createLogger } from '../../services/shared/logger.ts';
+import { SCHEMAS_SQL } from '../helpers/api.ts';
+import { readDataset } from '../helpers/dataset-reader.ts';
+import {
+  createTestDatabase,
+  infra,
+  positionNewGroup,
+  testKafka,
+  testS3,
+  topicEnd,
+  uniqueName,
+} from '../helpers/infra.ts';
+import { ensurePyarrow } from '../helpers/pyarrow.ts';
+
+const TOPIC = TOPICS.requested;
+const HMAC_KEY = 'dataset-jobs-test-hmac-key-0123456789abcdef';
+const DAY = '2001-03-05';
+const T0 = Date.parse(`${DAY}T08:00:00Z`);
+
+function makeEvent(i: number, requestedAt: number): RequestedEvent {
+  return {
+    eventId: randomUUID(),
+    requestId: randomUUID(),
+    identifiers: [
+      { type: 'user_id', value: `jobs-${i}-${randomUUID().slice(0, 8)}` },
+      ...(i % 2 ? [{ type: 'email', value: `jobs${i}@example.net` }] : []),
+    ],
+    reason: 'gdpr_art17',
+    requestedAt,
+    targets: ['orders'],
+    priority: 'normal',
+    notBefore: null,
+    deadline: requestedAt + 30 * 86_400_000,
+    redelivery: null,
+  };
+}
+
+/** A reader in its own process, following the manifest in a loop while the test compacts. */
+const LOOPING_READER = String.raw`
+import json, sys, time
+import pyarrow.parquet as pq, pyarrow.fs as pafs
+a = json.load(open(sys.argv[1]))
+fs = pafs.S3FileSystem(endpoint_override=a["endpoint"], scheme="http", access_key=a["key"], secret_key=a["secret"], region=a["region"])
+base = f'{a["bucket"]}/{a["prefix"]}/dt={a["dt"]}/'
+deadline = time.time() + a["seconds"]
+while time.time() < deadline:
+    try:
+        with fs.open_input_stream(base + "_manifest.json") as f:
+            m = json.loads(f.read())
+    except FileNotFoundError:
+        print(json.dumps({"sealed": False}), flush=True); time.sleep(0.05); continue
+    keys = []
+    for x in m["files"]:
+        t = pq.read_table(base + x["name"], filesystem=fs, columns=["event_id", "identifier_type", "identifier_value"])
+        keys += [f'{r["event_id"]}/{r["identifier_type"]}/{r["identifier_value"]}' for r in t.to_pylist()]
+        time.sleep(0.05)
+    print(json.dumps({"sealed": True, "generation": m["generation"], "rows": len(keys), "distinct": len(set(keys)),
+                      "keys": sorted(set(keys)) if a["withKeys"] else None}), flush=True)
+`;
+
+describe('dataset jobs: compaction and backfill', () => {
+  const prefix = `test/${uniqueName('dataset-jobs')}`;
+  const codec = createEventCodec(infra.schemaRegistryUrl);
+  const kafka = testKafka();
+  const s3 = testS3();
+  const store = createDatasetStore(s3, infra.s3.bucket);
+  const group = uniqueName('exporter-jobs');
+  let producer: Producer;
+  let startOffsets: { partition: number; offset: string }[];
+  const events: RequestedEvent[] = [];
+  const env = {
+    ...process.env,
+    DATASET_PREFIX: prefix,
+    DATASET_HMAC_KEY: HMAC_KEY,
+    EXPORTER_GROUP: group,
+    EXPORTER_MAX_FILE_ROWS: '30',
+    EXPORTER_MAX_FILE_AGE_MS: '300',
+    LOG_LEVEL: 'error',
+  };
+  const keysOf = (es: RequestedEvent[]) =>
+    es.flatMap((e) => e.identifiers.map((i) => `${e.eventId}/${i.type}/${i.value}`)).sort();
+
+  async function produce(n: number): Promise<void> {
+    const batch = Array.from({ length: n }, (_, k) => makeEvent(events.length + k, T0 + events.length + k));
+    const messages = await Promise.all(
+      batch.map(async (e, k) => ({
+        key: e.requestId,
+        value: await codec.encode(TOPIC, e),
+        timestamp: String(T0 + (events.length + k) * 10),
+      })),
+    );
+    await producer.send({ topic: TOPIC, messages });
+    events.push(...batch);
+  }
+
+  /** Runs the exporter until its group has committed everything produced so far. */
+  async function exportAll(groupId = group): Promise<void> {
+    const end = await topicEnd(TOPIC);
+    await positionNewGroup(groupId, TOPIC, startOffsets);
+    const exporter = await start(
+      loadExporterConfig({ ...env, EXPORTER_GROUP: groupId }),
+      createLogger({ service: 'exporter', level: 'error' }),
+    );
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      for (const t0 = Date.now(); ;) {
+        const [c] = await admin.fetchOffsets({ groupId, topics: [TOPIC] });
+        const committed = new Map(c!.partitions.map((p) => [p.partition, BigInt(p.offset)]));
+        if (end.every((e) => (committed.get(e.partition) ?? -1n) >= BigInt(e.offset))) break;
+        if (Date.now() - t0 > 40_000) throw new Error('exporter did not catch up');
+        await sleep(200);
+      }
+    } finally {
+      await admin.disconnect();
+      await exporter.stop();
+    }
+  }
+
+  before(async () => {
+    await ensurePyarrow();
+    producer = kafka.producer({ idempotent: true });
+    await producer.connect();
+    startOffsets = await topicEnd(TOPIC);
+  });
+  after(async () => {
+    await producer.disconnect();
+    const objects = await store.list(`${prefix}/`);
+    await store.delete(objects.map((o) => o.key));
+    s3.destroy();
+  });
+
+  it('compaction seals a day; a reader following the manifest during a second compaction always sees a complete day once', async () => {
+    await produce(80);
+    await exportAll();
+    const first = await compactDay({
+      store,
+      prefix,
+      topic: TOPIC,
+      dt: DAY,
+      nowMs: Date.now(),
+      graceMs: 60_000,
+    });
+    assert.equal(first.generation, 1);
+    assert.ok(first.inputFiles > 1, 'several exporter files merged');
+    assert.equal(first.files, 1);
+    const gen1 = keysOf(events);
+
+    // Late events for the sealed day, exported as new files while a reader loops.
+    const cfgFile = join(tmpdir(), `${uniqueName('reader')}.json`);
+    writeFileSync(
+      cfgFile,
+      JSON.stringify({
+        endpoint: new URL(infra.s3.endpoint).host,
+        key: infra.s3.accessKeyId,
+        secret: infra.s3.secretAccessKey,
+        region: infra.s3.region,
+        bucket: infra.s3.bucket,
+        prefix,
+        dt: DAY,
+        seconds: 8,
+        withKeys: true,
+      }),
+    );
+    const reader = spawn(await ensurePyarrow(), ['-c', LOOPING_READER, cfgFile], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    reader.stdout.on('data', (d) => (out += d));
+    const done = new Promise((r) => reader.once('exit', r));
+    await sleep(1000);
+    await produce(40);
+    await exportAll();
+    const second = await compactDay({
+      store,
+      prefix,
+      topic: TOPIC,
+      dt: DAY,
+      nowMs: Date.now(),
+      graceMs: 60_000,
+    });
+    assert.equal(second.generation, 2);
+    await done;
+
+    const gen2 = keysOf(events);
+    const reads = out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.ok(reads.length >= 3, 'the reader read several times');
+    for (const r of reads) {
+      assert.equal(r.sealed, true);
+      assert.equal(r.rows, r.distinct, 'no duplicate in any read');
+      assert.deepEqual(r.keys, r.generation === 1 ? gen1 : gen2, `generation ${r.generation} read whole`);
+    }
+    assert.ok(
+      reads.some((r) => r.generation === 1) && reads.some((r) => r.generation === 2),
+      'both generations seen',
+    );
+
+    // Old files stay until the grace period is over, then a later run deletes them.
+    const m = (await readManifest(store, prefix, DAY))!;
+    assert.ok(m.superseded.length > 0);
+    const third = await compactDay({
+      store,
+      prefix,
+      topic: TOPIC,
+      dt: DAY,
+      nowMs: Date.now() + 61_000,
+      graceMs: 60_000,
+    });
+    assert.equal(third.compacted, false);
+    assert.equal(third.deleted, m.superseded.length);
+    const names = (await store.list(`${prefix}/dt=${DAY}/`)).map((o) => o.key.split('/').at(-1));
+    assert.deepEqual(names.sort(), ['_SUCCESS', '_manifest.json', 'compacted-g000002-0001.parquet']);
+
+    // A replay from the start by a new group adds nothing to the sealed day.
+    await exportAll(uniqueName('exporter-jobs-replay'));
+    const read = await readDataset(prefix, { days: [DAY], eventIds: events.map((e) => e.eventId) });
+    assert.deepEqual(
+      read.rows.map((r) => `${r.event_id}/${r.identifier_type}/${r.identifier_value}`).sort(),
+      gen2,
+    );
+    assert.ok(!(await store.list(`${prefix}/dt=${DAY}/`)).some((o) => o.key.includes('/part-')));
+  });
+
+  it('backfill rebuilds days from the request store with the published event ids, once, also when run twice', async () => {
+    const db = await createTestDatabase();
+    try {
+      await migrate(db.pool, SCHEMAS_SQL);
+      const from = '2001-04-07';
+      const to = '2001-04-08';
+      const sent = [
+        ...Array.from({ length: 30 }, (_, i) => Date.parse(`${from}T10:00:00Z`) + i * 1000),
+        ...Array.from({ length: 30 }, (_, i) => Date.parse(`${to}T10:00:00Z`) + i * 1000),
+        Date.parse('2001-04-09T00:00:00.005Z'), // Kafka stamped it on the 8th: kept in the range's last day
+        Date.parse('2001-04-10T12:00:00Z'), // outside the range
+      ];
+      const published: RequestedEvent[] = [];
+      for (const [i, at] of sent.entries()) {
+        const e = makeEvent(i, at - 5000);
+        published.push(e);
+        await db.pool.query(
+          `INSERT INTO outbox (topic, event_key, payload, status, sent_at) VALUES ($1, $2, $3, 'sent', $4)`,
+          [
+            TOPIC,
+            e.requestId,
+            JSON.stringify({
+              ...e,
+              requestedAt: new Date(e.requestedAt).toISOString(),
+              deadline: new Date(e.deadline).toISOString(),
+            }),
+            new Date(at),
+          ],
+        );
+      }
+      const io = { stdout: new PassThrough(), stderr: new PassThrough() };
+      let stdout = '';
+      io.stdout.on('data', (d) => (stdout += d));
+      const cliEnv = { ...env, DATABASE_URL: db.url };
+      for (let run = 1; run <= 2; run++) {
+        const code = await runCli(['dataset', 'backfill', '--from', from, '--to', to, '--force'], cliEnv, io);
+        assert.equal(code, 0, stdout);
+      }
+      assert.match(stdout, /2001-04-08: generation 2, 31 events/);
+      const read = await readDataset(prefix, { days: [from, to], eventIds: published.map((e) => e.eventId) });
+      const expected = keysOf(published.slice(0, 61));
+      assert.deepEqual(
+        read.rows.map((r) => `${r.event_id}/${r.identifier_type}/${r.identifier_value}`).sort(),
+        expected,
+      );
+      assert.ok(read.rows.every((r) => r.source === 'backfill' && r.kafka_offset === null));
+      assert.equal(read.days[from]?.sealed, true);
+      assert.equal(read.days[from]?.generation, 2);
+
+      // Without --force, an open day is refused.
+      const refused = await runCli(
+        ['dataset', 'compact', '--date', new Date().toISOString().slice(0, 10)],
+        cliEnv,
+        io,
+      );
+      assert.equal(refused, 3);
+    } finally {
+      await db.drop();
+    }
+  });
+});
