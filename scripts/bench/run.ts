@@ -11,6 +11,8 @@ const BENCHMARKS: Record<string, string> = {
   stack: 'bench-stack.ts',
   intake: 'bench-intake.ts',
   pipeline: 'bench-pipeline.ts',
+  'parquet-writers': 'bench-parquet-writers.ts',
+  exporter: 'bench-exporter.ts',
 };
 
 const [name, ...rest] = process.argv.slice(2);

@@ -1,0 +1,186 @@
+/**
+ * Exporter benchmark (issue 6): erasure events exported from Kafka to Parquet on S3, end to
+ * end, with pyarrow writing the same rows as the ceiling.
+ *
+ *   npm run bench -- exporter [--events=N] (default 1,000,000)
+ *
+ * 1. Creates a bench topic (12 partitions) and produces N erasure events (Avro, the real
+ *    schema id, 1–3 identifiers each, realistic ids) in large batches.
+ * 2. Starts the exporter in a child process (own group, own DATASET_PREFIX, production
+ *    defaults but a 2 s file age, so the backlog's tail is not held 5 minutes) and measures from its start until its group has committed every offset:
+ *    rows/s and events/s, the child's peak RSS, the files and bytes it wrote.
+ * 3. pyarrow reads those files and writes the same rows again (snappy, dictionary), timed:
+ *    the ceiling. Prints the ratio. Then deletes the topic and the objects.
+ * Benchmarks print; they assert nothing. Other engineers' tests share the 2 cores.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { Kafka, logLevel } from 'kafkajs';
+import { createDatasetStore } from '../../services/shared/dataset/dataset-store.ts';
+import { createEventCodec, TOPICS, type RequestedEvent } from '../../services/shared/event-codec.ts';
+import { infra, testS3 } from '../../test/helpers/infra.ts';
+import { runPython } from '../../test/helpers/pyarrow.ts';
+import { REPO_ROOT } from '../stack/stack-config.ts';
+
+process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
+const SELF = fileURLToPath(import.meta.url);
+const flag = (name: string, dflt: number) => {
+  const v = process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
+  return v === undefined ? dflt : Number(v);
+};
+const step = (line: string) => process.stderr.write(`bench: ${line}\n`);
+
+// ------------------------------------------------------------------ exporter (child)
+async function exporterChild(): Promise<void> {
+  const { loadExporterConfig, start } = await import('../../services/exporter/index.ts');
+  const exporter = await start(loadExporterConfig(process.env));
+  process.stdout.write('ready\n');
+  process.on('SIGTERM', () => {
+    void exporter.stop().then(() => {
+      process.stdout.write(`${JSON.stringify({ maxRssMiB: process.resourceUsage().maxRSS / 1024 })}\n`);
+      process.exit(0);
+    });
+  });
+}
+
+// ------------------------------------------------------------------ driver
+async function main(): Promise<void> {
+  const n = flag('events', 1_000_000);
+  const id = randomBytes(4).toString('hex');
+  const topic = `bench.exporter.${id}`;
+  const prefix = `bench/exporter-${id}`;
+  const group = `bench.exporter.${id}`;
+  const kafka = new Kafka({
+    clientId: 'bench',
+    brokers: [...infra.kafkaBrokers],
+    logLevel: logLevel.NOTHING,
+  });
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 12 }] });
+  const s3 = testS3();
+  const store = createDatasetStore(s3, infra.s3.bucket);
+  try {
+    // Encoded with the real requested-event schema id: the exporter decodes by that id.
+    const codec = createEventCodec(infra.schemaRegistryUrl);
+    const producer = kafka.producer({ allowAutoTopicCreation: false });
+    await producer.connect();
+    const t0 = Date.now();
+    let rows = 0;
+    const batch = 20_000;
+    for (let i = 0; i < n; i += batch) {
+      const messages = [];
+      for (let k = i; k < Math.min(n, i + batch); k++) {
+        const ids = [{ type: 'user_id', value: String(10_000_000 + k) }];
+        if (k % 2 === 0) ids.push({ type: 'email', value: `user${k}@mail${k % 97}.example` });
+        if (k % 5 === 0) ids.push({ type: 'device_id', value: randomUUID() });
+        rows += ids.length;
+        const e: RequestedEvent = {
+          eventId: randomUUID(),
+          requestId: randomUUID(),
+          identifiers: ids,
+          reason: k % 3 ? 'gdpr_art17' : 'account_deletion',
+          requestedAt: t0 - 60_000 + k,
+          targets: ['orders', 'profiles'],
+          priority: 'normal',
+          notBefore: null,
+          deadline: t0 + 30 * 86_400_000,
+          redelivery: null,
+        };
+        messages.push({ key: e.requestId, value: await codec.encode(TOPICS.requested, e) });
+      }
+      await producer.send({ topic, acks: 1, messages });
+      if ((i / batch) % 10 === 0) step(`produced ${Math.min(n, i + batch).toLocaleString('en')} events`);
+    }
+    await producer.disconnect();
+    const end = (await admin.fetchTopicOffsets(topic)).map((p) => ({
+      partition: p.partition,
+      offset: BigInt(p.high),
+    }));
+    step(
+      `produced ${n.toLocaleString('en')} events (${rows.toLocaleString('en')} rows) in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+    );
+
+    const child = spawn(process.execPath, ['--import', 'tsx', SELF, '--child'], {
+      cwd: REPO_ROOT,
+      env: {
+        ...process.env,
+        EXPORTER_TOPIC: topic,
+        EXPORTER_GROUP: group,
+        DATASET_PREFIX: prefix,
+        DATASET_HMAC_KEY: 'bench-dataset-hmac-key-0123456789abcdef',
+        // A finite backlog: without traffic after it, the last files would wait for the
+        // 5-minute age roll. 2 s bounds that tail; everything else is the production default.
+        EXPORTER_MAX_FILE_AGE_MS: process.env['EXPORTER_MAX_FILE_AGE_MS'] ?? '2000',
+        LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    const started = Date.now();
+    while (!out.includes('ready')) await sleep(50);
+    for (;;) {
+      const [c] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+      const committed = new Map(c!.partitions.map((p) => [p.partition, BigInt(p.offset)]));
+      if (end.every((e) => (committed.get(e.partition) ?? -1n) >= e.offset)) break;
+      await sleep(250);
+    }
+    const seconds = (Date.now() - started) / 1000;
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    const { maxRssMiB } = JSON.parse(out.trim().split('\n').at(-1)!) as { maxRssMiB: number };
+    const objects = (await store.list(`${prefix}/`)).filter((o) => o.key.endsWith('.parquet'));
+    const bytes = objects.reduce((s, o) => s + o.size, 0);
+
+    step('pyarrow: reading the files and writing the same rows (the ceiling) ...');
+    const ceiling = await runPython<{ rows: number; seconds: number }>(
+      String.raw`
+import json, sys, time, tempfile, os
+import pyarrow as pa, pyarrow.parquet as pq, pyarrow.fs as pafs
+a = json.loads(sys.argv[1])
+fs = pafs.S3FileSystem(endpoint_override=a["endpoint"], scheme="http", access_key=a["key"], secret_key=a["secret"], region=a["region"])
+sel = pafs.FileSelector(a["bucket"] + "/" + a["prefix"], recursive=True)
+t = pa.concat_tables([pq.read_table(i.path, filesystem=fs) for i in fs.get_file_info(sel) if i.path.endswith(".parquet")])
+out = os.path.join(tempfile.mkdtemp(), "ceiling.parquet")
+t0 = time.perf_counter()
+pq.write_table(t, out, compression="snappy", use_dictionary=True, row_group_size=131072)
+print(json.dumps({"rows": t.num_rows, "seconds": time.perf_counter() - t0}))
+`,
+      [
+        JSON.stringify({
+          endpoint: new URL(infra.s3.endpoint).host,
+          key: infra.s3.accessKeyId,
+          secret: infra.s3.secretAccessKey,
+          region: infra.s3.region,
+          bucket: infra.s3.bucket,
+          prefix,
+        }),
+      ],
+    );
+    const exported = rows / seconds;
+    const pyarrowRate = ceiling.rows / ceiling.seconds;
+    process.stdout.write(
+      [
+        `events: ${n.toLocaleString('en')}, rows: ${rows.toLocaleString('en')} (rows read back by pyarrow: ${ceiling.rows.toLocaleString('en')})`,
+        `exporter end to end (start → every offset committed): ${seconds.toFixed(1)} s = ${Math.round(exported).toLocaleString('en')} rows/s, ${Math.round(n / seconds).toLocaleString('en')} events/s`,
+        `exporter peak RSS: ${maxRssMiB.toFixed(0)} MiB`,
+        `files: ${objects.length}, bytes: ${(bytes / 1048576).toFixed(1)} MiB`,
+        `pyarrow write of the same rows: ${Math.round(pyarrowRate).toLocaleString('en')} rows/s; exporter ÷ pyarrow = ${(exported / pyarrowRate).toFixed(2)}`,
+      ].join('\n') + '\n',
+    );
+  } finally {
+    if (!process.argv.includes('--keep')) {
+      await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
+      const objects = await store.list(`${prefix}/`).catch(() => []);
+      await store.delete(objects.map((o) => o.key)).catch(() => undefined);
+    }
+    await admin.disconnect();
+    s3.destroy();
+  }
+}
+
+if (process.argv.includes('--child')) await exporterChild();
+else await main();
