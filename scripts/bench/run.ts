@@ -13,6 +13,7 @@ const BENCHMARKS: Record<string, string> = {
   pipeline: 'bench-pipeline.ts',
   'parquet-writers': 'bench-parquet-writers.ts',
   exporter: 'bench-exporter.ts',
+  sync: 'bench-sync.ts',
 };
 
 const [name, ...rest] = process.argv.slice(2);

@@ -3,7 +3,8 @@
  * limits): the registered rate is a ceiling, not a target. Once per interval:
  *
  *   - if enough calls came back congested (429, 503, timeout), or their mean latency rose
- *     well above the target's healthy baseline: rate × decreaseFactor (multiplicative);
+ *     well above the target's healthy baseline: rate × decreaseFactor (multiplicative), or
+ *     × (1 − congested share) when that cuts deeper (at most to a tenth per interval);
  *   - otherwise, if there were calls: rate + maxRate × increaseFraction (additive, slow);
  *   - never above maxRate, never below maxRate × minFraction.
  *
@@ -37,6 +38,9 @@ export const DEFAULT_AIMD_POLICY: AimdPolicy = Object.freeze({
   latencyFactor: 2,
   latencyFloorMs: 50,
 });
+
+/** Never cut below a tenth of the rate in one interval. */
+const MAX_CUT = 0.1;
 
 export interface AimdSample {
   /** When the call started (clock of the limiter). */
@@ -91,9 +95,13 @@ export function createAimdLimiter(opts: {
     if (n === 0) return; // idle: no evidence either way
     const slow =
       baseline !== undefined && mean > Math.max(baseline * p.latencyFactor, baseline + p.latencyFloorMs);
-    if (c / n >= p.congestionRatio || slow) {
+    const share = c / n;
+    if (share >= p.congestionRatio || slow) {
       lastDecreaseAt = t;
-      set(rate * p.decreaseFactor, slow && c / n < p.congestionRatio ? 'latency' : 'congestion');
+      // At least decreaseFactor; deeper when most calls were refused (80% refused: × 0.2),
+      // so a ceiling far above what the target takes is left in one step, not five.
+      const factor = Math.min(p.decreaseFactor, Math.max(MAX_CUT, 1 - share));
+      set(rate * factor, slow && share < p.congestionRatio ? 'latency' : 'congestion');
       return;
     }
     // Healthy: the baseline follows a fall at once and a rise only slowly, so creeping

@@ -15,7 +15,8 @@ import { compareDue, planClaims } from './claim-order.ts';
 import { failBlockedDependents } from './fail-blocked-dependents.ts';
 import { loadSyncTargets } from './load-sync-targets.ts';
 import type { SyncRetryPolicy } from './plan-retry.ts';
-import { recordOutcome, type TaskResult } from './record-outcome.ts';
+import { createOutcomeWriter } from './outcome-writer.ts';
+import type { TaskResult } from './record-outcome.ts';
 import { runTask } from './run-task.ts';
 import type { HttpAgents } from './send-call.ts';
 import { BREAKER_GAUGE, type SyncMetrics } from './sync-metrics.ts';
@@ -81,6 +82,8 @@ interface Runtime {
 }
 
 const RECORD_ATTEMPTS = 5;
+// Tasks one replica holds at once (calling, or answered and waiting to be written).
+const MAX_HELD_TASKS = 2048;
 // Passes start at most this often: completions wake the loop, and under load a pass per
 // completion would be a claim statement per task instead of one per batch.
 const MIN_PASS_GAP_MS = 5;
@@ -100,6 +103,7 @@ export function createSyncDispatcher(deps: DispatcherDeps): SyncDispatcher {
   let loopDone: Promise<void> | undefined;
   let wakeRequested = false;
   let wakeSleep: (() => void) | undefined;
+  const writer = createOutcomeWriter({ pool, owner: o.owner, actor: SYNC_ACTOR, maxBatch: 256 });
 
   const limitsOf = (http: TargetHttp): GateLimits => ({
     ratePerSecond: http.rateLimitPerSecond / o.replicas,
@@ -176,7 +180,10 @@ export function createSyncDispatcher(deps: DispatcherDeps): SyncDispatcher {
     if (now() - refreshedAt >= o.targetRefreshMs) await refreshTargets();
     if (sweepSoon || now() - sweptAt >= o.sweepIntervalMs) await sweep();
     const capacities = new Map<string, number>();
-    for (const [name, rt] of runtimes) if (!rt.paused) capacities.set(name, rt.gate.capacity());
+    // Outcomes waiting to be written hold their tasks; past this many, let the writer catch up.
+    const room = MAX_HELD_TASKS - running.size;
+    for (const [name, rt] of runtimes)
+      if (!rt.paused) capacities.set(name, Math.min(room, rt.gate.capacity()));
     const plan = planClaims(capacities, o.maxClaimPerTarget);
     const tasks =
       plan.targets.length === 0
@@ -207,16 +214,25 @@ export function createSyncDispatcher(deps: DispatcherDeps): SyncDispatcher {
     if (!rt) return; // cannot happen: we only claim for targets we know
     rt.gate.occupy();
     gauges(task.target, rt);
-    const p = execute(task, rt).finally(() => {
-      running.delete(p);
+    // The target's slot is free once its calls are over; the task stays held (and counted in
+    // `running`) until its outcome is written, which happens in batches.
+    let vacated = false;
+    const callsDone = () => {
+      if (vacated) return;
+      vacated = true;
       rt.gate.vacate();
       gauges(task.target, rt);
+      wake();
+    };
+    const p = execute(task, rt, callsDone).finally(() => {
+      running.delete(p);
+      callsDone();
       wake();
     });
     running.add(p);
   }
 
-  async function execute(task: ClaimedTask, rt: Runtime): Promise<void> {
+  async function execute(task: ClaimedTask, rt: Runtime, callsDone: () => void): Promise<void> {
     const log = logger.child({ requestId: task.requestId, target: task.target, attempt: task.attempt });
     let result: TaskResult;
     try {
@@ -236,6 +252,7 @@ export function createSyncDispatcher(deps: DispatcherDeps): SyncDispatcher {
           metrics.latency.observe({ target: task.target }, seconds);
         },
       });
+      callsDone();
     } catch (err) {
       // A bug here must not lose the task: retry it later like any retriable failure.
       log.error('sync task failed unexpectedly; retrying later', { code: 'ERR_SYNC_TASK', error: err });
@@ -255,7 +272,7 @@ export function createSyncDispatcher(deps: DispatcherDeps): SyncDispatcher {
           : result.state;
     for (let i = 1; ; i++) {
       try {
-        const written = await recordOutcome(pool, task, o.owner, result, SYNC_ACTOR);
+        const written = await writer.write({ task, result });
         if (written === 'stale') {
           metrics.outcomes.inc({ target: task.target, outcome: 'stale' });
           log.warn(

@@ -1,8 +1,8 @@
 import type pg from 'pg';
 import { settleRequest } from '../shared/apply-ack.ts';
-import { appendJournal } from '../shared/journal.ts';
+import { appendJournal, type JournalEntryInput } from '../shared/journal.ts';
 
-/** What a claimed task's call(s) came to; written by recordOutcome. */
+/** What a claimed task's call(s) came to; written by recordOutcomes. */
 export type TaskResult =
   | {
       readonly state: 'acked';
@@ -33,88 +33,133 @@ export interface HeldTask {
   readonly attempt: number;
 }
 
+export interface Recording {
+  readonly task: HeldTask;
+  readonly result: TaskResult;
+}
+
 /**
- * The task's new state, the journal entry, and (for a terminal state) the request settled,
- * in one transaction. Applied only if the task is still this claim's: dispatched, same
- * attempt, leased by us. A retake by another replica (our lease ran out) or a terminal state
- * set meanwhile (an ack through the API) wins, and this answer is dropped: `stale`.
+ * Locking query: the requests, in id order, held to COMMIT: the order apply-ack.ts,
+ * cancel-request.ts and mark-sent.ts take them (request first, then task), and id order so
+ * two replicas' batches never lock the same requests in opposite orders. The request lock
+ * also makes settleRequest's "all tasks terminal?" count see every other task that settled
+ * before us, so exactly one writer completes a request.
  */
-export async function recordOutcome(
+const LOCK_REQUESTS = `
+SELECT id, status FROM erasure_requests WHERE id = ANY ($1::uuid[]) ORDER BY id FOR NO KEY UPDATE`;
+
+/** Locking query: the tasks, so no other writer changes one between our check and update. */
+const LOCK_TASKS = `
+SELECT t.request_id, t.target, t.state, t.attempts, t.lease_owner
+  FROM erasure_tasks t
+  JOIN unnest($1::uuid[], $2::text[]) AS i(request_id, target)
+    ON t.request_id = i.request_id AND t.target = i.target
+ ORDER BY t.request_id, t.target
+   FOR UPDATE OF t`;
+
+/** Every result of the batch in one statement; the lease is cleared either way. */
+const WRITE_RESULTS = `
+UPDATE erasure_tasks t
+   SET state = i.state,
+       outcome = i.outcome,
+       evidence = coalesce(i.evidence, t.evidence),
+       last_error = i.last_error,
+       acked_at = CASE WHEN i.state = 'acked' THEN now() ELSE t.acked_at END,
+       next_attempt_at = CASE WHEN i.state = 'retrying' THEN now() + i.delay_ms * interval '1 millisecond'
+                              ELSE t.next_attempt_at END,
+       lease_owner = NULL,
+       updated_at = now()
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::bigint[])
+    AS i(request_id, target, state, outcome, evidence, last_error, delay_ms)
+ WHERE t.request_id = i.request_id AND t.target = i.target`;
+
+/**
+ * Writes a batch of outcomes in one transaction: each task's new state, its journal entry,
+ * and, for a request whose task became terminal, settleRequest (completed / needs_attention
+ * and the completed event, exactly once). One commit for many calls: under load this is
+ * what lets the dispatcher keep up, as a single commit per call would not.
+ *
+ * A result is applied only if its task is still this claim's: dispatched, same attempt,
+ * leased by us. A retake by another replica (our lease ran out) or a terminal state set
+ * meanwhile (an ack through the API) wins, and that answer is dropped: `stale`.
+ *
+ * @returns per recording, in order: recorded or stale. Throws when the database fails; then
+ *   nothing of the batch was written.
+ */
+export async function recordOutcomes(
   pool: pg.Pool,
-  task: HeldTask,
+  recordings: readonly Recording[],
   owner: string,
-  result: TaskResult,
   actor: string,
-): Promise<'recorded' | 'stale'> {
+): Promise<('recorded' | 'stale')[]> {
+  if (recordings.length === 0) return [];
   const client = await pool.connect();
   let broken: Error | undefined;
   try {
     await client.query('BEGIN');
-    // Locking query: the request row first, then the task, the order apply-ack.ts,
-    // cancel-request.ts and mark-sent.ts take them, so none of us can deadlock. The request
-    // lock also makes settleRequest's "all tasks terminal?" count see every other task that
-    // settled before us, so exactly one writer completes the request.
-    const req = await client.query<{ status: string }>({
-      name: 'sync_lock_request',
-      text: `SELECT status FROM erasure_requests WHERE id = $1 FOR NO KEY UPDATE`,
-      values: [task.requestId],
+    const ids = [...new Set(recordings.map((r) => r.task.requestId))];
+    const req = await client.query<{ id: string; status: string }>({
+      name: 'sync_lock_requests',
+      text: LOCK_REQUESTS,
+      values: [ids],
     });
-    // Locking query: the task, so no other writer changes it between our check and update.
-    const cur = await client.query<{ state: string; attempts: number; lease_owner: string | null }>({
-      name: 'sync_lock_task',
-      text: `SELECT state, attempts, lease_owner FROM erasure_tasks WHERE request_id = $1 AND target = $2 FOR UPDATE`,
-      values: [task.requestId, task.target],
+    const statusOf = new Map(req.rows.map((r) => [r.id, r.status]));
+    const cur = await client.query<{
+      request_id: string;
+      target: string;
+      state: string;
+      attempts: number;
+      lease_owner: string | null;
+    }>({
+      name: 'sync_lock_tasks',
+      text: LOCK_TASKS,
+      values: [recordings.map((r) => r.task.requestId), recordings.map((r) => r.task.target)],
     });
-    const row = cur.rows[0];
-    const request = req.rows[0];
-    if (
-      !request ||
-      !row ||
-      row.state !== 'dispatched' ||
-      row.attempts !== task.attempt ||
-      row.lease_owner !== owner
-    ) {
-      await client.query('ROLLBACK');
-      return 'stale';
+    const held = new Set(
+      cur.rows
+        .filter((r) => r.state === 'dispatched' && r.lease_owner === owner && statusOf.has(r.request_id))
+        .map((r) => `${r.request_id}/${r.target}/${r.attempts}`),
+    );
+    const fresh = recordings.map((r) => held.has(`${r.task.requestId}/${r.task.target}/${r.task.attempt}`));
+    const apply = recordings.filter((_, i) => fresh[i]);
+    if (apply.length > 0) {
+      await client.query({
+        name: 'sync_write_results',
+        text: WRITE_RESULTS,
+        values: [
+          apply.map((r) => r.task.requestId),
+          apply.map((r) => r.task.target),
+          apply.map((r) => r.result.state),
+          apply.map((r) => (r.result.state === 'acked' ? r.result.outcome : null)),
+          apply.map((r) =>
+            r.result.state === 'retrying' || !r.result.evidence ? null : JSON.stringify(r.result.evidence),
+          ),
+          apply.map((r) => (r.result.state === 'acked' ? null : r.result.lastError)),
+          apply.map((r) => (r.result.state === 'retrying' ? Math.max(0, Math.round(r.result.delayMs)) : 0)),
+        ],
+      });
+      await appendJournal(
+        client,
+        apply.map((r) => journalEntry(r, actor)),
+      );
+      // A request whose task became terminal may be complete now; settle each once, in id order.
+      const settle = [
+        ...new Set(apply.filter((r) => r.result.state !== 'retrying').map((r) => r.task.requestId)),
+      ];
+      for (const id of settle.sort()) await settleRequest(client, id, statusOf.get(id)!, actor);
     }
-    if (result.state === 'acked') {
-      await client.query({
-        name: 'sync_task_acked',
-        text: `UPDATE erasure_tasks
-                  SET state = 'acked', outcome = $3, evidence = $4, last_error = NULL, acked_at = now(),
-                      lease_owner = NULL, updated_at = now()
-                WHERE request_id = $1 AND target = $2`,
-        values: [task.requestId, task.target, result.outcome, result.evidence],
-      });
-    } else if (result.state === 'retrying') {
-      await client.query({
-        name: 'sync_task_retrying',
-        text: `UPDATE erasure_tasks
-                  SET state = 'retrying', last_error = $3, lease_owner = NULL, updated_at = now(),
-                      next_attempt_at = now() + $4::bigint * interval '1 millisecond'
-                WHERE request_id = $1 AND target = $2`,
-        values: [task.requestId, task.target, result.lastError, Math.max(0, Math.round(result.delayMs))],
-      });
-    } else {
-      await client.query({
-        name: 'sync_task_failed',
-        text: `UPDATE erasure_tasks
-                  SET state = 'failed', outcome = NULL, last_error = $3, evidence = coalesce($4, evidence),
-                      lease_owner = NULL, updated_at = now()
-                WHERE request_id = $1 AND target = $2`,
-        values: [task.requestId, task.target, result.lastError, result.evidence],
-      });
-    }
-    const kind =
-      result.state === 'acked' ? 'task.acked' : result.state === 'failed' ? 'task.failed' : result.kind;
-    await appendJournal(client, [{ requestId: task.requestId, kind, actor, detail: result.journal }]);
-    if (result.state !== 'retrying') await settleRequest(client, task.requestId, request.status, actor);
     await client.query('COMMIT');
-    return 'recorded';
+    return fresh.map((f) => (f ? 'recorded' : 'stale'));
   } catch (err) {
     await client.query('ROLLBACK').catch((e: Error) => (broken = e));
     throw err;
   } finally {
     client.release(broken);
   }
+}
+
+function journalEntry({ task, result }: Recording, actor: string): JournalEntryInput {
+  const kind =
+    result.state === 'acked' ? 'task.acked' : result.state === 'failed' ? 'task.failed' : result.kind;
+  return { requestId: task.requestId, kind, actor, detail: result.journal };
 }

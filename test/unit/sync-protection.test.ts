@@ -109,6 +109,12 @@ describe('adaptive rate (AIMD)', () => {
     assert.equal(l.rate(), 72, 'healthy: + 2% of the ceiling');
     now += 1000;
     assert.equal(l.rate(), 72, 'no calls, no evidence: unchanged');
+    for (let i = 0; i < 10; i++) l.record({ startedAt: now, latencyMs: 10, congested: i < 8 });
+    now += 1000;
+    assert.ok(Math.abs(l.rate() - 72 * 0.2) < 1e-9, '80% refused: cut to the 20% that got through');
+    for (let i = 0; i < 10; i++) l.record({ startedAt: now, latencyMs: 10, congested: true });
+    now += 1000;
+    assert.ok(Math.abs(l.rate() - 72 * 0.2 * 0.1) < 1e-9, 'never below a tenth in one interval');
   });
 
   it('decreases when latency rises well above its baseline, never below the floor, never above the ceiling', () => {
@@ -209,11 +215,16 @@ describe('target gate', () => {
       aimd: { ...DEFAULT_AIMD_POLICY, intervalMs: 100 },
       now: () => now,
     });
-    const b = g.beginCall(false);
-    assert.ok(b.ok);
-    g.endCall(b.ticket, { breaker: 'ignore', congested: true });
+    for (let i = 0; i < 10; i++) {
+      const b = g.beginCall(false);
+      assert.ok(b.ok);
+      g.endCall(
+        b.ticket,
+        i < 3 ? { breaker: 'ignore', congested: true } : { breaker: 'success', congested: false },
+      );
+    }
     now += 100;
-    assert.equal(g.snapshot().rate, 70);
+    assert.equal(g.snapshot().rate, 70, '3 of 10 throttled: × 0.7');
     g.setLimits({ ratePerSecond: 10, concurrency: 1 });
     assert.equal(g.snapshot().rate, 10);
     assert.equal(g.capacity(), 1);
