@@ -214,6 +214,37 @@ describe('sync dispatcher: resilience', () => {
     await park(t, t2);
   });
 
+  it('drops a late answer when the task was acknowledged through the API during the call', async () => {
+    const type = await s.identifierType();
+    const p = await partner((_call, res) => void held.push(res));
+    const t = await s.target(type, p.url, {}, { timeoutMs: 60_000 });
+    const d = await startDispatcher(api);
+    try {
+      const id = await s.submit(type);
+      await eventually('the call arrives', async () => p.calls.length === 1);
+      const ackToken = await api.token(['ack'], { target: t });
+      const ack = await api.call('POST', '/v1/acks', {
+        token: ackToken,
+        body: { requestId: id, target: t, status: 'not_found' },
+      });
+      assert.equal(ack.status, 200, JSON.stringify(ack.body));
+      reply(200)(p.calls[0]!, held.pop()!);
+      await eventually('the late answer is dropped', async () =>
+        (await d.metric('erasure_sync_task_outcomes_total', { target: t, outcome: 'stale' })) === 1
+          ? true
+          : undefined,
+      );
+      const task = await s.task(id, t);
+      assert.equal(task.state, 'acked');
+      assert.equal(task.outcome, 'not_found', 'the first terminal outcome stands');
+      assert.equal(await status(id), 'completed');
+      assert.match(d.logs(), /WARN_SYNC_STALE_RESULT/);
+      await park(t);
+    } finally {
+      await d.stop();
+    }
+  });
+
   it('a dispatcher killed mid-call (SIGKILL) loses its lease; another retakes the task with the same Idempotency-Key', async () => {
     const type = await s.identifierType();
     const p = await partner((_call, res) => void held.push(res));

@@ -273,6 +273,30 @@ describe('sync dispatcher: calls and outcome rules', () => {
     assert.equal(second!.headers['idempotency-key'], first!.headers['idempotency-key']);
   });
 
+  it('calls once per value when the request has several of the type, and needs all of them', async () => {
+    const type = await s.identifierType();
+    const p = await partner((call, res) => reply(call.url.endsWith('/b') ? 404 : 200)(call, res));
+    const t = await s.target(type, p.url);
+    const res = await api.call('POST', '/v1/erasure-requests', {
+      token: intake,
+      headers: { 'idempotency-key': `multi-${Date.now()}` },
+      body: {
+        identifiers: [
+          { type, value: 'a' },
+          { type, value: 'b' },
+        ],
+        reason: 'gdpr_art17',
+      },
+    });
+    assert.equal(res.status, 202);
+    const view = await settled(res.body.id, 'completed');
+    assert.deepEqual(p.calls.map((c) => c.url).sort(), ['/erase/a', '/erase/b']);
+    assert.equal(new Set(p.calls.map((c) => c.headers['idempotency-key'])).size, 2);
+    const task = view.tasks.find((x: any) => x.target === t);
+    assert.equal(task.outcome, 'deleted', 'deleted where any call deleted');
+    assert.equal(task.evidence.calls, 2);
+  });
+
   it('fails the task when its attempts run out, saying why', async () => {
     const type = await s.identifierType();
     const down = await partner(reply(503));
