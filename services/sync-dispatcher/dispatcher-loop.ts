@@ -1,8 +1,9 @@
 /**
  * The dispatcher: one loop that claims what each target's gate can take, and a task runner
- * per claimed task. Claims are short transactions; calls happen outside any transaction
- * (a slow partner never holds a database connection or lock); each outcome is recorded in
- * its own transaction.
+ * per claimed task. Claims are one statement each; calls happen outside any transaction (a
+ * slow partner never holds a database connection or lock); outcomes are written in batches
+ * (outcome-writer.ts). The loop never throws out: a failed pass is logged, counted and
+ * retried after a backoff.
  */
 import type pg from 'pg';
 import { computeBackoff, type BackoffPolicy } from '../shared/compute-backoff.ts';
