@@ -264,12 +264,7 @@ describe('erasure flow end to end', () => {
       assert.ok(!logs.toLowerCase().includes(value.toLowerCase()), 'no identifier value in partner logs');
   });
 
-  // Skipped until the stall is understood; the same behaviour is covered per component by
-  // test/integration/partner-sdk.test.ts (dedupe), acks.test.ts and relay.test.ts (lease expiry).
-  const FLAKY = {
-    skip: 'flaky in the full suite (partners stop consuming after the first event; passes alone): see the issue 4 note',
-  };
-  it('the same event delivered twice changes nothing', FLAKY, async () => {
+  it('the same event delivered twice changes nothing', async () => {
     const { subject } = await seedPair();
     const id = await submit(subject);
     const first = await waitCompleted(id);
@@ -303,48 +298,44 @@ describe('erasure flow end to end', () => {
     assert.equal((await completedOutboxRows(id)).length, 1, 'one completion');
   });
 
-  it(
-    'a relay that dies between publish and mark-sent: another republishes after the lease, the request completes once',
-    FLAKY,
-    async () => {
-      const duplicatesBefore = [orders.stats().duplicates, profiles.stats().duplicates];
-      const relayIndex = running.findIndex((r) => r.url === 'relay');
-      await running[relayIndex]!.stop();
-      const { subject, bystander } = await seedPair();
-      const id = await submit(subject);
-      // Relay A's last act: claim and publish, then die before marking the row sent.
-      const claimed = await claimOutboxBatch(db.pool, { owner: 'e2e-relay-a', batchSize: 10, leaseMs: 2000 });
-      assert.deepEqual(
-        claimed.map((r) => r.topic),
-        [TOPICS.requested],
-      );
-      const published = await publishBatch(
-        { producer, codec, partitions: createPartitionLookup(admin) },
-        claimed,
-      );
-      assert.equal(published.published.length, 1);
-      running[relayIndex] = await startRelay(loadRelayConfig({ ...env, RELAY_ID: 'e2e-relay-b' }));
+  it('a relay that dies between publish and mark-sent: another republishes after the lease, the request completes once', async () => {
+    const duplicatesBefore = [orders.stats().duplicates, profiles.stats().duplicates];
+    const relayIndex = running.findIndex((r) => r.url === 'relay');
+    await running[relayIndex]!.stop();
+    const { subject, bystander } = await seedPair();
+    const id = await submit(subject);
+    // Relay A's last act: claim and publish, then die before marking the row sent.
+    const claimed = await claimOutboxBatch(db.pool, { owner: 'e2e-relay-a', batchSize: 10, leaseMs: 2000 });
+    assert.deepEqual(
+      claimed.map((r) => r.topic),
+      [TOPICS.requested],
+    );
+    const published = await publishBatch(
+      { producer, codec, partitions: createPartitionLookup(admin) },
+      claimed,
+    );
+    assert.equal(published.published.length, 1);
+    running[relayIndex] = await startRelay(loadRelayConfig({ ...env, RELAY_ID: 'e2e-relay-b' }));
 
-      const done = await waitCompleted(id);
-      assert.equal(done.tasks.length, 2);
-      for (const t of done.tasks) assert.equal(t.state, 'acked');
-      await waitFor('the republished row to be sent', async () => {
-        const { rows } = await db.pool.query(
-          `SELECT status, attempts FROM outbox WHERE request_id = $1 AND topic = $2`,
-          [id, TOPICS.requested],
-        );
-        return rows[0].status === 'sent' ? rows[0] : undefined;
-      }).then((row) => assert.equal(row.attempts, 2, 'published by A, then again by B'));
-      await waitFor(
-        'both partners to skip the republished event',
-        async () =>
-          orders.stats().duplicates > duplicatesBefore[0]! &&
-          profiles.stats().duplicates > duplicatesBefore[1]!,
+    const done = await waitCompleted(id);
+    assert.equal(done.tasks.length, 2);
+    for (const t of done.tasks) assert.equal(t.state, 'acked');
+    await waitFor('the republished row to be sent', async () => {
+      const { rows } = await db.pool.query(
+        `SELECT status, attempts FROM outbox WHERE request_id = $1 AND topic = $2`,
+        [id, TOPICS.requested],
       );
-      await sleep(1500);
-      assert.equal((await completedOutboxRows(id)).length, 1, 'completed exactly once');
-      assert.equal(await orders.count(identifiersOf(subject)), 0);
-      assert.equal(await orders.count(identifiersOf(bystander)), 1);
-    },
-  );
+      return rows[0].status === 'sent' ? rows[0] : undefined;
+    }).then((row) => assert.equal(row.attempts, 2, 'published by A, then again by B'));
+    await waitFor(
+      'both partners to skip the republished event',
+      async () =>
+        orders.stats().duplicates > duplicatesBefore[0]! &&
+        profiles.stats().duplicates > duplicatesBefore[1]!,
+    );
+    await sleep(1500);
+    assert.equal((await completedOutboxRows(id)).length, 1, 'completed exactly once');
+    assert.equal(await orders.count(identifiersOf(subject)), 0);
+    assert.equal(await orders.count(identifiersOf(bystander)), 1);
+  });
 });

@@ -117,22 +117,33 @@ export function createErasurePartner(input: ErasurePartnerOptions): ErasurePartn
           pending.eventIds.push(eventId);
         },
       });
-    const running = consumer;
-    // eachBatch with autoCommit and auto-resolve off. Messages are handled in offset order;
-    // their acks are collected and published together (one send, acks=-1, up to
-    // ackBatchSize records), and only once that send is acknowledged by every in-sync replica
-    // is offset+1 of the last message committed and resolved. So "ack before commit" holds for
-    // every message, at one send and one commit per ackBatchSize messages instead of per
-    // message. A crash between ack and commit re-delivers the events: duplicate acks, which
-    // the pipeline dedupes; never a lost one. If processMessage or the send throws, the
-    // messages before it whose acks are out are committed first; the rest are not, and kafkajs
-    // fetches them again from the last resolved offset (then restarts the consumer). A stop
-    // or rebalance mid-batch (isRunning / isStale) ends the batch after the last flush.
+    // eachBatch with auto-resolve off. Messages are handled in offset order; their acks are
+    // collected and published together (one send, acks=-1, up to ackBatchSize records), and
+    // only once that send is acknowledged by every in-sync replica is the last message's offset
+    // resolved. kafkajs commits resolved offsets only (after each batch, every ackBatchSize
+    // resolved messages, on rebalance and on stop), so "ack before commit" holds for every
+    // message, at one send and about one commit per batch instead of per message. We do not
+    // call consumer.commitOffsets from inside the handler: with kafkajs 2.2.4 such a commit
+    // sometimes never returned and the partition stalled (seen in the e2e suite), while
+    // kafkajs' own commits of resolved offsets are what the ack consumer relies on too.
+    // A crash between ack and commit re-delivers the events: duplicate acks, which the pipeline
+    // dedupes; never a lost one. If processMessage or the send throws, the messages before it
+    // whose acks are out are resolved first; the rest are not, and kafkajs fetches them again
+    // from the last resolved offset. A stop or rebalance mid-batch (isRunning / isStale) ends
+    // the batch after the last flush.
     await consumer.run({
-      autoCommit: false,
+      autoCommit: true,
+      autoCommitThreshold: o.ackBatchSize,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: o.partitionsConsumedConcurrently,
-      eachBatch: async ({ batch, heartbeat, resolveOffset, isRunning, isStale }) => {
+      eachBatch: async ({
+        batch,
+        heartbeat,
+        resolveOffset,
+        commitOffsetsIfNecessary,
+        isRunning,
+        isStale,
+      }) => {
         const { topic, partition } = batch;
         const pending = { records: [] as Message[], eventIds: [] as string[] };
         const processMessage = batchProcessor(pending);
@@ -155,8 +166,10 @@ export function createErasurePartner(input: ErasurePartnerOptions): ErasurePartn
             for (const id of eventIds) seen.delete(id);
             throw err;
           }
-          await running.commitOffsets([{ topic, partition, offset: (BigInt(upTo) + 1n).toString() }]);
+          // Resolved only now that the acks are out; kafkajs commits resolved offsets itself.
           resolveOffset(upTo);
+          const next = (BigInt(upTo) + 1n).toString();
+          await commitOffsetsIfNecessary({ topics: [{ topic, partitions: [{ partition, offset: next }] }] });
           stats.processed += handled;
           stats.lastProgressAt = new Date(o.now());
         };
