@@ -74,10 +74,11 @@ export interface RunningAckConsumer {
 export async function start(
   cfg: AckConsumerConfig,
   logger: Logger = createLogger({ service: 'ack-consumer', level: cfg.logLevel }),
+  opts: { registry?: Registry } = {},
 ): Promise<RunningAckConsumer> {
   const pool = new pg.Pool({ connectionString: cfg.databaseUrl, max: cfg.concurrency + 1 });
   pool.on('error', (err) => logger.warn('idle postgres client failed', { code: 'ERR_PG_IDLE', error: err }));
-  const metrics = new Registry();
+  const metrics = opts.registry ?? new Registry();
   const kafka = new Kafka({
     clientId: 'erasure-ack-consumer',
     brokers: [...cfg.kafkaBrokers],
