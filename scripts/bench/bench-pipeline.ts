@@ -5,16 +5,20 @@
  * Fresh database, three async targets, three partner SDK consumers (one child process),
  * the pipeline services in their own child processes. Phases:
  *   relay    N requests accepted through the batch API with the relay stopped, then the
- *            relay started: events/s until every outbox row is sent; then requests
- *            completed/s until every request is completed by the partners' acks.
- *   latency  a steady offered load of R single requests/s for S seconds, then the
- *            accept-to-completed time of those requests (completed_at - received_at).
+ *            relay started alone (as ProducerPerformance runs alone): events/s until every
+ *            outbox row is sent.
+ *   acks     the ack consumer, then 3 SDK partners started, their groups positioned where
+ *            the relay began: requests completed/s until every request is completed.
+ *   latency  a steady offered load of R single requests/s for S seconds (autocannon with
+ *            overallRate, in its own process), then the accept-to-completed time of those
+ *            requests (completed_at - received_at).
  *   ceiling  ProducerPerformance, same record size, acks=all, idempotent, 12 partitions.
  * Options: --requests=N (100000), --rate=R (1000), --seconds=S (30).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -52,6 +56,55 @@ async function partnerWorker(targets: string[]): Promise<void> {
   await Promise.all(partners.map((p) => p.start()));
   process.stdout.write('ready\n');
   process.on('SIGTERM', () => void Promise.all(partners.map((p) => p.stop())).then(() => process.exit(0)));
+}
+
+// ------------------------------------------------------------------ steady load (child)
+interface LoadSpec {
+  url: string;
+  token: string;
+  rate: number;
+  seconds: number;
+}
+type Autocannon = (
+  opts: Record<string, unknown>,
+  cb: (err: Error | null, res: { requests: { sent: number }; non2xx: number; errors: number }) => void,
+) => unknown;
+
+/** autocannon at a fixed overall rate; `[<id>]` makes every key and subject unique. */
+async function loadWorker(spec: LoadSpec): Promise<void> {
+  const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
+  const res = await new Promise<Parameters<Parameters<Autocannon>[1]>[1]>((resolve, reject) =>
+    autocannon(
+      {
+        url: `${spec.url}/v1/erasure-requests`,
+        method: 'POST',
+        connections: 100,
+        overallRate: spec.rate,
+        duration: spec.seconds,
+        headers: {
+          authorization: `Bearer ${spec.token}`,
+          'content-type': 'application/json',
+          'idempotency-key': 'l-[<id>]',
+        },
+        body: JSON.stringify({ identifiers: [{ type: 'user_id', value: 'l-[<id>]' }], reason: 'gdpr_art17' }),
+        idReplacement: true,
+      },
+      (err, r) => (err ? reject(err) : resolve(r)),
+    ),
+  );
+  process.stdout.write(
+    `${JSON.stringify({ sent: res.requests.sent, non2xx: res.non2xx, errors: res.errors })}\n`,
+  );
+}
+
+async function runSteadyLoad(spec: LoadSpec): Promise<{ sent: number; non2xx: number; errors: number }> {
+  const c = child([SELF, '--load-worker', JSON.stringify(spec)], {});
+  let text = '';
+  c.stdout!.on('data', (d: Buffer) => (text += d.toString('utf8')));
+  await new Promise((resolve) => c.once('exit', resolve));
+  const line = text.split('\n').find((l) => l.startsWith('{'));
+  if (!line) throw new Error('the load generator printed no result');
+  return JSON.parse(line) as { sent: number; non2xx: number; errors: number };
 }
 
 // ------------------------------------------------------------------ driver
@@ -196,18 +249,13 @@ async function main(): Promise<void> {
       await createEventCodec(infra.schemaRegistryUrl).encode(TOPICS.requested, toRequestedEvent(sample))
     ).length;
 
-    step('starting 3 partners (SDK, own process) and the ack consumer');
-    const partners = child([SELF, '--partner-worker', JSON.stringify(targets)], {});
-    await new Promise<void>((resolve, reject) => {
-      partners.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
-      partners.once('exit', () => reject(new Error('partner worker exited')));
-    });
-    await sleep(3000); // let the groups settle on their (end) offsets before events arrive
-    const acks = child(['services/main.ts', 'ack-consumer'], env);
-    await sleep(8000); // joined at the end of the acks topic before any partner acks
-
-    step('starting the relay (own process)');
-    const t0 = Date.now();
+    const kafkaAdmin = kafka.admin();
+    await kafkaAdmin.connect();
+    const relayStartOffsets = (await kafkaAdmin.fetchTopicOffsets(TOPICS.requested)).map((p) => ({
+      partition: p.partition,
+      offset: p.high,
+    }));
+    step('starting the relay alone (own process)');
     const relay = child(['services/main.ts', 'relay'], env);
     const relaySeconds = await waitFor(
       'all events relayed',
@@ -217,48 +265,35 @@ async function main(): Promise<void> {
         ])) === 0,
       600_000,
     );
+
+    step('starting the ack consumer, then 3 partners (SDK, own process) from where the relay began');
+    const acks = child(['services/main.ts', 'ack-consumer'], env);
+    await sleep(8000); // joined at the end of the acks topic before any partner acks
+    for (const t of targets)
+      await kafkaAdmin.setOffsets({
+        groupId: `bench.${t}`,
+        topic: TOPICS.requested,
+        partitions: relayStartOffsets,
+      });
+    await kafkaAdmin.disconnect();
+    const t1 = Date.now();
+    const partners = child([SELF, '--partner-worker', JSON.stringify(targets)], {});
+    await new Promise<void>((resolve, reject) => {
+      partners.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+      partners.once('exit', () => reject(new Error('partner worker exited')));
+    });
     const completeSeconds = await waitFor(
       'all requests completed',
       async () =>
         (await scalar(db.pool, `SELECT count(*) AS n FROM erasure_requests WHERE status <> 'completed'`)) ===
         0,
       900_000,
-    ).then(() => (Date.now() - t0) / 1000);
+    ).then(() => (Date.now() - t1) / 1000);
 
     step(`steady load: ${rate} single requests/s for ${seconds} s`);
     const started = new Date();
-    let sent = 0;
-    let failed = 0;
-    const inflight = new Set<Promise<void>>();
-    const tEnd = Date.now() + seconds * 1000;
-    while (Date.now() < tEnd) {
-      const due = Math.floor(((Date.now() - (tEnd - seconds * 1000)) / 1000) * rate);
-      while (sent < due) {
-        const i = sent++;
-        const p: Promise<void> = fetch(`${url}/v1/erasure-requests`, {
-          method: 'POST',
-          headers: {
-            authorization: `Bearer ${token}`,
-            'content-type': 'application/json',
-            'idempotency-key': `l-${i}`,
-          },
-          body: JSON.stringify({ identifiers: [{ type: 'user_id', value: `l-${i}` }], reason: 'gdpr_art17' }),
-        })
-          .then(
-            (r) => {
-              if (r.status !== 202) failed++;
-              void r.arrayBuffer();
-            },
-            () => {
-              failed++;
-            },
-          )
-          .finally(() => inflight.delete(p));
-        inflight.add(p);
-      }
-      await sleep(1);
-    }
-    await Promise.all(inflight);
+    const load = await runSteadyLoad({ url, token, rate, seconds });
+    const failed = load.non2xx + load.errors;
     await waitFor(
       'steady-load requests completed',
       async () =>
@@ -285,9 +320,9 @@ async function main(): Promise<void> {
       [
         '',
         `pipeline benchmark (${requests} requests, 3 SDK partners, ${recordSize}-byte events)`,
-        `  relay: ${Math.round(relayed)} events/s (${relaySeconds.toFixed(1)} s)      ceiling ProducerPerformance ${Math.round(ceiling)} records/s   ratio ${(relayed / ceiling).toFixed(2)}   goal ≥ 0.5`,
-        `  end to end: ${Math.round(requests / completeSeconds)} requests completed/s (${completeSeconds.toFixed(1)} s from relay start)`,
-        `  steady ${rate} req/s for ${seconds} s: ${lat.n} accepted (${failed} failed), accept→completed p50 ${Math.round(lat.p50)} ms, p99 ${Math.round(lat.p99)} ms   goal p99 < 2000 ms`,
+        `  relay (alone): ${Math.round(relayed)} events/s (${relaySeconds.toFixed(1)} s)      ceiling ProducerPerformance ${Math.round(ceiling)} records/s   ratio ${(relayed / ceiling).toFixed(2)}   goal ≥ 0.5`,
+        `  partners + acks: ${Math.round(requests / completeSeconds)} requests completed/s (${completeSeconds.toFixed(1)} s from partner start, 3 acks each)`,
+        `  steady ${rate} req/s for ${seconds} s (offered by autocannon, ${Math.round(load.sent / seconds)} req/s sent): ${lat.n} accepted (${failed} failed), accept→completed p50 ${Math.round(lat.p50)} ms, p99 ${Math.round(lat.p99)} ms   goal p99 < 2000 ms`,
         '',
       ].join('\n'),
     );
@@ -298,6 +333,7 @@ async function main(): Promise<void> {
 }
 
 if (process.argv[2] === '--partner-worker') void partnerWorker(JSON.parse(process.argv[3]!) as string[]);
+else if (process.argv[2] === '--load-worker') void loadWorker(JSON.parse(process.argv[3]!) as LoadSpec);
 else
   main().catch(async (err: unknown) => {
     step(`FAILED: ${err instanceof Error ? err.message : String(err)}`);

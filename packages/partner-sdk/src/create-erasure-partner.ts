@@ -1,5 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Kafka, logLevel, type Admin, type Consumer, type Message, type Producer } from 'kafkajs';
+import {
+  Kafka,
+  logLevel,
+  Partitioners,
+  type Admin,
+  type Consumer,
+  type Message,
+  type Producer,
+} from 'kafkajs';
 import { TOPICS, createEventCodec } from '../../../services/shared/event-codec.ts';
 import { BoundedSet } from './bounded-set.ts';
 import { fetchLag } from './compute-lag.ts';
@@ -90,7 +98,11 @@ export function createErasurePartner(input: ErasurePartnerOptions): ErasurePartn
       o.logger.info('dead-letter topic created', { topic: o.deadLetterTopic });
     // Idempotent: a retried send after a lost broker answer is not written twice; acks=-1
     // (all in-sync replicas) so an ack we commit past cannot vanish with one broker.
-    producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    producer = kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
     await producer.connect();
     consumer = kafka.consumer({
       groupId: o.groupId,
