@@ -8,6 +8,11 @@ import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
 import {
+  loadCrmPartnerConfig,
+  start as startCrmPartner,
+  type RunningCrmPartner,
+} from '../services/example-partner-crm/index.ts';
+import {
   loadOrdersPartnerConfig,
   start as startOrdersPartner,
   type RunningOrdersPartner,
@@ -19,6 +24,7 @@ import {
 } from '../services/example-partner-profiles/index.ts';
 import { startServices, stopOnSignal, SERVICES } from '../services/main.ts';
 import { migrate } from '../services/shared/db/migrate.ts';
+import { loadDatasetSettings } from '../services/shared/dataset/dataset-config.ts';
 import { TOPICS } from '../services/shared/event-codec.ts';
 import { ensureTopics, loadTopicDefinitions, registerSchemas } from '../services/shared/event-log.ts';
 import { loadStackConfig, REPO_ROOT } from './stack/stack-config.ts';
@@ -65,6 +71,12 @@ async function main(): Promise<void> {
 
   // The demo needs an admin; a deployment sets its own ERASURE_ADMIN_TOKEN.
   const adminToken = process.env['ERASURE_ADMIN_TOKEN'] || `demo_${randomBytes(24).toString('base64url')}`;
+  // The crm partner's auth secret, shared with the sync dispatcher in this process the way a
+  // deployment shares it: both read ERASURE_SECRET_<ref>. A new one each run unless set; the
+  // target stores only the reference, so nothing else changes when it does.
+  const crmSecretVar = `ERASURE_SECRET_${process.env['CRM_PARTNER_SECRET_REF'] || 'DEMO_CRM'}`;
+  process.env[crmSecretVar] ||= `demo_${randomBytes(24).toString('base64url')}`;
+  const crmCfg = loadCrmPartnerConfig(process.env);
   const running = await startServices(SERVICES, { ...process.env, ERASURE_ADMIN_TOKEN: adminToken });
   stopOnSignal(running, () => {
     say('pipeline stopped; the stack is still running (npm run stack:down stops it)');
@@ -98,12 +110,18 @@ async function main(): Promise<void> {
   const partners = {
     orders: await startOrdersPartner(ordersCfg),
     profiles: await startProfilesPartner(profilesCfg),
+    crm: await startCrmPartner(crmCfg),
   };
-  running.push(partners.orders, partners.profiles);
-  say(`example partners started: orders-db (${partners.orders.url}), profiles (${partners.profiles.url})`);
+  running.push(partners.orders, partners.profiles, partners.crm);
+  say(
+    `example partners started: orders-db (${partners.orders.url}), profiles (${partners.profiles.url}), ` +
+      `${crmCfg.target} (delete API ${partners.crm.url}, contacts in ${partners.crm.databaseUrl})`,
+  );
 
   const api = running[0]!.url;
-  const demo = await runDemo(api, adminToken, partners);
+  const demo = await runDemo(api, adminToken, partners, crmCfg);
+  const dataset = loadDatasetSettings(process.env, []);
+  const datasetAt = dataset ? `s3://${dataset.bucket}/${dataset.prefix}/` : '(DATASET_PREFIX is invalid)';
   process.stdout.write(
     [
       '',
@@ -117,20 +135,23 @@ async function main(): Promise<void> {
       '',
       `Admin token for this session: ${adminToken}`,
       '',
-      'Demo: two targets registered (orders-db, profiles), served by the example partners in',
-      'services/example-partner-orders and services/example-partner-profiles; one request:',
+      `Demo: three targets registered, served by the example partners: orders-db and profiles`,
+      '(services/example-partner-orders, -profiles) consume erasure events and acknowledge;',
+      `${crmCfg.target} (services/example-partner-crm) is a synchronous delete API at ${partners.crm.url}/erase`,
+      `that the sync dispatcher calls (${crmCfg.authType}, secret ${crmSecretVar}). One request:`,
       `  curl -s -H "Authorization: Bearer ${adminToken}" ${api}${demo.self}`,
-      'Submit your own:',
+      `Submit your own (${crmCfg.target}'s body template needs both an email and a user_id):`,
       `  curl -s -X POST ${api}/v1/erasure-requests -H "Authorization: Bearer ${adminToken}" \\`,
       `       -H "Content-Type: application/json" -H "Idempotency-Key: $(date +%s%N)" \\`,
-      `       -d '{"identifiers":[{"type":"email","value":"someone@example.com"}],"reason":"gdpr_art17"}'`,
+      `       -d '{"identifiers":[{"type":"email","value":"someone@example.com"},{"type":"user_id","value":"u-1"}],"reason":"gdpr_art17"}'`,
       `API reference: ${api}/openapi.json   Journal check: npx erasure journal verify`,
       '',
-      'Running: api, journal-sealer, relay (outbox → Kafka), ack-consumer, and the two example partners.',
-      'Partners acknowledge on',
-      `privacy.erasure.acks.v1 (see packages/partner-sdk) or with POST ${api}/v1/acks and an ack token.`,
-      'Coming next (README "Roadmap"): late-partner redelivery, synchronous',
-      'delete calls, and the Parquet dataset on S3.',
+      `Running: ${SERVICES.join(', ')}, and the three example partners.`,
+      '  relay publishes the outbox to Kafka; partners acknowledge on privacy.erasure.acks.v1',
+      `  (packages/partner-sdk) or with POST ${api}/v1/acks and an ack token; ack-consumer applies`,
+      '  the acks; redelivery re-sends events to partners late on their SLA; sync-dispatcher calls',
+      `  sync_http targets; exporter writes the Parquet dataset to ${datasetAt}`,
+      '  (`npx erasure dataset compact --help`, README "Offline dataset").',
       'Ctrl-C stops the pipeline.',
       '',
     ].join('\n'),
@@ -148,17 +169,71 @@ const idsOf = (p: { userId: string; email: string }) => [
 ];
 const DEMO_COMPLETION_WAIT_MS = 30_000;
 
+type DemoPartners = {
+  orders: RunningOrdersPartner;
+  profiles: RunningProfilesPartner;
+  crm: RunningCrmPartner;
+};
+type Call = (
+  method: string,
+  path: string,
+  body?: unknown,
+  headers?: Record<string, string>,
+) => Promise<{ status: number; body: Record<string, unknown> }>;
+
+const TARGET_FIELDS = 'identifierTypes ackSlaSeconds after http verifyUrlTemplate paused owner'.split(' ');
+const HTTP_FIELDS =
+  'method urlTemplate headers bodyTemplate timeoutMs rateLimitPerSecond concurrency notFoundStatuses auth maxAttempts maxAgeSeconds'.split(
+    ' ',
+  );
+
 /**
- * Registers the demo targets (idempotent), seeds the example partners with the demo subject's
+ * Registers a demo target, or, when one of that name is left from an earlier run (the crm
+ * partner listens on a new port each run; a target may have been paused or edited), brings it
+ * back to this run's settings with PATCH. Merge-patch keeps fields the body leaves out, so
+ * every other field is sent as null (its default): the target ends exactly as `spec` says.
+ */
+async function registerDemoTarget(
+  call: Call,
+  spec: Record<string, unknown>,
+): Promise<'registered' | 'updated'> {
+  const created = await call('POST', '/v1/targets', spec);
+  if (created.status === 201) return 'registered';
+  if (created.body['code'] !== 'ERR_CONFLICT')
+    throw new Error(
+      `demo: registering target ${String(spec['name'])} answered ${created.status} ${String(created.body['code'])}`,
+    );
+  const patch: Record<string, unknown> = {};
+  for (const f of TARGET_FIELDS) patch[f] = spec[f] ?? null;
+  if (spec['http']) {
+    const http = spec['http'] as Record<string, unknown>;
+    patch['http'] = Object.fromEntries(HTTP_FIELDS.map((f) => [f, http[f] ?? null]));
+  }
+  patch['paused'] = false;
+  const updated = await call('PATCH', `/v1/targets/${String(spec['name'])}`, patch, {
+    'content-type': 'application/merge-patch+json',
+  });
+  if (updated.status !== 200)
+    throw new Error(
+      `demo: target ${String(spec['name'])} exists and could not be updated (${updated.status} ` +
+        `${String(updated.body['code'])}: ${String(updated.body['detail'])}); a target's kind cannot change, so ` +
+        'remove it or pick another name (CRM_PARTNER_TARGET for the crm partner)',
+    );
+  return 'updated';
+}
+
+/**
+ * Registers the demo targets (or updates ones left by an earlier run), seeds the example partners with the demo subject's
  * data and a bystander's, submits one request through the public API, and waits (bounded)
  * for it to complete, printing one line either way: the demo never hangs start-up.
  */
 async function runDemo(
   api: string,
   token: string,
-  partners: { orders: RunningOrdersPartner; profiles: RunningProfilesPartner },
+  partners: DemoPartners,
+  crm: { target: string; authType: string; secretRef: string },
 ): Promise<{ self: string }> {
-  const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
+  const call: Call = async (method, path, body, headers = {}) => {
     const res = await fetch(`${api}${path}`, {
       method,
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...headers },
@@ -166,6 +241,7 @@ async function runDemo(
     });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   };
+  const outcomes: string[] = [];
   for (const target of [
     {
       name: 'orders-db',
@@ -181,14 +257,26 @@ async function runDemo(
       ackSlaSeconds: 3600,
       owner: 'demo',
     },
+    {
+      name: crm.target,
+      kind: 'sync_http',
+      identifierTypes: ['email', 'user_id'],
+      owner: 'demo',
+      http: {
+        method: 'POST',
+        urlTemplate: `${partners.crm.url}/erase`,
+        bodyTemplate: '{"email":"{{email}}","userId":"{{user_id}}"}',
+        auth: { type: crm.authType, secretRef: crm.secretRef },
+        timeoutMs: 5000,
+        // Modest on purpose: a partner's live API, not a bulk endpoint.
+        rateLimitPerSecond: 5,
+        concurrency: 2,
+      },
+    },
   ]) {
-    const res = await call('POST', '/v1/targets', target);
-    if (res.status !== 201 && res.body['code'] !== 'ERR_CONFLICT') {
-      throw new Error(
-        `demo: registering target ${target.name} answered ${res.status} ${String(res.body['code'])}`,
-      );
-    }
+    outcomes.push(`${target.name} ${await registerDemoTarget(call, target)}`);
   }
+  say(`demo targets: ${outcomes.join(', ')}`);
   // Fresh data for the subject each run; the bystander's rows are added once and must survive.
   await partners.orders.seed([
     { userId: DEMO_SUBJECT.userId, email: DEMO_SUBJECT.email, item: 'demo book' },
@@ -202,6 +290,14 @@ async function runDemo(
     { userId: DEMO_SUBJECT.userId, name: 'Demo User' },
     { userId: DEMO_BYSTANDER.userId, name: 'Other User' },
   ]);
+  await partners.crm.seed([
+    { userId: DEMO_SUBJECT.userId, email: DEMO_SUBJECT.email, name: 'Demo User' },
+    { userId: DEMO_SUBJECT.userId, email: DEMO_SUBJECT.email, name: 'Demo User (newsletter)' },
+  ]);
+  if ((await partners.crm.count(idsOf(DEMO_BYSTANDER))) === 0)
+    await partners.crm.seed([
+      { userId: DEMO_BYSTANDER.userId, email: DEMO_BYSTANDER.email, name: 'Other User' },
+    ]);
   say('demo data seeded in the example partners (subject and a bystander)');
 
   // A key per run, not per day: the data was just seeded, so this run's request must erase it.
@@ -225,7 +321,7 @@ async function runDemo(
 async function reportDemoOutcome(
   self: string,
   get: (path: string) => Promise<{ status: number; body: Record<string, unknown> }>,
-  partners: { orders: RunningOrdersPartner; profiles: RunningProfilesPartner },
+  partners: DemoPartners,
 ): Promise<void> {
   const started = Date.now();
   while (Date.now() - started < DEMO_COMPLETION_WAIT_MS) {
@@ -233,17 +329,30 @@ async function reportDemoOutcome(
     if (body['status'] === 'completed' || body['status'] === 'needs_attention') {
       const tasks = (body['tasks'] ?? []) as {
         target: string;
+        kind: string;
         state: string;
-        evidence?: { status?: string };
+        outcome: string | null;
+        evidence?: { status?: string; httpStatus?: number; detail?: string | null } | null;
       }[];
-      const outcomes = tasks.map((t) => `${t.target} ${t.evidence?.status ?? t.state}`).join(', ');
+      // A sync call's evidence is the partner's answer (counts only, for the crm partner).
+      const outcomes = tasks
+        .map((t) => {
+          const how = t.evidence?.status ?? t.outcome ?? t.state;
+          const http = t.evidence?.httpStatus;
+          return http
+            ? `${t.target} ${how} (HTTP ${http} ${t.evidence?.detail ?? ''})`
+            : `${t.target} ${how}`;
+        })
+        .join(', ');
       const ordersLeft = await partners.orders.count(idsOf(DEMO_SUBJECT));
       const bystanderRows = await partners.orders.count(idsOf(DEMO_BYSTANDER));
+      const crmLeft = await partners.crm.count(idsOf(DEMO_SUBJECT));
+      const crmBystander = await partners.crm.count(idsOf(DEMO_BYSTANDER));
       const profilesNow = await partners.profiles.latest([DEMO_SUBJECT.userId, DEMO_BYSTANDER.userId]);
       say(
-        `demo request ${String(body['status'])} in ${Date.now() - started} ms (${outcomes}); ` +
-          `subject: ${ordersLeft} order rows, profile ${profilesNow.get(DEMO_SUBJECT.userId) ? 'present' : 'gone'}; ` +
-          `bystander: ${bystanderRows} order rows, profile ${profilesNow.get(DEMO_BYSTANDER.userId) ? 'present' : 'gone'}`,
+        `demo request ${String(body['status'])} in ${Date.now() - started} ms (${tasks.length} targets: ${outcomes}); ` +
+          `subject: ${ordersLeft} order rows, ${crmLeft} crm contacts, profile ${profilesNow.get(DEMO_SUBJECT.userId) ? 'present' : 'gone'}; ` +
+          `bystander: ${bystanderRows} order rows, ${crmBystander} crm contacts, profile ${profilesNow.get(DEMO_BYSTANDER.userId) ? 'present' : 'gone'}`,
       );
       return;
     }
