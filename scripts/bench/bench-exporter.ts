@@ -49,7 +49,9 @@ async function exporterChild(): Promise<void> {
 async function main(): Promise<void> {
   const n = flag('events', 1_000_000);
   const id = randomBytes(4).toString('hex');
-  const topic = `bench.exporter.${id}`;
+  // --topic=NAME --rows=R: export a topic a run with --keep produced (skips producing).
+  const reuse = process.argv.find((a) => a.startsWith('--topic='))?.split('=')[1];
+  const topic = reuse ?? `bench.exporter.${id}`;
   const prefix = `bench/exporter-${id}`;
   const group = `bench.exporter.${id}`;
   const kafka = new Kafka({
@@ -59,7 +61,7 @@ async function main(): Promise<void> {
   });
   const admin = kafka.admin();
   await admin.connect();
-  await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 12 }] });
+  if (!reuse) await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 12 }] });
   const s3 = testS3();
   const store = createDatasetStore(s3, infra.s3.bucket);
   try {
@@ -68,9 +70,9 @@ async function main(): Promise<void> {
     const producer = kafka.producer({ allowAutoTopicCreation: false });
     await producer.connect();
     const t0 = Date.now();
-    let rows = 0;
+    let rows = reuse ? flag('rows', 0) : 0;
     const batch = 20_000;
-    for (let i = 0; i < n; i += batch) {
+    for (let i = 0; i < (reuse ? 0 : n); i += batch) {
       const messages = [];
       for (let k = i; k < Math.min(n, i + batch); k++) {
         const ids = [{ type: 'user_id', value: String(10_000_000 + k) }];
@@ -103,7 +105,12 @@ async function main(): Promise<void> {
       `produced ${n.toLocaleString('en')} events (${rows.toLocaleString('en')} rows) in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
     );
 
-    const child = spawn(process.execPath, ['--import', 'tsx', SELF, '--child'], {
+    // --cpu-prof[=DIR]: the exporter child writes a V8 CPU profile there (default scratch/).
+    const prof = process.argv.find((a) => a.startsWith('--cpu-prof'));
+    const profArgs = prof
+      ? ['--cpu-prof', `--cpu-prof-dir=${prof.split('=')[1] ?? `${REPO_ROOT}/scratch`}`]
+      : [];
+    const child = spawn(process.execPath, [...profArgs, '--import', 'tsx', SELF, '--child'], {
       cwd: REPO_ROOT,
       env: {
         ...process.env,
@@ -172,8 +179,9 @@ print(json.dumps({"rows": t.num_rows, "seconds": time.perf_counter() - t0}))
       ].join('\n') + '\n',
     );
   } finally {
-    if (!process.argv.includes('--keep')) {
-      await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
+    if (process.argv.includes('--keep')) step(`kept topic ${topic} (re-run with --topic=${topic} --rows=N)`);
+    else {
+      if (!reuse) await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
       const objects = await store.list(`${prefix}/`).catch(() => []);
       await store.delete(objects.map((o) => o.key)).catch(() => undefined);
     }

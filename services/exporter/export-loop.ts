@@ -42,8 +42,8 @@ import {
   parseExporterFileName,
   partitionFilePrefix,
 } from '../shared/dataset/object-keys.ts';
-import { ParquetFileBuilder } from '../shared/dataset/parquet-file.ts';
 import type { Logger } from '../shared/logger.ts';
+import { ColumnarFileBuilder } from './columnar-file.ts';
 import { UndecodableEventError, type RequestedDecoder } from './decode-requested.ts';
 import { PartitionState } from './partition-state.ts';
 
@@ -90,12 +90,27 @@ interface OpenFile {
   dt: string;
   first: bigint;
   last: bigint;
-  builder: ParquetFileBuilder;
+  builder: ColumnarFileBuilder;
   openedAt: number;
   maxEventTime: number;
 }
 
 const STOPPED = Symbol('stopped');
+const DAY_MS = 86_400_000;
+
+/** utcDate, remembering the last day: one Date per day instead of one per record. */
+export function dayCache(): (epochMs: number) => string {
+  let start = 1;
+  let end = 0;
+  let dt = '';
+  return (epochMs: number) => {
+    if (epochMs >= start && epochMs < end) return dt;
+    start = Math.floor(epochMs / DAY_MS) * DAY_MS;
+    end = start + DAY_MS;
+    dt = utcDate(start);
+    return dt;
+  };
+}
 
 export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise<void> }> {
   const { consumer, decoder, store, topic, prefix, hmacKey, limits } = deps;
@@ -366,6 +381,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
   );
 
   let inBatch: Promise<void> = Promise.resolve();
+  const dayOf = dayCache();
 
   async function eachBatch({
     batch,
@@ -383,15 +399,27 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
       await Promise.all(mine);
       p = partFor(partition);
     }
+    // Per-record work is kept small: counters are added up per batch, the offset is
+    // resolved to kafkajs once per batch (and before every wait), the memory check runs
+    // every 512 records.
+    let exported = 0;
+    let durable = 0;
+    let resolved: string | undefined;
+    const resolve = () => {
+      if (resolved !== undefined) resolveOffset(resolved);
+      resolved = undefined;
+    };
+    let sinceCheck = 0;
     for (const m of batch.messages) {
       if (stopping || !isRunning() || isStale() || p.generation !== generation) break;
       const offset = BigInt(m.offset);
       if (p.next !== undefined && offset < p.next) {
-        resolveOffset(m.offset); // seen already in this assignment
+        resolved = m.offset; // seen already in this assignment
         continue;
       }
       let event = decoder.decodeKnown(m.value);
       if (!event) {
+        resolve();
         try {
           const decoded = await retrying(
             'decoding an event',
@@ -411,18 +439,23 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
           });
           eventsCounter.inc({ result: 'undecodable' });
           p.next = offset + 1n;
-          resolveOffset(m.offset);
+          resolved = m.offset;
           continue;
         }
       }
       const eventTime = Number(m.timestamp);
-      const dt = utcDate(eventTime);
-      const ranges = await coverage(p, dt);
-      if (ranges === STOPPED || p.generation !== generation) break;
-      if (inRanges(ranges, offset)) {
-        eventsCounter.inc({ result: 'already_durable' });
+      const dt = dayOf(eventTime);
+      let ranges = p.covered.get(dt);
+      if (!ranges) {
+        resolve();
+        const listed = await coverage(p, dt);
+        if (listed === STOPPED || p.generation !== generation) break;
+        ranges = listed;
+      }
+      if (ranges.length > 0 && inRanges(ranges, offset)) {
+        durable++;
         p.next = offset + 1n;
-        resolveOffset(m.offset);
+        resolved = m.offset;
         continue;
       }
       let file = p.open.get(dt);
@@ -433,25 +466,39 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
           dt,
           first: offset,
           last: offset,
-          builder: new ParquetFileBuilder(limits.rowGroupRows, { 'erasure.dataset.source': 'exporter' }),
+          builder: new ColumnarFileBuilder(hmacKey, limits.rowGroupRows, {
+            'erasure.dataset.source': 'exporter',
+          }),
           openedAt: clock(),
           maxEventTime: eventTime,
         };
         p.open.set(dt, file);
       }
-      file.builder.appendEvent(hmacKey, event, { eventTime, partition, offset, source: 'exporter' });
+      file.builder.appendEvent(event, { eventTime, dt, partition, offset, source: 'exporter' });
       file.last = offset;
       if (eventTime > file.maxEventTime) file.maxEventTime = eventTime;
       p.next = offset + 1n;
-      resolveOffset(m.offset);
-      eventsCounter.inc({ result: 'exported' });
-      if (file.builder.rows >= limits.maxFileRows || file.builder.encodedBytes >= limits.maxFileBytes)
+      resolved = m.offset;
+      exported++;
+      let rolled = false;
+      if (file.builder.rows >= limits.maxFileRows || file.builder.encodedBytes >= limits.maxFileBytes) {
         void roll(file);
-      if (uploads.size >= limits.maxConcurrentUploads || bufferedBytes() > limits.maxBufferedBytes) {
+        rolled = true;
+      }
+      let overCap = false;
+      if (rolled || ++sinceCheck >= 512) {
+        sinceCheck = 0;
+        overCap = bufferedBytes() > limits.maxBufferedBytes;
+      }
+      if (overCap || uploads.size >= limits.maxConcurrentUploads) {
+        resolve();
         await backpressure();
         await heartbeat();
       }
     }
+    resolve();
+    if (exported > 0) eventsCounter.inc({ result: 'exported' }, exported);
+    if (durable > 0) eventsCounter.inc({ result: 'already_durable' }, durable);
     if (p.open.size === 0 && p.uploading.size === 0) void commit(p);
     updateGauges();
     await heartbeat();
