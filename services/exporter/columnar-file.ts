@@ -20,7 +20,7 @@
  * - Statistics: null count everywhere; min/max for timestamps, offsets and the dictionary
  *   columns (computed over the dictionary); none for the per-row unique columns.
  */
-import type { ColumnChunk, CompressionCodec, Encoding, RowGroup, SchemaElement } from 'hyparquet';
+import type { ColumnChunk, CompressionCodec, Encoding, RowGroup } from 'hyparquet';
 import { ByteWriter } from 'hyparquet-writer';
 import { writePageHeader } from 'hyparquet-writer/src/datapage.js';
 import { writeRleBitPackedHybrid } from 'hyparquet-writer/src/encoding.js';
@@ -35,11 +35,12 @@ export class Bytes {
   buf: Buffer;
   len = 0;
   constructor(private capacity = 1 << 16) {
-    this.buf = Buffer.allocUnsafe(capacity);
+    // Never from Buffer's shared pool: taken buffers are transferred to the encoder thread.
+    this.buf = Buffer.allocUnsafeSlow(capacity);
   }
   ensure(n: number): void {
     if (this.len + n <= this.buf.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + n));
+    const next = Buffer.allocUnsafeSlow(Math.max(this.buf.length * 2, this.len + n));
     this.buf.copy(next, 0, 0, this.len);
     this.buf = next;
   }
@@ -69,28 +70,71 @@ export class Bytes {
     this.buf.writeInt32LE(v, this.len);
     this.len += 4;
   }
-  take(): Buffer {
-    const out = this.buf.subarray(0, this.len);
+  take(): Uint8Array {
+    const out = new Uint8Array(this.buf.buffer, this.buf.byteOffset, this.len);
     this.capacity = Math.max(this.capacity, this.len);
-    this.buf = Buffer.allocUnsafe(this.capacity);
+    this.buf = Buffer.allocUnsafeSlow(this.capacity);
     this.len = 0;
     return out;
   }
 }
 
-/** Int32 indices, one per row, growable. */
-class Indices {
-  a = new Int32Array(1024);
+/** A growable typed array of per-row values (dictionary indices, definition levels). */
+class Grow<A extends Int32Array | Uint8Array> {
   n = 0;
+  constructor(
+    public a: A,
+    private readonly make: (n: number) => A,
+  ) {}
   push(v: number, count: number): void {
     if (this.n + count > this.a.length) {
-      const next = new Int32Array(Math.max(this.a.length * 2, this.n + count));
+      const next = this.make(Math.max(this.a.length * 2, this.n + count));
       next.set(this.a.subarray(0, this.n));
       this.a = next;
     }
     this.a.fill(v, this.n, this.n + count);
     this.n += count;
   }
+  take(): A {
+    const out = this.a.subarray(0, this.n) as A;
+    this.a = this.make(this.a.length);
+    this.n = 0;
+    return out;
+  }
+}
+const indices = () => new Grow(new Int32Array(1024), (n) => new Int32Array(n));
+const levels = () => new Grow(new Uint8Array(1024), (n) => new Uint8Array(n));
+const optional = (name: string) =>
+  PARQUET_SCHEMA.find((e) => e.name === name)?.repetition_type === 'OPTIONAL';
+
+/**
+ * A row group's columns as the appending thread leaves them, in PARQUET_SCHEMA order: plain
+ * data and typed arrays only, so it can be posted to the encoder thread (buffers transferred).
+ */
+export type RawChunk =
+  | { kind: 'seq'; dict: Uint8Array; count: number; idx: Int32Array }
+  | { kind: 'dict'; values: (string | number)[]; idx: Int32Array; defs?: Uint8Array }
+  | { kind: 'plain'; bytes: Uint8Array; min?: number; max?: number; defs?: Uint8Array }
+  /** identifier_hmac: computed by the encoder from identifier_type and identifier_value. */
+  | { kind: 'hmac' };
+export interface RawGroup {
+  rows: number;
+  chunks: RawChunk[];
+}
+
+/** The buffers of a raw group, for postMessage's transfer list. */
+export function rawTransferList(g: RawGroup): ArrayBuffer[] {
+  const out = new Set<ArrayBuffer>();
+  for (const c of g.chunks) {
+    for (const a of [
+      'dict' in c && c.kind === 'seq' ? c.dict : undefined,
+      'idx' in c ? c.idx : undefined,
+      'defs' in c ? c.defs : undefined,
+      'bytes' in c ? c.bytes : undefined,
+    ])
+      if (a && a.buffer instanceof ArrayBuffer) out.add(a.buffer);
+  }
+  return [...out];
 }
 
 /** A page body: its size before compression and its bytes as stored. */
@@ -105,9 +149,8 @@ function compressBody(raw: Uint8Array, codec: CompressionCodec): Body {
   return { uncompressed: raw.length, bytes: snappyCompress(raw) };
 }
 
-/** One column chunk of a row group, as encoded (page bodies may still be compressing). */
-interface EncodedChunk {
-  element: SchemaElement;
+/** One column chunk of a row group, encoded and compressed. */
+export interface EncodedChunk {
   codec: CompressionCodec;
   rows: number;
   nulls: number;
@@ -115,44 +158,198 @@ interface EncodedChunk {
   encoding: Encoding;
   levels: Uint8Array;
   body: Body;
-  min?: unknown;
-  max?: unknown;
+  min?: Uint8Array | number;
+  max?: Uint8Array | number;
+}
+export interface EncodedGroup {
+  rows: number;
+  chunks: EncodedChunk[];
 }
 
-interface Column {
-  encode(rows: number): EncodedChunk;
+/** The buffers of an encoded group, for postMessage's transfer list. */
+export function encodedTransferList(g: EncodedGroup): ArrayBuffer[] {
+  const out = new Set<ArrayBuffer>();
+  for (const c of g.chunks)
+    for (const a of [c.levels, c.body.bytes, c.dictionary?.body.bytes])
+      if (a && a.buffer instanceof ArrayBuffer) out.add(a.buffer);
+  return [...out];
 }
 
-function levelsOf(defs: Uint8Array | undefined, rows: number): { levels: Uint8Array; nulls: number } {
+/** Codec and statistics per column, in PARQUET_SCHEMA order (see the header comment). */
+const PLAN: Record<string, { codec: CompressionCodec; stats: boolean }> = {
+  event_id: { codec: 'UNCOMPRESSED', stats: false },
+  request_id: { codec: 'UNCOMPRESSED', stats: false },
+  identifier_type: { codec: 'SNAPPY', stats: true },
+  identifier_value: { codec: 'SNAPPY', stats: false },
+  identifier_hmac: { codec: 'UNCOMPRESSED', stats: false },
+  reason: { codec: 'SNAPPY', stats: true },
+  priority: { codec: 'SNAPPY', stats: true },
+  requested_at: { codec: 'SNAPPY', stats: true },
+  event_time: { codec: 'SNAPPY', stats: true },
+  dt: { codec: 'SNAPPY', stats: true },
+  redelivery_target: { codec: 'SNAPPY', stats: true },
+  kafka_partition: { codec: 'SNAPPY', stats: true },
+  kafka_offset: { codec: 'SNAPPY', stats: true },
+  source: { codec: 'SNAPPY', stats: true },
+  schema_version: { codec: 'SNAPPY', stats: true },
+};
+const COLUMN_ELEMENTS = PARQUET_SCHEMA.slice(1);
+
+function levelsOf(defs: Uint8Array | undefined): { levels: Uint8Array; nulls: number } {
   if (!defs) return { levels: new Uint8Array(0), nulls: 0 };
   let nulls = 0;
-  for (let i = 0; i < rows; i++) if (defs[i] === 0) nulls++;
-  const w = new ByteWriter(64 + (rows >> 3));
-  writeRleBitPackedHybrid(w, defs.subarray(0, rows), 1);
+  for (let i = 0; i < defs.length; i++) if (defs[i] === 0) nulls++;
+  const w = new ByteWriter(64 + (defs.length >> 3));
+  writeRleBitPackedHybrid(w, defs, 1);
   return { levels: w.getBytes().slice(), nulls };
 }
 
-function rleIndices(indices: Int32Array, dictSize: number): Buffer {
+function rleIndices(idx: Int32Array, dictSize: number): Uint8Array {
   const bitWidth = Math.max(1, Math.ceil(Math.log2(dictSize)));
-  const w = new ByteWriter(64 + ((indices.length * bitWidth) >> 3));
+  const w = new ByteWriter(64 + ((idx.length * bitWidth) >> 3));
   w.appendUint8(bitWidth);
-  writeRleBitPackedHybrid(w, indices, bitWidth);
-  return Buffer.from(w.getBytes());
+  writeRleBitPackedHybrid(w, idx, bitWidth);
+  return w.getBytes().slice();
 }
 
-/** Definition levels for a nullable column: 1 = value present, 0 = null. */
-class Defs {
-  a = new Uint8Array(1024);
-  n = 0;
-  push(present: boolean, count: number): void {
-    if (this.n + count > this.a.length) {
-      const next = new Uint8Array(Math.max(this.a.length * 2, this.n + count));
-      next.set(this.a.subarray(0, this.n));
-      this.a = next;
-    }
-    this.a.fill(present ? 1 : 0, this.n, this.n + count);
-    this.n += count;
+function encodeDict(raw: Extract<RawChunk, { kind: 'dict' }>, rows: number, codec: CompressionCodec) {
+  const { levels, nulls } = levelsOf(raw.defs);
+  if (raw.values.length === 0) {
+    // Every row null: no dictionary, an empty PLAIN page.
+    const empty: EncodedChunk = {
+      codec: 'UNCOMPRESSED',
+      rows,
+      nulls,
+      encoding: 'PLAIN',
+      levels,
+      body: compressBody(new Uint8Array(0), 'UNCOMPRESSED'),
+    };
+    return empty;
   }
+  const dict = new Bytes(1024);
+  let min: Uint8Array | number | undefined;
+  let max: Uint8Array | number | undefined;
+  for (const v of raw.values) {
+    if (typeof v === 'number') {
+      dict.int32(v);
+      if (min === undefined || v < (min as number)) min = v;
+      if (max === undefined || v > (max as number)) max = v;
+    } else {
+      const b = Buffer.from(v, 'utf8');
+      dict.int32(b.length);
+      dict.ensure(b.length);
+      b.copy(dict.buf, dict.len);
+      dict.len += b.length;
+      if (min === undefined || Buffer.compare(b, min as Uint8Array) < 0) min = b;
+      if (max === undefined || Buffer.compare(b, max as Uint8Array) > 0) max = b;
+    }
+  }
+  const chunk: EncodedChunk = {
+    codec,
+    rows,
+    nulls,
+    dictionary: { count: raw.values.length, body: compressBody(dict.take(), codec) },
+    encoding: 'RLE_DICTIONARY',
+    levels,
+    body: compressBody(rleIndices(raw.idx, raw.values.length), codec),
+    min,
+    max,
+  };
+  return chunk;
+}
+
+/** identifier_hmac of every row: HMAC-SHA256(key, type NUL value), from the raw bytes. */
+function hmacColumn(hmac: HmacSha256, types: RawChunk, values: RawChunk, rows: number): Uint8Array {
+  if (types.kind !== 'dict' || values.kind !== 'plain') throw new Error('unexpected raw layout');
+  const typeBytes = types.values.map((t) => Buffer.from(String(t), 'utf8'));
+  const out = new Uint8Array(32 * rows);
+  const v = values.bytes;
+  let scratch = Buffer.allocUnsafe(4096);
+  let pos = 0;
+  for (let row = 0; row < rows; row++) {
+    const len = v[pos]! | (v[pos + 1]! << 8) | (v[pos + 2]! << 16) | (v[pos + 3]! << 24);
+    pos += 4;
+    const t = typeBytes[types.idx[row]!]!;
+    const n = t.length + 1 + len;
+    if (n > scratch.length) scratch = Buffer.allocUnsafe(2 * n);
+    t.copy(scratch, 0);
+    scratch[t.length] = 0;
+    scratch.set(v.subarray(pos, pos + len), t.length + 1);
+    hmac.digestInto(scratch, 0, n, out, 32 * row);
+    pos += len;
+  }
+  return out;
+}
+
+/**
+ * Encodes a raw row group: HMACs, dictionaries, levels, pages, compression. Pure (the same
+ * bytes on any thread); runs on the encoder thread (encode-worker.ts) or in-line.
+ */
+export function encodeRawGroup(raw: RawGroup, hmac: HmacSha256): EncodedGroup {
+  const { rows } = raw;
+  const chunks = raw.chunks.map((c, i): EncodedChunk => {
+    const name = COLUMN_ELEMENTS[i]!.name;
+    const { codec, stats } = PLAN[name]!;
+    switch (c.kind) {
+      case 'seq':
+        return {
+          codec,
+          rows,
+          nulls: 0,
+          dictionary: { count: c.count, body: compressBody(c.dict, codec) },
+          encoding: 'RLE_DICTIONARY',
+          levels: new Uint8Array(0),
+          body: compressBody(rleIndices(c.idx, c.count), codec),
+        };
+      case 'dict': {
+        const e = encodeDict(c, rows, codec);
+        if (!stats) {
+          delete e.min;
+          delete e.max;
+        }
+        return e;
+      }
+      case 'plain': {
+        const { levels, nulls } = levelsOf(c.defs);
+        return {
+          codec,
+          rows,
+          nulls,
+          encoding: 'PLAIN',
+          levels,
+          body: compressBody(c.bytes, codec),
+          ...(stats && c.min !== undefined ? { min: c.min, max: c.max } : {}),
+        };
+      }
+      case 'hmac': {
+        const col = hmacColumn(hmac, raw.chunks[i - 2]!, raw.chunks[i - 1]!, rows);
+        return {
+          codec,
+          rows,
+          nulls: 0,
+          encoding: 'PLAIN',
+          levels: new Uint8Array(0),
+          body: compressBody(col, codec),
+        };
+      }
+    }
+  });
+  return { rows, chunks };
+}
+
+/** Encodes row groups somewhere (the encoder thread, or in-line when there is none). */
+export interface GroupEncoder {
+  encode(raw: RawGroup): Promise<EncodedGroup>;
+}
+
+export function inlineEncoder(hmacKey: Uint8Array): GroupEncoder {
+  const hmac = new HmacSha256(hmacKey);
+  return { encode: async (raw) => encodeRawGroup(raw, hmac) };
+}
+
+interface Column {
+  readonly name: string;
+  take(): RawChunk;
 }
 
 /**
@@ -162,13 +359,10 @@ class Defs {
 class DictColumn<T extends string | number> implements Column {
   private map = new Map<T, number>();
   private values: T[] = [];
-  private idx = new Indices();
-  private defs: Defs | undefined;
-  constructor(
-    private readonly element: SchemaElement,
-    private readonly codec: CompressionCodec,
-  ) {
-    if (element.repetition_type === 'OPTIONAL') this.defs = new Defs();
+  private readonly idx = indices();
+  private readonly defs: Grow<Uint8Array> | undefined;
+  constructor(readonly name: string) {
+    this.defs = optional(name) ? levels() : undefined;
   }
   id(v: T | null): number {
     if (v === null) return -1;
@@ -181,139 +375,85 @@ class DictColumn<T extends string | number> implements Column {
     return i;
   }
   push(id: number, count: number): void {
-    if (this.defs) this.defs.push(id >= 0, count);
+    if (this.defs) this.defs.push(id >= 0 ? 1 : 0, count);
     if (id >= 0) this.idx.push(id, count);
-    else if (!this.defs) throw new Error(`${this.element.name} is not nullable`);
+    else if (!this.defs) throw new Error(`${this.name} is not nullable`);
   }
-  encode(rows: number): EncodedChunk {
-    const { levels, nulls } = levelsOf(this.defs?.a, rows);
-    const values = this.values;
-    let chunk: EncodedChunk;
-    if (values.length === 0) {
-      // Every row null: no dictionary, an empty PLAIN page.
-      chunk = {
-        element: this.element,
-        codec: 'UNCOMPRESSED',
-        rows,
-        nulls,
-        encoding: 'PLAIN',
-        levels,
-        body: compressBody(new Uint8Array(0), 'UNCOMPRESSED'),
-      };
-    } else {
-      const dict = new Bytes(1024);
-      let min: Buffer | number | undefined;
-      let max: Buffer | number | undefined;
-      for (const v of values) {
-        if (typeof v === 'number') {
-          dict.int32(v);
-          if (min === undefined || v < (min as number)) min = v;
-          if (max === undefined || v > (max as number)) max = v;
-        } else {
-          const b = Buffer.from(v, 'utf8');
-          dict.int32(b.length);
-          dict.ensure(b.length);
-          b.copy(dict.buf, dict.len);
-          dict.len += b.length;
-          if (min === undefined || Buffer.compare(b, min as Buffer) < 0) min = b;
-          if (max === undefined || Buffer.compare(b, max as Buffer) > 0) max = b;
-        }
-      }
-      chunk = {
-        element: this.element,
-        codec: this.codec,
-        rows,
-        nulls,
-        dictionary: { count: values.length, body: compressBody(dict.take(), this.codec) },
-        encoding: 'RLE_DICTIONARY',
-        levels,
-        body: compressBody(rleIndices(this.idx.a.subarray(0, this.idx.n), values.length), this.codec),
-        min,
-        max,
-      };
-    }
+  take(): RawChunk {
+    const raw: RawChunk = {
+      kind: 'dict',
+      values: this.values,
+      idx: this.idx.take(),
+      ...(this.defs ? { defs: this.defs.take() } : {}),
+    };
     this.map = new Map();
     this.values = [];
-    this.idx.n = 0;
-    if (this.defs) this.defs.n = 0;
-    return chunk;
+    return raw;
   }
 }
 
 /** A dictionary in row order for per-event ids: each event adds one entry its rows share. */
 class SequenceDictColumn implements Column {
-  private dict = new Bytes(1 << 18);
+  private readonly dict = new Bytes(1 << 18);
   private count = 0;
-  private idx = new Indices();
-  constructor(private readonly element: SchemaElement) {}
+  private readonly idx = indices();
+  constructor(readonly name: string) {}
   push(v: string, rows: number): void {
     this.dict.string(v);
     this.idx.push(this.count++, rows);
   }
-  encode(rows: number): EncodedChunk {
-    const chunk: EncodedChunk = {
-      element: this.element,
-      codec: 'UNCOMPRESSED',
-      rows,
-      nulls: 0,
-      dictionary: { count: this.count, body: compressBody(this.dict.take(), 'UNCOMPRESSED') },
-      encoding: 'RLE_DICTIONARY',
-      levels: new Uint8Array(0),
-      body: compressBody(rleIndices(this.idx.a.subarray(0, this.idx.n), this.count), 'UNCOMPRESSED'),
-    };
+  take(): RawChunk {
+    const raw: RawChunk = { kind: 'seq', dict: this.dict.take(), count: this.count, idx: this.idx.take() };
     this.count = 0;
-    this.idx.n = 0;
-    return chunk;
+    return raw;
   }
 }
 
-/** PLAIN values already in bytes (strings, hashes); optional min/max for INT64. */
+/** PLAIN values written as bytes (strings, INT64); min/max kept for INT64. */
 class PlainColumn implements Column {
   readonly out = new Bytes(1 << 18);
-  min = Infinity;
-  max = -Infinity;
-  defs: Defs | undefined;
-  constructor(
-    private readonly element: SchemaElement,
-    private readonly codec: CompressionCodec,
-    private readonly stats: boolean,
-  ) {
-    if (element.repetition_type === 'OPTIONAL') this.defs = new Defs();
+  private min = Infinity;
+  private max = -Infinity;
+  private readonly defs: Grow<Uint8Array> | undefined;
+  constructor(readonly name: string) {
+    this.defs = optional(name) ? levels() : undefined;
   }
   time(v: number, count: number): void {
     for (let i = 0; i < count; i++) this.out.int64(v);
     if (v < this.min) this.min = v;
     if (v > this.max) this.max = v;
-    this.defs?.push(true, count);
+    this.defs?.push(1, count);
   }
   offset(v: bigint | null, count: number): void {
     if (v === null) {
-      if (!this.defs) throw new Error(`${this.element.name} is not nullable`);
-      this.defs.push(false, count);
+      if (!this.defs) throw new Error(`${this.name} is not nullable`);
+      this.defs.push(0, count);
       return;
     }
     for (let i = 0; i < count; i++) this.out.bigint64(v);
     const n = Number(v);
     if (n < this.min) this.min = n;
     if (n > this.max) this.max = n;
-    this.defs?.push(true, count);
+    this.defs?.push(1, count);
   }
-  encode(rows: number): EncodedChunk {
-    const { levels, nulls } = levelsOf(this.defs?.a, rows);
-    const chunk: EncodedChunk = {
-      element: this.element,
-      codec: this.codec,
-      rows,
-      nulls,
-      encoding: 'PLAIN',
-      levels,
-      body: compressBody(this.out.take(), this.codec),
-      ...(this.stats && this.min <= this.max ? { min: this.min, max: this.max } : {}),
+  take(): RawChunk {
+    const raw: RawChunk = {
+      kind: 'plain',
+      bytes: this.out.take(),
+      ...(this.min <= this.max ? { min: this.min, max: this.max } : {}),
+      ...(this.defs ? { defs: this.defs.take() } : {}),
     };
     this.min = Infinity;
     this.max = -Infinity;
-    if (this.defs) this.defs.n = 0;
-    return chunk;
+    return raw;
+  }
+}
+
+/** identifier_hmac: nothing kept per row; the encoder computes it. */
+class HmacColumn implements Column {
+  readonly name = 'identifier_hmac';
+  take(): RawChunk {
+    return { kind: 'hmac' };
   }
 }
 
@@ -327,43 +467,29 @@ export interface RowPosition {
   source: 'exporter' | 'backfill';
 }
 
-interface EncodedGroup {
-  rows: number;
-  chunks: EncodedChunk[];
-}
-
-const element = (name: string): SchemaElement => {
-  const e = PARQUET_SCHEMA.find((s) => s.name === name);
-  if (!e) throw new Error(`no column ${name}`);
-  return e;
-};
-
 /** One Parquet file being filled: `appendEvent`, then `finish` for the file's bytes. */
 export class ColumnarFileBuilder {
-  private readonly hmac: HmacSha256;
-  private readonly scratch = Buffer.allocUnsafe(4096);
-  private readonly eventId = new SequenceDictColumn(element('event_id'));
-  private readonly requestId = new SequenceDictColumn(element('request_id'));
-  private readonly identifierType = new DictColumn<string>(element('identifier_type'), 'SNAPPY');
-  private readonly identifierValue = new PlainColumn(element('identifier_value'), 'SNAPPY', false);
-  private readonly identifierHmac = new PlainColumn(element('identifier_hmac'), 'UNCOMPRESSED', false);
-  private readonly reason = new DictColumn<string>(element('reason'), 'SNAPPY');
-  private readonly priority = new DictColumn<string>(element('priority'), 'SNAPPY');
-  private readonly requestedAt = new PlainColumn(element('requested_at'), 'SNAPPY', true);
-  private readonly eventTime = new PlainColumn(element('event_time'), 'SNAPPY', true);
-  private readonly dt = new DictColumn<string>(element('dt'), 'SNAPPY');
-  private readonly redeliveryTarget = new DictColumn<string>(element('redelivery_target'), 'SNAPPY');
-  private readonly kafkaPartition = new DictColumn<number>(element('kafka_partition'), 'SNAPPY');
-  private readonly kafkaOffset = new PlainColumn(element('kafka_offset'), 'SNAPPY', true);
-  private readonly source = new DictColumn<string>(element('source'), 'SNAPPY');
-  private readonly schemaVersion = new DictColumn<number>(element('schema_version'), 'SNAPPY');
+  private readonly eventId = new SequenceDictColumn('event_id');
+  private readonly requestId = new SequenceDictColumn('request_id');
+  private readonly identifierType = new DictColumn<string>('identifier_type');
+  private readonly identifierValue = new PlainColumn('identifier_value');
+  private readonly reason = new DictColumn<string>('reason');
+  private readonly priority = new DictColumn<string>('priority');
+  private readonly requestedAt = new PlainColumn('requested_at');
+  private readonly eventTime = new PlainColumn('event_time');
+  private readonly dt = new DictColumn<string>('dt');
+  private readonly redeliveryTarget = new DictColumn<string>('redelivery_target');
+  private readonly kafkaPartition = new DictColumn<number>('kafka_partition');
+  private readonly kafkaOffset = new PlainColumn('kafka_offset');
+  private readonly source = new DictColumn<string>('source');
+  private readonly schemaVersion = new DictColumn<number>('schema_version');
   /** In PARQUET_SCHEMA order. */
   private readonly columns: Column[] = [
     this.eventId,
     this.requestId,
     this.identifierType,
     this.identifierValue,
-    this.identifierHmac,
+    new HmacColumn(),
     this.reason,
     this.priority,
     this.requestedAt,
@@ -375,40 +501,41 @@ export class ColumnarFileBuilder {
     this.source,
     this.schemaVersion,
   ];
-  private readonly groups: EncodedGroup[] = [];
+  /** Row groups in order, encoded or being encoded. */
+  private readonly groups: Promise<EncodedGroup>[] = [];
   private groupRows = 0;
   private rowCount = 0;
-  /** Bytes of row groups handed over: compressed where known, uncompressed while compressing. */
+  /** Bytes of row groups handed over: compressed once encoded, raw while encoding. */
   private encoded = 0;
   private pendingEstimate = 0;
+  private failure: unknown;
   private finished = false;
 
   constructor(
-    hmacKey: Uint8Array,
+    private readonly encoder: GroupEncoder,
     private readonly rowGroupRows: number,
     private readonly metadata: Record<string, string> = {},
   ) {
-    this.hmac = new HmacSha256(hmacKey);
-    const names = this.columns.map((c) => (c as unknown as { element: SchemaElement }).element.name);
-    const expected = PARQUET_SCHEMA.slice(1).map((e) => e.name);
-    if (names.join() !== expected.join()) throw new Error('columnar builder out of step with the schema');
+    const names = this.columns.map((c) => c.name).join();
+    if (names !== COLUMN_ELEMENTS.map((e) => e.name).join())
+      throw new Error('columnar builder out of step with the schema');
   }
 
   get rows(): number {
     return this.rowCount;
   }
 
-  /** Bytes of the row groups encoded so far (compressed as far as known). */
+  /** Bytes of the row groups handed to the encoder (compressed as far as known). */
   get encodedBytes(): number {
     return this.encoded;
   }
 
-  /** Estimated memory held: encoded row groups plus the row group being filled. */
+  /** Estimated memory held: row groups handed over plus the row group being filled. */
   get memoryBytes(): number {
     return this.encoded + this.pendingEstimate;
   }
 
-  /** Appends one event's rows (one per identifier); encodes a row group when one fills. */
+  /** Appends one event's rows (one per identifier); hands a row group over when one fills. */
   appendEvent(event: EventForDataset, pos: RowPosition): void {
     if (this.finished) throw new Error('file already finished');
     const ids = event.identifiers;
@@ -416,26 +543,12 @@ export class ColumnarFileBuilder {
     if (n === 0) return;
     this.eventId.push(event.eventId, n);
     this.requestId.push(event.requestId, n);
-    const scratch = this.scratch;
     const value = this.identifierValue.out;
-    const hmac = this.identifierHmac.out;
     let bytes = 0;
     for (let i = 0; i < n; i++) {
       const id = ids[i]!;
       this.identifierType.push(this.identifierType.id(id.type), 1);
-      const start = value.len + 4;
-      const len = value.string(id.value);
-      // HMAC over `type NUL value` (dataset-schema.ts identifierHmac), from bytes we hold.
-      let m: Buffer = scratch;
-      const need = 3 * id.type.length + 1 + len;
-      if (need > scratch.length) m = Buffer.allocUnsafe(need);
-      const t = m.write(id.type, 0, 'utf8');
-      m[t] = 0;
-      value.buf.copy(m, t + 1, start, start + len);
-      hmac.ensure(32);
-      this.hmac.digestInto(m, 0, t + 1 + len, hmac.buf, hmac.len);
-      hmac.len += 32;
-      bytes += len + 48;
+      bytes += value.string(id.value);
     }
     this.reason.push(this.reason.id(event.reason), n);
     this.priority.push(this.priority.id(event.priority), n);
@@ -449,29 +562,40 @@ export class ColumnarFileBuilder {
     this.schemaVersion.push(this.schemaVersion.id(DATASET_SCHEMA_VERSION), n);
     this.groupRows += n;
     this.rowCount += n;
-    // Bytes per row in the column buffers: value, hmac, 3 × int64, ~7 × int32 indices,
-    // plus the two ids once per event.
-    this.pendingEstimate += bytes + n * 60 + 2 * (event.eventId.length + event.requestId.length + 8);
-    if (this.groupRows >= this.rowGroupRows) this.encodeGroup();
+    // Bytes held per row in the column buffers: the value, 3 × int64, ~11 × int32 indices
+    // and levels, plus the two ids once per event.
+    const raw = bytes + n * 72 + 2 * (event.eventId.length + event.requestId.length + 8);
+    this.pendingEstimate += raw;
+    if (this.groupRows >= this.rowGroupRows) this.handOver();
   }
 
-  private encodeGroup(): void {
+  private handOver(): void {
     if (this.groupRows === 0) return;
-    const rows = this.groupRows;
-    const chunks = this.columns.map((c) => c.encode(rows));
-    this.groups.push({ rows, chunks });
+    const raw: RawGroup = { rows: this.groupRows, chunks: this.columns.map((c) => c.take()) };
+    // Counted raw until encoded (HMACs add 32 bytes a row), then as stored.
+    const rawBytes = this.pendingEstimate + 32 * raw.rows;
+    this.encoded += rawBytes;
     this.groupRows = 0;
     this.pendingEstimate = 0;
-    for (const c of chunks) {
-      this.encoded += c.levels.length + c.body.bytes.length + 32;
-      if (c.dictionary) this.encoded += c.dictionary.body.bytes.length + 32;
-    }
+    const group = this.encoder.encode(raw);
+    group.then(
+      (g) => {
+        let stored = 0;
+        for (const c of g.chunks)
+          stored += c.levels.length + c.body.bytes.length + (c.dictionary?.body.bytes.length ?? 0) + 48;
+        this.encoded += stored - rawBytes;
+      },
+      (err: unknown) => (this.failure ??= err), // surfaced by finish()
+    );
+    this.groups.push(group);
   }
 
   /** Encodes what is pending and the footer; the builder is done after this. */
-  finish(): Uint8Array {
-    this.encodeGroup();
+  async finish(): Promise<Uint8Array> {
+    this.handOver();
     this.finished = true;
+    const groups = await Promise.all(this.groups);
+    this.groups.length = 0;
     const parts: Uint8Array[] = [];
     let offset = 0;
     const add = (b: Uint8Array) => {
@@ -481,11 +605,12 @@ export class ColumnarFileBuilder {
     add(Buffer.from('PAR1', 'latin1'));
     const rowGroups: RowGroup[] = [];
     let numRows = 0n;
-    for (const g of this.groups) {
+    for (const g of groups) {
       const groupStart = offset;
       let groupUncompressed = 0n;
       const columns: ColumnChunk[] = [];
-      for (const c of g.chunks) {
+      for (const [i, c] of g.chunks.entries()) {
+        const element = COLUMN_ELEMENTS[i]!;
         const chunkStart = offset;
         let uncompressed = 0;
         const encodings: Encoding[] = [];
@@ -533,9 +658,9 @@ export class ColumnarFileBuilder {
         columns.push({
           file_offset: BigInt(chunkStart),
           meta_data: {
-            type: c.element.type!,
+            type: element.type!,
             encodings,
-            path_in_schema: [c.element.name],
+            path_in_schema: [element.name],
             codec: c.codec,
             num_values: BigInt(c.rows),
             total_uncompressed_size: BigInt(uncompressed),
@@ -569,7 +694,6 @@ export class ColumnarFileBuilder {
     } as never);
     footer.appendUint32(0x31524150); // PAR1
     add(footer.getBytes());
-    this.groups.length = 0;
     return Buffer.concat(parts, offset);
   }
 }

@@ -43,8 +43,9 @@ import {
   partitionFilePrefix,
 } from '../shared/dataset/object-keys.ts';
 import type { Logger } from '../shared/logger.ts';
-import { ColumnarFileBuilder } from './columnar-file.ts';
+import { ColumnarFileBuilder, inlineEncoder, type GroupEncoder } from './columnar-file.ts';
 import { UndecodableEventError, type RequestedDecoder } from './decode-requested.ts';
+import { workerEncoder } from './group-encoder.ts';
 import { PartitionState } from './partition-state.ts';
 
 export interface ExportLimits {
@@ -76,6 +77,8 @@ export interface ExporterDeps {
   fromBeginning: boolean;
   /** Longest pause between retries of a failing S3 or registry call, ms. */
   maxBackoffMs: number;
+  /** Encode row groups on a worker thread (default true); false encodes in-line. */
+  encodeInWorker?: boolean;
   /** Flush open files on stop (default true); false abandons them (they are re-read later). */
   flushOnStop?: boolean;
   clock?: () => number;
@@ -293,7 +296,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
     const task = (async () => {
       const key = exporterFileKey(prefix, file.dt, topic, file.partition, file.first, file.last);
       const rows = file.builder.rows;
-      const bytes = file.builder.finish();
+      const bytes = await file.builder.finish();
       const put = await retrying(
         'uploading a dataset file',
         () => store.put(key, bytes, 'application/vnd.apache.parquet'),
@@ -381,6 +384,16 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
   );
 
   let inBatch: Promise<void> = Promise.resolve();
+  const worker =
+    deps.encodeInWorker === false
+      ? undefined
+      : workerEncoder(hmacKey, (reason) =>
+          logger.warn('encoder thread unavailable; encoding in-line', {
+            code: 'WARN_EXPORTER_ENCODER_THREAD',
+            reason,
+          }),
+        );
+  const encoder: GroupEncoder = worker ?? inlineEncoder(hmacKey);
   const dayOf = dayCache();
 
   async function eachBatch({
@@ -466,7 +479,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
           dt,
           first: offset,
           last: offset,
-          builder: new ColumnarFileBuilder(hmacKey, limits.rowGroupRows, {
+          builder: new ColumnarFileBuilder(encoder, limits.rowGroupRows, {
             'erasure.dataset.source': 'exporter',
           }),
           openedAt: clock(),
@@ -532,6 +545,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
       await Promise.all(uploads.values());
       await Promise.all(commitChains.values());
       await consumer.disconnect();
+      await worker?.close();
     },
   };
 }

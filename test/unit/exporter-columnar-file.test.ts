@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { parquetMetadata } from 'hyparquet';
-import { ColumnarFileBuilder } from '../../services/exporter/columnar-file.ts';
+import { ColumnarFileBuilder, inlineEncoder } from '../../services/exporter/columnar-file.ts';
+import { workerEncoder } from '../../services/exporter/group-encoder.ts';
 import {
   appendEventRows,
   DATASET_COLUMNS,
@@ -37,8 +38,13 @@ const eventArb = fc.record({
   redelivery: fc.option(fc.record({ target: fc.constantFrom('orders', 'profiles', 'bi') }), { nil: null }),
 }) satisfies fc.Arbitrary<EventForDataset>;
 
-async function roundTrip(events: EventForDataset[], rowGroupRows: number, partition: number | null) {
-  const b = new ColumnarFileBuilder(KEY, rowGroupRows, { 'erasure.dataset.source': 'exporter' });
+async function roundTrip(
+  events: EventForDataset[],
+  rowGroupRows: number,
+  partition: number | null,
+  encoder = inlineEncoder(KEY),
+) {
+  const b = new ColumnarFileBuilder(encoder, rowGroupRows, { 'erasure.dataset.source': 'exporter' });
   const want = emptyColumns();
   let offset = 1000n;
   for (const [i, e] of events.entries()) {
@@ -55,7 +61,7 @@ async function roundTrip(events: EventForDataset[], rowGroupRows: number, partit
     offset += 3n;
   }
   assert.equal(b.rows, want.event_id.length);
-  const bytes = b.finish();
+  const bytes = await b.finish();
   return { bytes, want, got: await readDatasetFile(bytes) };
 }
 
@@ -106,9 +112,22 @@ describe('exporter columnar Parquet builder', () => {
     assert.equal(h.meta_data!.codec, 'UNCOMPRESSED');
   });
 
-  it('refuses appends after finish', () => {
-    const b = new ColumnarFileBuilder(KEY, 10);
-    b.finish();
+  it('encodes the same bytes on the encoder thread as in-line', async () => {
+    const events = fc.sample(eventArb, { numRuns: 300, seed: 42 });
+    const worker = workerEncoder(KEY);
+    try {
+      const inThread = await roundTrip(events, 64, 5, worker);
+      const inline = await roundTrip(events, 64, 5);
+      assert.deepEqual(Buffer.from(inThread.bytes), Buffer.from(inline.bytes));
+      assert.equal(inThread.got.event_id.length, inline.want.event_id.length);
+    } finally {
+      await worker.close();
+    }
+  });
+
+  it('refuses appends after finish', async () => {
+    const b = new ColumnarFileBuilder(inlineEncoder(KEY), 10);
+    await b.finish();
     assert.throws(() =>
       b.appendEvent(
         {
