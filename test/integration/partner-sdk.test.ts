@@ -362,7 +362,9 @@ describe('partner SDK', () => {
       await waitFor('the child to block on the second event', () =>
         a.lines.some((l) => l['handling'] === second.eventId),
       );
-      // Acked (and so committed) before the child took the second event.
+      // Acked while the child is blocked on the second event (the handler ran past
+      // ackLingerMs, so the acks before it went out), but not yet committed: kafkajs commits
+      // after the batch, and this batch never ends.
       await waitFor('the first event’s ack', () => acksFor(first.requestId).length === 1);
       assert.equal(acksFor(second.requestId).length, 0);
     } finally {
@@ -380,8 +382,9 @@ describe('partner SDK', () => {
       }),
     );
     assert.equal(acksFor(second.requestId)[0]!.detail, 'survivor');
-    assert.equal(acksFor(first.requestId).length, 1, 'acked once, never lost');
-    assert.ok(!handledByB.includes(first.eventId), 'the first event was committed after its ack');
+    // At least once: the first event's offset was not committed when the child died, so B
+    // handles it again and acks it a second time (the pipeline dedupes acks); never lost.
+    assert.ok(acksFor(first.requestId).length >= 1, 'acked, never lost');
     assert.ok(handledByB.includes(second.eventId));
   });
 

@@ -130,32 +130,24 @@ export function createErasurePartner(input: ErasurePartnerOptions): ErasurePartn
         },
       });
     // eachBatch with auto-resolve off. Messages are handled in offset order; their acks are
-    // collected and published together (one send, acks=-1, up to ackBatchSize records), and
-    // only once that send is acknowledged by every in-sync replica is the last message's offset
-    // resolved. kafkajs commits resolved offsets only (after each batch, every ackBatchSize
-    // resolved messages, on rebalance and on stop), so "ack before commit" holds for every
-    // message, at one send and about one commit per batch instead of per message. We do not
-    // call consumer.commitOffsets from inside the handler: with kafkajs 2.2.4 such a commit
-    // sometimes never returned and the partition stalled (seen in the e2e suite), while
-    // kafkajs' own commits of resolved offsets are what the ack consumer relies on too.
-    // A crash between ack and commit re-delivers the events: duplicate acks, which the pipeline
-    // dedupes; never a lost one. If processMessage or the send throws, the messages before it
-    // whose acks are out are resolved first; the rest are not, and kafkajs fetches them again
-    // from the last resolved offset. A stop or rebalance mid-batch (isRunning / isStale) ends
-    // the batch after the last flush.
+    // collected and published together (one send, acks=-1, up to ackBatchSize records, or
+    // sooner when a handler runs past ackLingerMs), and only once that send is acknowledged by
+    // every in-sync replica are their offsets resolved. kafkajs commits resolved offsets only,
+    // after each batch, on rebalance and on stop, so "ack before commit" holds for every
+    // message at one send and one commit per batch instead of per message. Nothing commits
+    // from inside the handler: with kafkajs 2.2.4 a commit issued there (consumer.commitOffsets
+    // or commitOffsetsIfNecessary with offsets) sometimes never returned and the partition
+    // stalled, seen in the e2e suite; kafkajs' own commits after the batch are what the ack
+    // consumer relies on too. A crash before that commit re-delivers the batch's events:
+    // duplicate acks, which the pipeline dedupes; never a lost one. If processMessage or the
+    // send throws, the messages before it whose acks are out are resolved first; the rest are
+    // not, and kafkajs fetches them again from the last resolved offset. A stop or rebalance
+    // mid-batch (isRunning / isStale) ends the batch after the last flush.
     await consumer.run({
       autoCommit: true,
-      autoCommitThreshold: o.ackBatchSize,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: o.partitionsConsumedConcurrently,
-      eachBatch: async ({
-        batch,
-        heartbeat,
-        resolveOffset,
-        commitOffsetsIfNecessary,
-        isRunning,
-        isStale,
-      }) => {
+      eachBatch: async ({ batch, heartbeat, resolveOffset, isRunning, isStale }) => {
         const { topic, partition } = batch;
         const pending = { records: [] as Message[], eventIds: [] as string[] };
         const processMessage = batchProcessor(pending);
@@ -178,10 +170,9 @@ export function createErasurePartner(input: ErasurePartnerOptions): ErasurePartn
             for (const id of eventIds) seen.delete(id);
             throw err;
           }
-          // Resolved only now that the acks are out; kafkajs commits resolved offsets itself.
+          // Resolved only now that the acks are out. kafkajs commits resolved offsets itself,
+          // after the batch (and on rebalance and stop): never from inside this handler.
           resolveOffset(upTo);
-          const next = (BigInt(upTo) + 1n).toString();
-          await commitOffsetsIfNecessary({ topics: [{ topic, partitions: [{ partition, offset: next }] }] });
           stats.processed += handled;
           stats.lastProgressAt = new Date(o.now());
         };
