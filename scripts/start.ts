@@ -140,10 +140,10 @@ async function main(): Promise<void> {
       `${crmCfg.target} (services/example-partner-crm) is a synchronous delete API at ${partners.crm.url}/erase`,
       `that the sync dispatcher calls (${crmCfg.authType}, secret ${crmSecretVar}). One request:`,
       `  curl -s -H "Authorization: Bearer ${adminToken}" ${api}${demo.self}`,
-      `Submit your own (${crmCfg.target}'s body template needs both an email and a user_id):`,
+      'Submit your own:',
       `  curl -s -X POST ${api}/v1/erasure-requests -H "Authorization: Bearer ${adminToken}" \\`,
       `       -H "Content-Type: application/json" -H "Idempotency-Key: $(date +%s%N)" \\`,
-      `       -d '{"identifiers":[{"type":"email","value":"someone@example.com"},{"type":"user_id","value":"u-1"}],"reason":"gdpr_art17"}'`,
+      `       -d '{"identifiers":[{"type":"email","value":"someone@example.com"}],"reason":"gdpr_art17"}'`,
       `API reference: ${api}/openapi.json   Journal check: npx erasure journal verify`,
       '',
       `Running: ${SERVICES.join(', ')}, and the three example partners.`,
@@ -260,12 +260,14 @@ async function runDemo(
     {
       name: crm.target,
       kind: 'sync_http',
-      identifierTypes: ['email', 'user_id'],
+      // Email only: the body template names {{email}}, so every request the target is planned
+      // for can be rendered (a template naming a type the request lacks fails the task).
+      identifierTypes: ['email'],
       owner: 'demo',
       http: {
         method: 'POST',
         urlTemplate: `${partners.crm.url}/erase`,
-        bodyTemplate: '{"email":"{{email}}","userId":"{{user_id}}"}',
+        bodyTemplate: '{"email":"{{email}}"}',
         auth: { type: crm.authType, secretRef: crm.secretRef },
         timeoutMs: 5000,
         // Modest on purpose: a partner's live API, not a bulk endpoint.
