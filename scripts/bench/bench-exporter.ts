@@ -35,11 +35,31 @@ const step = (line: string) => process.stderr.write(`bench: ${line}\n`);
 // ------------------------------------------------------------------ exporter (child)
 async function exporterChild(): Promise<void> {
   const { loadExporterConfig, start } = await import('../../services/exporter/index.ts');
-  const exporter = await start(loadExporterConfig(process.env));
+  const { Registry } = await import('prom-client');
+  const registry = new Registry();
+  const exporter = await start(loadExporterConfig(process.env), undefined, { registry });
   process.stdout.write('ready\n');
+  // When the first and the last record were read (erasure_dataset_events_total), to tell the
+  // steady rate apart from start-up (group join) and the tail (last age roll, upload, commit).
+  let firstEventAt: number | undefined;
+  let lastEventAt: number | undefined;
+  let seen = 0;
+  const sampler = setInterval(() => {
+    void registry
+      .getSingleMetric('erasure_dataset_events_total')
+      ?.get()
+      .then((m) => {
+        const n = m.values.reduce((a, v) => a + v.value, 0);
+        if (n > 0) firstEventAt ??= Date.now();
+        if (n > seen) lastEventAt = Date.now();
+        seen = n;
+      });
+  }, 50);
   process.on('SIGTERM', () => {
+    clearInterval(sampler);
     void exporter.stop().then(() => {
-      process.stdout.write(`${JSON.stringify({ maxRssMiB: process.resourceUsage().maxRSS / 1024 })}\n`);
+      const maxRssMiB = process.resourceUsage().maxRSS / 1024;
+      process.stdout.write(`${JSON.stringify({ maxRssMiB, firstEventAt, lastEventAt })}\n`);
       process.exit(0);
     });
   });
@@ -129,6 +149,7 @@ async function main(): Promise<void> {
     child.stdout.on('data', (d) => (out += d));
     const started = Date.now();
     while (!out.includes('ready')) await sleep(50);
+    const ready = Date.now();
     for (;;) {
       const [c] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
       const committed = new Map(c!.partitions.map((p) => [p.partition, BigInt(p.offset)]));
@@ -138,7 +159,12 @@ async function main(): Promise<void> {
     const seconds = (Date.now() - started) / 1000;
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
-    const { maxRssMiB } = JSON.parse(out.trim().split('\n').at(-1)!) as { maxRssMiB: number };
+    const { maxRssMiB, firstEventAt, lastEventAt } = JSON.parse(out.trim().split('\n').at(-1)!) as {
+      maxRssMiB: number;
+      firstEventAt?: number;
+      lastEventAt?: number;
+    };
+    const span = firstEventAt && lastEventAt ? (lastEventAt - firstEventAt) / 1000 : NaN;
     const objects = (await store.list(`${prefix}/`)).filter((o) => o.key.endsWith('.parquet'));
     const bytes = objects.reduce((s, o) => s + o.size, 0);
 
@@ -173,6 +199,8 @@ print(json.dumps({"rows": t.num_rows, "seconds": time.perf_counter() - t0}))
       [
         `events: ${n.toLocaleString('en')}, rows: ${rows.toLocaleString('en')} (rows read back by pyarrow: ${ceiling.rows.toLocaleString('en')})`,
         `exporter end to end (start → every offset committed): ${seconds.toFixed(1)} s = ${Math.round(exported).toLocaleString('en')} rows/s, ${Math.round(n / seconds).toLocaleString('en')} events/s`,
+        `  of which: process start ${((ready - started) / 1000).toFixed(1)} s, first record read ${firstEventAt ? ((firstEventAt - started) / 1000).toFixed(1) : '?'} s after start (group join), last record read ${lastEventAt ? ((lastEventAt - started) / 1000).toFixed(1) : '?'} s after start`,
+        `exporter reading rate (first → last record read, ±50 ms): ${Math.round(rows / span).toLocaleString('en')} rows/s`,
         `exporter peak RSS: ${maxRssMiB.toFixed(0)} MiB`,
         `files: ${objects.length}, bytes: ${(bytes / 1048576).toFixed(1)} MiB`,
         `pyarrow write of the same rows: ${Math.round(pyarrowRate).toLocaleString('en')} rows/s; exporter ÷ pyarrow = ${(exported / pyarrowRate).toFixed(2)}`,

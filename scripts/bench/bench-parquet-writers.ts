@@ -31,13 +31,20 @@ const CANDIDATES = {
   'parquet-wasm + apache-arrow': ['parquet-wasm@0.8.0', 'apache-arrow@21.2.0'],
   '@duckdb/node-api': ['@duckdb/node-api@1.5.6-r.1'],
 } as const;
-type Writer = keyof typeof CANDIDATES | 'hyparquet-writer (tuned)' | 'project writer';
+type Writer =
+  | keyof typeof CANDIDATES
+  | 'hyparquet-writer (tuned)'
+  | 'project writer'
+  | 'exporter writer (in-line)'
+  | 'exporter writer (encoder thread)';
 const WRITERS: Writer[] = [
   'parquetjs-lite',
   '@dsnp/parquetjs',
   'hyparquet-writer',
   'hyparquet-writer (tuned)',
   'project writer',
+  'exporter writer (in-line)',
+  'exporter writer (encoder thread)',
   'parquet-wasm + apache-arrow',
   '@duckdb/node-api',
 ];
@@ -133,6 +140,51 @@ async function runWriter(writer: Writer, rows: number, out: string): Promise<voi
     let bytes: Uint8Array | undefined;
     await timed(() => (bytes = b.finish()));
     writeFileSync(out, bytes!);
+  } else if (writer.startsWith('exporter writer')) {
+    // services/exporter/columnar-file.ts takes events (one row per identifier) and computes
+    // the HMAC itself: the generated rows are regrouped into events outside the timing.
+    const { ColumnarFileBuilder, inlineEncoder } = await import('../../services/exporter/columnar-file.ts');
+    const { workerEncoder } = await import('../../services/exporter/group-encoder.ts');
+    const threaded = writer.endsWith('(encoder thread)');
+    const worker = threaded ? workerEncoder(KEY) : undefined;
+    const encoder = worker ?? inlineEncoder(KEY);
+    const b = new ColumnarFileBuilder(encoder, CHUNK);
+    for (const c of chunks()) {
+      const events: { e: any; pos: any }[] = [];
+      for (let i = 0; i < c.event_id.length; i++) {
+        const last = events.at(-1);
+        const id = { type: c.identifier_type[i]!, value: c.identifier_value[i]! };
+        if (last && last.e.eventId === c.event_id[i]) {
+          last.e.identifiers.push(id);
+          continue;
+        }
+        events.push({
+          e: {
+            eventId: c.event_id[i],
+            requestId: c.request_id[i],
+            identifiers: [id],
+            reason: c.reason[i],
+            priority: c.priority[i],
+            requestedAt: c.requested_at[i],
+            redelivery: c.redelivery_target[i] === null ? null : { target: c.redelivery_target[i] },
+          },
+          pos: {
+            eventTime: c.event_time[i],
+            dt: c.dt[i],
+            partition: c.kafka_partition[i],
+            offset: c.kafka_offset[i],
+            source: c.source[i],
+          },
+        });
+      }
+      await timed(() => {
+        for (const { e, pos } of events) b.appendEvent(e, pos);
+      });
+    }
+    let bytes: Uint8Array | undefined;
+    await timed(async () => (bytes = await b.finish()));
+    await worker?.close();
+    writeFileSync(out, bytes!);
   } else if (writer === 'parquetjs-lite' || writer === '@dsnp/parquetjs') {
     const lib = await load(writer);
     const P = lib.ParquetSchema ? lib : lib.default;
@@ -185,10 +237,10 @@ async function runWriter(writer: Writer, rows: number, out: string): Promise<voi
       });
     await timed(() => {
       const props = new pw.WriterPropertiesBuilder().setCompression(pw.Compression.SNAPPY).build();
-      // One wasm table per file: parquet-wasm 0.8 has no incremental writer for node.
-      const all = arrow.tableFromIPC(
-        batches.map((b) => arrow.tableFromIPC(b)).flatMap((t: any) => t.batches),
-      );
+      // One wasm table per file: parquet-wasm 0.8 has no incremental writer for node. The
+      // chunks' record batches make one Arrow table (tableFromIPC takes IPC bytes, not
+      // batches: passing batches was the earlier bug that lost the columns).
+      const all = new arrow.Table(batches.map((b) => arrow.tableFromIPC(b)).flatMap((t: any) => t.batches));
       writeFileSync(out, pw.writeParquet(pw.Table.fromIPCStream(arrow.tableToIPC(all, 'stream')), props));
     });
   } else if (writer === '@duckdb/node-api') {

@@ -30,19 +30,25 @@ import { DATASET_SCHEMA_VERSION, type EventForDataset } from '../shared/dataset/
 import { fileMetadata, PARQUET_SCHEMA } from '../shared/dataset/parquet-file.ts';
 import { HmacSha256 } from './hmac-sha256.ts';
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 /** A growable byte buffer. `take` hands the bytes over and starts a fresh buffer. */
 export class Bytes {
   buf: Buffer;
   len = 0;
+  /** The same memory as 32-bit words (little-endian machines), for aligned INT64 stores. */
+  private words: Int32Array;
   constructor(private capacity = 1 << 16) {
-    // Never from Buffer's shared pool: taken buffers are transferred to the encoder thread.
+    // Never from Buffer's shared pool: its own ArrayBuffer, offset 0 (aligned).
     this.buf = Buffer.allocUnsafeSlow(capacity);
+    this.words = new Int32Array(this.buf.buffer, 0, this.buf.length >> 2);
   }
   ensure(n: number): void {
     if (this.len + n <= this.buf.length) return;
     const next = Buffer.allocUnsafeSlow(Math.max(this.buf.length * 2, this.len + n));
     this.buf.copy(next, 0, 0, this.len);
     this.buf = next;
+    this.words = new Int32Array(next.buffer, 0, next.length >> 2);
   }
   /** PLAIN BYTE_ARRAY: 4-byte little-endian length, then the UTF-8 bytes. Returns the length. */
   string(s: string): number {
@@ -56,8 +62,14 @@ export class Bytes {
   int64(v: number): void {
     this.ensure(8);
     const hi = Math.floor(v / 4294967296);
-    this.buf.writeUInt32LE(v - hi * 4294967296, this.len);
-    this.buf.writeInt32LE(hi, this.len + 4);
+    if (LITTLE_ENDIAN && (this.len & 3) === 0) {
+      const w = this.len >> 2;
+      this.words[w] = v - hi * 4294967296;
+      this.words[w + 1] = hi;
+    } else {
+      this.buf.writeUInt32LE(v - hi * 4294967296, this.len);
+      this.buf.writeInt32LE(hi, this.len + 4);
+    }
     this.len += 8;
   }
   bigint64(v: bigint): void {
@@ -74,6 +86,7 @@ export class Bytes {
     const out = new Uint8Array(this.buf.buffer, this.buf.byteOffset, this.len);
     this.capacity = Math.max(this.capacity, this.len);
     this.buf = Buffer.allocUnsafeSlow(this.capacity);
+    this.words = new Int32Array(this.buf.buffer, 0, this.buf.length >> 2);
     this.len = 0;
     return out;
   }
@@ -92,8 +105,11 @@ class Grow<A extends Int32Array | Uint8Array> {
       next.set(this.a.subarray(0, this.n));
       this.a = next;
     }
-    this.a.fill(v, this.n, this.n + count);
-    this.n += count;
+    if (count === 1) this.a[this.n++] = v;
+    else {
+      this.a.fill(v, this.n, this.n + count);
+      this.n += count;
+    }
   }
   take(): A {
     const out = this.a.subarray(0, this.n) as A;
@@ -359,6 +375,9 @@ interface Column {
 class DictColumn<T extends string | number> implements Column {
   private map = new Map<T, number>();
   private values: T[] = [];
+  /** The last value looked up and its index: most columns repeat event after event. */
+  private last: T | null = null;
+  private lastId = -1;
   private readonly idx = indices();
   private readonly defs: Grow<Uint8Array> | undefined;
   constructor(readonly name: string) {
@@ -366,12 +385,15 @@ class DictColumn<T extends string | number> implements Column {
   }
   id(v: T | null): number {
     if (v === null) return -1;
+    if (v === this.last) return this.lastId;
     let i = this.map.get(v);
     if (i === undefined) {
       i = this.values.length;
       this.map.set(v, i);
       this.values.push(v);
     }
+    this.last = v;
+    this.lastId = i;
     return i;
   }
   push(id: number, count: number): void {
@@ -388,6 +410,8 @@ class DictColumn<T extends string | number> implements Column {
     };
     this.map = new Map();
     this.values = [];
+    this.last = null;
+    this.lastId = -1;
     return raw;
   }
 }
@@ -430,8 +454,10 @@ class PlainColumn implements Column {
       this.defs.push(0, count);
       return;
     }
-    for (let i = 0; i < count; i++) this.out.bigint64(v);
     const n = Number(v);
+    // Kafka offsets stay far below 2^53: written like a timestamp, without a BigInt store.
+    if (Number.isSafeInteger(n)) for (let i = 0; i < count; i++) this.out.int64(n);
+    else for (let i = 0; i < count; i++) this.out.bigint64(v);
     if (n < this.min) this.min = n;
     if (n > this.max) this.max = n;
     this.defs?.push(1, count);

@@ -16,6 +16,18 @@ export interface ClosableEncoder extends GroupEncoder {
   close(): Promise<void>;
 }
 
+/**
+ * The worker's entry. The sources are TypeScript run by tsx, and a worker thread does not
+ * inherit the tsx loader hooks of `--import tsx`: a small ESM module registers tsx in the
+ * worker first (tsx's own API), then loads encode-worker.ts.
+ */
+function workerEntry(): URL {
+  const entry = new URL('./encode-worker.ts', import.meta.url).href;
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const src = `import { register } from ${JSON.stringify(tsx)};\nregister();\nawait import(${JSON.stringify(entry)});\n`;
+  return new URL(`data:text/javascript,${encodeURIComponent(src)}`);
+}
+
 export function workerEncoder(
   hmacKey: Uint8Array,
   onFallback: (reason: string) => void = () => undefined,
@@ -43,7 +55,7 @@ export function workerEncoder(
   }
 
   try {
-    worker = new Worker(new URL('./encode-worker.ts', import.meta.url), { workerData: { hmacKey } });
+    worker = new Worker(workerEntry(), { workerData: { hmacKey } });
     worker.unref();
     worker.on('message', (m: { id: number; group?: EncodedGroup; error?: string }) => {
       const job = waiting.get(m.id);

@@ -123,8 +123,8 @@ export async function start(
   const consumer = kafka.consumer({
     groupId: cfg.groupId,
     // Large fetches: the exporter reads in bulk and every record is small.
-    maxBytesPerPartition: 4 * 1024 * 1024,
-    maxBytes: 32 * 1024 * 1024,
+    maxBytesPerPartition: 1024 * 1024,
+    maxBytes: 8 * 1024 * 1024,
   });
   let running: Awaited<ReturnType<typeof runExporter>>;
   try {

@@ -114,12 +114,14 @@ describe('exporter columnar Parquet builder', () => {
 
   it('encodes the same bytes on the encoder thread as in-line', async () => {
     const events = fc.sample(eventArb, { numRuns: 300, seed: 42 });
-    const worker = workerEncoder(KEY);
+    let fallback: string | undefined;
+    const worker = workerEncoder(KEY, (reason) => (fallback = reason));
     try {
       const inThread = await roundTrip(events, 64, 5, worker);
       const inline = await roundTrip(events, 64, 5);
       assert.deepEqual(Buffer.from(inThread.bytes), Buffer.from(inline.bytes));
       assert.equal(inThread.got.event_id.length, inline.want.event_id.length);
+      assert.equal(fallback, undefined, 'the encoder thread did the work');
     } finally {
       await worker.close();
     }
