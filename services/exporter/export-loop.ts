@@ -55,7 +55,10 @@ export interface ExportLimits {
   readonly maxFileBytes: number;
   /** Roll a file this long after its first row, in ms, so a quiet topic's rows still land. */
   readonly maxFileAgeMs: number;
-  /** All open files together hold at most about this many bytes; the largest is rolled first. */
+  /**
+   * Open files and files being uploaded together hold at most about this many bytes: reading
+   * waits for uploads, and the largest open file is rolled when open files alone pass it.
+   */
   readonly maxBufferedBytes: number;
   /** Rows per Parquet row group. */
   readonly rowGroupRows: number;
@@ -163,6 +166,8 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
   const parts = new Map<number, PartitionState<OpenFile>>();
   /** Every upload in flight, for backpressure, shutdown and the start of a new assignment. */
   const uploads = new Map<OpenFile, Promise<void>>();
+  /** Memory held by files rolled and not yet durable (their builders' estimate at roll). */
+  let uploadingBytes = 0;
   const commitChains = new Map<number, Promise<void>>();
   const sleepers = new Set<() => void>();
 
@@ -294,6 +299,8 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
       p.uploading.add(file);
     }
     let durable = false;
+    const held = file.builder.memoryBytes;
+    uploadingBytes += held;
     const task = (async () => {
       const key = exporterFileKey(prefix, file.dt, topic, file.partition, file.first, file.last);
       const rows = file.builder.rows;
@@ -339,6 +346,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
         });
       })
       .finally(() => {
+        uploadingBytes -= held;
         uploads.delete(file);
         updateGauges();
       });
@@ -348,6 +356,9 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
 
   async function backpressure(): Promise<void> {
     while (uploads.size >= limits.maxConcurrentUploads) await Promise.race(uploads.values());
+    // Files being encoded or uploaded count against the memory cap too: wait for them first.
+    while (uploads.size > 0 && bufferedBytes() + uploadingBytes > limits.maxBufferedBytes)
+      await Promise.race(uploads.values());
     if (bufferedBytes() > limits.maxBufferedBytes) {
       let largest: OpenFile | undefined;
       for (const p of parts.values())
@@ -509,7 +520,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
       let overCap = false;
       if (rolled || ++sinceCheck >= 512) {
         sinceCheck = 0;
-        overCap = bufferedBytes() > limits.maxBufferedBytes;
+        overCap = bufferedBytes() + uploadingBytes > limits.maxBufferedBytes;
       }
       if (overCap || uploads.size >= limits.maxConcurrentUploads) {
         resolve();

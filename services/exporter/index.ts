@@ -28,8 +28,9 @@ export interface ExporterConfig {
    * EXPORTER_MAX_FILE_ROWS (default 1,000,000 rows), EXPORTER_MAX_FILE_BYTES (default
    * 134,217,728 = 128 MiB encoded), EXPORTER_MAX_FILE_AGE_MS (default 300,000 = 5 min):
    * a file is rolled at whichever comes first. EXPORTER_MAX_BUFFERED_BYTES (default
-   * 268,435,456 = 256 MiB): memory cap over all open files. EXPORTER_ROW_GROUP_ROWS
-   * (default 32,768). EXPORTER_MAX_CONCURRENT_UPLOADS (default 4).
+   * 268,435,456 = 256 MiB): memory cap over all open files and files being uploaded.
+   * EXPORTER_ROW_GROUP_ROWS (default 32,768). EXPORTER_MAX_CONCURRENT_UPLOADS (default 16:
+   * age rolls close every partition's file at once, and 4 stalled reading behind them).
    */
   readonly limits: ExportLimits;
   /** EXPORTER_MAX_BACKOFF_MS: longest pause between retries of S3 or registry calls, default 10,000. */
@@ -65,7 +66,7 @@ export function loadExporterConfig(env: NodeJS.ProcessEnv): ExporterConfig {
       64 * 1024 * 1024 * 1024,
     ),
     rowGroupRows: int('EXPORTER_ROW_GROUP_ROWS', 32_768, 1, 10_000_000),
-    maxConcurrentUploads: int('EXPORTER_MAX_CONCURRENT_UPLOADS', 4, 1, 64),
+    maxConcurrentUploads: int('EXPORTER_MAX_CONCURRENT_UPLOADS', 16, 1, 64),
   });
   const maxBackoffMs = int('EXPORTER_MAX_BACKOFF_MS', 10_000, 100, 300_000);
   const logLevelName = env['LOG_LEVEL'] || 'info';
@@ -125,6 +126,9 @@ export async function start(
     // Large fetches: the exporter reads in bulk and every record is small.
     maxBytesPerPartition: 1024 * 1024,
     maxBytes: 8 * 1024 * 1024,
+    // A caught-up fetch waits at most this long on the broker; stop() waits for that fetch
+    // (kafkajs' default 5 s made every stop take ~5 s).
+    maxWaitTimeInMs: 500,
   });
   let running: Awaited<ReturnType<typeof runExporter>>;
   try {

@@ -187,7 +187,9 @@ describe('dataset jobs: compaction and backfill', () => {
     let out = '';
     reader.stdout.on('data', (d) => (out += d));
     const done = new Promise((r) => reader.once('exit', r));
-    await sleep(1000);
+    // The late events come once the reader has read generation 1 (its start-up, importing
+    // pyarrow, takes from under a second to several on a loaded machine).
+    for (const t0 = Date.now(); !out.includes('"sealed": true') && Date.now() - t0 < 30_000;) await sleep(50);
     await produce(40);
     await exportAll();
     const second = await compactDay({
