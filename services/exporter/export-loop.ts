@@ -536,17 +536,23 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
     await heartbeat();
   }
 
-  await consumer.connect();
-  await consumer.subscribe({ topics: [topic], fromBeginning: deps.fromBeginning });
-  await consumer.run({
-    autoCommit: false,
-    eachBatchAutoResolve: false,
-    eachBatch: (payload) => {
-      const run = eachBatch(payload);
-      inBatch = run.catch(() => undefined);
-      return run;
-    },
-  });
+  try {
+    await consumer.connect();
+    await consumer.subscribe({ topics: [topic], fromBeginning: deps.fromBeginning });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      eachBatch: (payload) => {
+        const run = eachBatch(payload);
+        inBatch = run.catch(() => undefined);
+        return run;
+      },
+    });
+  } catch (err) {
+    clearInterval(ticker);
+    await worker?.close();
+    throw err;
+  }
   logger.info('exporter running', { prefix });
 
   return {
