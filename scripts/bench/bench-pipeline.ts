@@ -13,7 +13,7 @@
  *            overallRate, in its own process), then the accept-to-completed time of those
  *            requests (completed_at - received_at).
  *   ceiling  ProducerPerformance, same record size, acks=all, idempotent, 12 partitions.
- * Options: --requests=N (100000), --rate=R (1000), --seconds=S (30).
+ * Options: --requests=N (100000), --rate=R (1000), --seconds=S (30), --connections=C (200).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -64,6 +64,8 @@ interface LoadSpec {
   token: string;
   rate: number;
   seconds: number;
+  /** Connections autocannon keeps open; the rate is reached only if they suffice. */
+  connections: number;
 }
 type Autocannon = (
   opts: Record<string, unknown>,
@@ -78,7 +80,7 @@ async function loadWorker(spec: LoadSpec): Promise<void> {
       {
         url: `${spec.url}/v1/erasure-requests`,
         method: 'POST',
-        connections: 100,
+        connections: spec.connections,
         overallRate: spec.rate,
         duration: spec.seconds,
         headers: {
@@ -292,7 +294,7 @@ async function main(): Promise<void> {
 
     step(`steady load: ${rate} single requests/s for ${seconds} s`);
     const started = new Date();
-    const load = await runSteadyLoad({ url, token, rate, seconds });
+    const load = await runSteadyLoad({ url, token, rate, seconds, connections: flag('connections', 200) });
     const failed = load.non2xx + load.errors;
     await waitFor(
       'steady-load requests completed',
