@@ -1,4 +1,5 @@
 import type { Admin } from 'kafkajs';
+import { waitForTopicMetadata } from '../shared/event-log.ts';
 
 /**
  * How long an erased value may stay on disk, milliseconds. A tombstone hides the value from
@@ -27,8 +28,11 @@ export async function ensureProfilesTopic(admin: Admin, topic: string): Promise<
     'min.insync.replicas': String(Math.min(2, replicationFactor)),
   }).map(([name, value]) => ({ name, value }));
   // false when another process created it between listTopics and here: the same outcome.
-  return admin.createTopics({
-    waitForLeaders: true,
+  const created = await admin.createTopics({
+    waitForLeaders: false,
     topics: [{ topic, numPartitions: 3, replicationFactor, configEntries }],
   });
+  // Usable before we go on (kafkajs' waitForLeaders gives up on a fresh broker's first answers).
+  await waitForTopicMetadata(admin, [topic]);
+  return created;
 }

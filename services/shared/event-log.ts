@@ -124,6 +124,33 @@ function effectiveConfig(def: TopicDefinition, rf: number): Record<string, strin
   return config;
 }
 
+/** Metadata errors a topic created a moment ago answers until every broker knows it. */
+const NOT_YET = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'LEADER_NOT_AVAILABLE']);
+
+/**
+ * The topics' metadata once every partition has a leader, retrying the transient answers
+ * of a just-created topic for up to `timeoutMs` (default 30 s); other errors are thrown.
+ */
+export async function waitForTopicMetadata(
+  admin: Admin,
+  names: readonly string[],
+  timeoutMs = 30_000,
+): Promise<Awaited<ReturnType<Admin['fetchTopicMetadata']>>['topics']> {
+  const deadline = Date.now() + timeoutMs;
+  for (let delayMs = 100; ; delayMs = Math.min(delayMs * 2, 2000)) {
+    try {
+      const { topics } = await admin.fetchTopicMetadata({ topics: [...names] });
+      const leaderless = topics.some((t) => t.partitions.some((p) => p.leader < 0));
+      if (!leaderless) return topics;
+      if (Date.now() > deadline) throw new Error(`topics without a leader after ${timeoutMs} ms`);
+    } catch (err) {
+      const type = (err as { type?: string }).type;
+      if (!type || !NOT_YET.has(type) || Date.now() > deadline) throw err;
+    }
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+  }
+}
+
 export interface EnsureTopicsOptions {
   /** Brokers in the cluster; caps the replication factor. Default: asked of the cluster (describeCluster). */
   brokerCount?: number;
@@ -148,12 +175,19 @@ export async function ensureTopics(
     // process won the race), which only tells us whose it was when there is one topic.
     const configEntries = Object.entries(effectiveConfig(def, rf)).map(([name, value]) => ({ name, value }));
     const topic = { topic: def.name, numPartitions: def.partitions, replicationFactor: rf, configEntries };
-    if (await admin.createTopics({ waitForLeaders: true, topics: [topic] })) created.push(def.name);
+    if (await admin.createTopics({ waitForLeaders: false, topics: [topic] })) created.push(def.name);
   }
+  // Every topic usable before we return: a new topic reaches the broker's metadata a moment
+  // after CreateTopics answers, and kafkajs' waitForLeaders gives up on the
+  // UNKNOWN_TOPIC_OR_PARTITION a fresh KRaft broker answers meanwhile.
+  const metadata = await waitForTopicMetadata(
+    admin,
+    defs.map((d) => d.name),
+  );
 
   const toCheck = defs.filter((d) => !created.includes(d.name));
   if (toCheck.length === 0) return { created, drift: [] };
-  const { topics } = await admin.fetchTopicMetadata({ topics: toCheck.map((d) => d.name) });
+  const topics = metadata.filter((t) => toCheck.some((d) => d.name === t.name));
   const { resources } = await admin.describeConfigs({
     includeSynonyms: false,
     resources: toCheck.map((d) => ({

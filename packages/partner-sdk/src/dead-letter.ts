@@ -1,4 +1,5 @@
 import type { Admin, IHeaders, KafkaMessage } from 'kafkajs';
+import { waitForTopicMetadata } from '../../../services/shared/event-log.ts';
 
 /**
  * The dead-letter topic holds the original bytes, identifiers included, so its retention is
@@ -12,8 +13,8 @@ const DLQ_RETENTION_MS = 14 * 24 * 60 * 60 * 1000;
 /** Creates the topic when missing; answers whether this call created it. */
 export async function ensureDeadLetterTopic(admin: Admin, topic: string): Promise<boolean> {
   if ((await admin.listTopics()).includes(topic)) return false;
-  return admin.createTopics({
-    waitForLeaders: true,
+  const created = await admin.createTopics({
+    waitForLeaders: false,
     topics: [
       {
         topic,
@@ -25,6 +26,9 @@ export async function ensureDeadLetterTopic(admin: Admin, topic: string): Promis
       },
     ],
   });
+  // Usable before we go on (kafkajs' waitForLeaders gives up on a fresh broker's first answers).
+  await waitForTopicMetadata(admin, [topic]);
+  return created;
 }
 
 export interface DeadLetterCause {
