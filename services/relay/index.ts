@@ -13,7 +13,7 @@ import { ConfigurationError } from '../shared/errors.ts';
 import { createEventCodec } from '../shared/event-codec.ts';
 import { collectInfraConfig, intSetting } from '../shared/infra-config.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
-import { listenForOutbox } from './listen-for-outbox.ts';
+import { listenForOutbox } from '../shared/listen-for-outbox.ts';
 import { createPartitionLookup } from './partition-lookup.ts';
 import { createRelay } from './relay-loop.ts';
 import { createRelayMetrics, type RelayMetrics } from './relay-metrics.ts';
@@ -139,6 +139,8 @@ export async function start(
     connectionString: cfg.databaseUrl,
     onNotify: () => relay.wake(),
     logger,
+    listener: 'outbox relay',
+    errorCode: 'ERR_RELAY_LISTEN',
     reconnect: { initialMs: 500, maxMs: 30_000, multiplier: 2 },
   });
   await listener.ready;

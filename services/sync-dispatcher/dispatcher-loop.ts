@@ -6,11 +6,10 @@
  * retried after a backoff.
  */
 import type pg from 'pg';
-import { computeBackoff, type BackoffPolicy } from '../shared/compute-backoff.ts';
+import type { SyncDispatcherConfig } from './config.ts';
+import { computeBackoff } from '../shared/compute-backoff.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { TargetHttp } from '../shared/validate-target.ts';
-import type { AimdPolicy } from './aimd-limiter.ts';
-import type { BreakerPolicy } from './circuit-breaker.ts';
 import { claimSyncTasks, extendLease, type ClaimedTask } from './claim-sync-tasks.ts';
 import { compareDue, planClaims } from './claim-order.ts';
 import { failBlockedDependents } from './fail-blocked-dependents.ts';
@@ -26,32 +25,17 @@ import { createTargetGate, type GateLimits, type TargetGate } from './target-gat
 /** Journal actor of the dispatcher's entries. */
 export const SYNC_ACTOR = 'sync-dispatcher';
 
-export interface DispatcherOptions {
+/**
+ * The loop's settings: the validated configuration (config.ts documents each one) minus what
+ * the composition root uses itself, plus this replica's lease owner name.
+ */
+export type DispatcherOptions = Omit<
+  SyncDispatcherConfig,
+  'databaseUrl' | 'dispatcherId' | 'secrets' | 'logLevel'
+> & {
   /** This replica's lease owner name; unique per process. */
   readonly owner: string;
-  /** Longest pause between claim passes when nothing wakes the loop, ms. */
-  readonly pollIntervalMs: number;
-  /** How often target settings (rate, concurrency, paused) are re-read, ms. */
-  readonly targetRefreshMs: number;
-  /** Added to a target's timeoutMs to make a claim's lease, ms. */
-  readonly leaseMarginMs: number;
-  /** Most tasks claimed per target per pass. */
-  readonly maxClaimPerTarget: number;
-  /** Replicas sharing each target's limits: rate and concurrency are divided by it. */
-  readonly replicas: number;
-  /** How long stop() lets calls in flight finish before aborting them, ms. */
-  readonly shutdownGraceMs: number;
-  /** How often blocked dependents (failed prerequisite) are looked for, ms. */
-  readonly sweepIntervalMs: number;
-  /** Retries for targets that do not set their own maxAttempts / maxAgeSeconds. */
-  readonly defaults: { readonly maxAttempts: number; readonly maxAgeMs: number };
-  readonly backoff: BackoffPolicy;
-  readonly retryAfterCapMs: number;
-  readonly breaker: BreakerPolicy;
-  readonly aimd: AimdPolicy;
-  /** Wait after a failed pass (database down), growing with consecutive failures. */
-  readonly loopBackoff: BackoffPolicy;
-}
+};
 
 export interface DispatcherDeps {
   readonly pool: pg.Pool;

@@ -10,7 +10,7 @@ import type { Registry } from 'prom-client';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import type { SyncDispatcherConfig } from './config.ts';
 import { createSyncDispatcher } from './dispatcher-loop.ts';
-import { listenForWork } from './listen-for-work.ts';
+import { listenForOutbox } from '../shared/listen-for-outbox.ts';
 import { createAgents } from './send-call.ts';
 import { createSyncMetrics, type SyncMetrics } from './sync-metrics.ts';
 
@@ -31,27 +31,14 @@ export async function start(
     metrics,
     secrets: cfg.secrets,
     agents,
-    options: {
-      owner: cfg.dispatcherId,
-      pollIntervalMs: cfg.pollIntervalMs,
-      targetRefreshMs: cfg.targetRefreshMs,
-      leaseMarginMs: cfg.leaseMarginMs,
-      maxClaimPerTarget: cfg.maxClaimPerTarget,
-      replicas: cfg.replicas,
-      shutdownGraceMs: cfg.shutdownGraceMs,
-      sweepIntervalMs: cfg.sweepIntervalMs,
-      defaults: cfg.defaults,
-      backoff: cfg.backoff,
-      retryAfterCapMs: cfg.retryAfterCapMs,
-      breaker: cfg.breaker,
-      aimd: cfg.aimd,
-      loopBackoff: cfg.loopBackoff,
-    },
+    options: { ...cfg, owner: cfg.dispatcherId },
   });
-  const listener = listenForWork({
+  const listener = listenForOutbox({
     connectionString: cfg.databaseUrl,
     onNotify: () => dispatcher.wake(),
     logger,
+    listener: 'sync dispatcher',
+    errorCode: 'ERR_SYNC_LISTEN',
     reconnect: { initialMs: 500, maxMs: 30_000, multiplier: 2 },
   });
   await listener.ready;

@@ -1,8 +1,13 @@
 import pg from 'pg';
-import { computeBackoff, type BackoffPolicy } from '../shared/compute-backoff.ts';
-import type { Logger } from '../shared/logger.ts';
+import { computeBackoff, type BackoffPolicy } from './compute-backoff.ts';
+import type { Logger } from './logger.ts';
 
-/** Channel notified by migration 0002's trigger once per inserting statement, at commit. */
+/**
+ * Channel notified by migration 0002's trigger once per statement that inserts outbox rows,
+ * at commit. Intake writes a request's tasks in the same statement as its requested event,
+ * so a notification means both "events to publish" (relay) and "tasks may be due" (sync
+ * dispatcher). The payload is empty by design.
+ */
 export const OUTBOX_CHANNEL = 'erasure_outbox';
 
 export interface OutboxListener {
@@ -17,6 +22,10 @@ export interface ListenOptions {
   /** Called on every notification, and after each (re)connect, since notifications sent while disconnected are lost. */
   readonly onNotify: () => void;
   readonly logger: Logger;
+  /** Who listens, for log lines ("outbox relay", "sync dispatcher"). */
+  readonly listener: string;
+  /** Stable log code of a failed or lost connection (docs/errors.md). */
+  readonly errorCode: string;
   /** Waits between reconnection attempts. */
   readonly reconnect: BackoffPolicy;
   readonly random?: () => number;
@@ -25,7 +34,7 @@ export interface ListenOptions {
 /**
  * A dedicated connection (LISTEN holds its session, so it cannot come from the pool) that
  * turns outbox commits into immediate wake-ups. Best effort by design: while it is down the
- * relay still polls, so a lost notification costs latency, never an event.
+ * listener still polls, so a lost notification costs latency, never an event or a task.
  */
 export function listenForOutbox(opts: ListenOptions): OutboxListener {
   const random = opts.random ?? Math.random;
@@ -55,7 +64,10 @@ export function listenForOutbox(opts: ListenOptions): OutboxListener {
       if (m.channel === OUTBOX_CHANNEL) opts.onNotify();
     });
     c.on('error', (err) => {
-      opts.logger.warn('outbox listener connection failed', { code: 'ERR_RELAY_LISTEN', error: err });
+      opts.logger.warn(`${opts.listener}: outbox listener connection failed`, {
+        code: opts.errorCode,
+        error: err,
+      });
       drop(c);
     });
     c.on('end', () => drop(c));
@@ -68,10 +80,10 @@ export function listenForOutbox(opts: ListenOptions): OutboxListener {
       }
       client = c;
       attempt = 0;
-      opts.onNotify();
+      opts.onNotify(); // notifications sent while we were away are lost: look now
     } catch (err) {
-      opts.logger.warn('outbox listener could not listen; polling only until it can', {
-        code: 'ERR_RELAY_LISTEN',
+      opts.logger.warn(`${opts.listener}: outbox listener could not listen; polling only until it can`, {
+        code: opts.errorCode,
         error: err,
       });
       c.end().catch(() => undefined);
