@@ -15,7 +15,7 @@ import pg from 'pg';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import type { CrmPartnerConfig } from './config.ts';
 import { createContactsStore, ensureContactsSchema, type ContactRow } from './contacts-store.ts';
-import { ensureDatabase } from './ensure-database.ts';
+import { ensureDatabase } from '../shared/ensure-database.ts';
 import { createEraseApi } from './handle-erase-call.ts';
 
 export { loadCrmPartnerConfig, type CrmAuthType, type CrmPartnerConfig } from './config.ts';

@@ -7,7 +7,7 @@ import pg from 'pg';
 import { createErasurePartner, type PartnerStats } from '../../packages/partner-sdk/src/index.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import type { OrdersPartnerConfig } from './config.ts';
-import { ensureDatabase } from './ensure-database.ts';
+import { ensureDatabase } from '../shared/ensure-database.ts';
 import { createOrdersHandler, matchFor } from './erase-orders.ts';
 import { createOrdersStore, ensureOrdersSchema, type OrderRow } from './orders-store.ts';
 
