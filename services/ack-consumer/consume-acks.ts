@@ -15,7 +15,7 @@ import type { Consumer, KafkaMessage } from 'kafkajs';
 import pg from 'pg';
 import { Counter, type Registry } from 'prom-client';
 import { applyAck, applyAcks, type AckInput, type AckResult } from '../shared/apply-ack.ts';
-import { computeBackoff } from '../shared/compute-backoff.ts';
+import { createStoppableRetry, STOPPED } from '../shared/stoppable-retry.ts';
 import type { EventCodec } from '../shared/event-codec.ts';
 import type { Logger } from '../shared/logger.ts';
 import { validateAckEvent } from './validate-ack-event.ts';
@@ -42,7 +42,6 @@ export interface AckConsumerDeps {
 }
 
 type Outcome = AckResult['result'] | 'invalid' | 'error';
-const STOPPED = Symbol('stopped');
 
 /** SQLSTATEs worth retrying: connection (08), resources (53), shutdown (57P), serialization, lock. */
 export function isRetriablePgError(err: unknown): boolean {
@@ -71,7 +70,6 @@ export async function runAckConsumer(deps: AckConsumerDeps): Promise<{ stop(): P
     maxBackoffMs = 10_000,
     batchSize = 500,
   } = deps;
-  const random = deps.random ?? Math.random;
   const logger = deps.logger.child({ component: 'ack-consumer', topic });
   const acks = new Counter({
     name: 'erasure_acks_consumed_total',
@@ -80,49 +78,13 @@ export async function runAckConsumer(deps: AckConsumerDeps): Promise<{ stop(): P
     registers: [deps.metrics],
   });
   let stopping = false;
-  const sleepers = new Set<() => void>();
-  const pause = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const t = setTimeout(done, ms);
-      function done() {
-        clearTimeout(t);
-        sleepers.delete(done);
-        resolve();
-      }
-      sleepers.add(done);
-    });
-
-  /** Runs `fn` until it succeeds, it fails for good (rethrown), or we are stopping. */
-  async function retrying<T>(
-    what: string,
-    fn: () => Promise<T>,
-    retriable: (err: unknown) => boolean,
-    heartbeat: () => Promise<void>,
-  ): Promise<T | typeof STOPPED> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await fn();
-      } catch (err) {
-        if (!retriable(err)) throw err;
-        const delayMs = computeBackoff(
-          attempt,
-          { initialMs: 200, maxMs: maxBackoffMs, multiplier: 2 },
-          random,
-        );
-        logger.warn(`${what} failed; retrying`, {
-          code: 'ERR_ACK_RETRY',
-          attempt,
-          retryInMs: delayMs,
-          errorCode: (err as { code?: unknown }).code,
-          error: err instanceof Error ? err.message : String(err),
-        });
-        if (stopping) return STOPPED;
-        await heartbeat(); // a long outage must not cost us the partition
-        await pause(delayMs);
-        if (stopping) return STOPPED;
-      }
-    }
-  }
+  const { retrying, wakeAll } = createStoppableRetry({
+    logger,
+    code: 'ERR_ACK_RETRY',
+    maxBackoffMs,
+    isStopping: () => stopping,
+    random: deps.random,
+  });
 
   type Parsed = { kind: 'invalid' } | { kind: 'ack'; ack: AckInput; about: Record<string, unknown> };
 
@@ -273,7 +235,7 @@ export async function runAckConsumer(deps: AckConsumerDeps): Promise<{ stop(): P
   return {
     async stop() {
       stopping = true;
-      for (const wake of [...sleepers]) wake();
+      wakeAll();
       // Waits for the batch in hand, then commits the resolved offsets and leaves the group.
       await consumer.disconnect();
     },

@@ -32,7 +32,7 @@
  */
 import type { Consumer, EachBatchPayload } from 'kafkajs';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { computeBackoff } from '../shared/compute-backoff.ts';
+import { createStoppableRetry, STOPPED } from '../shared/stoppable-retry.ts';
 import { utcDate } from '../shared/dataset/dataset-schema.ts';
 import type { DatasetStore } from '../shared/dataset/dataset-store.ts';
 import { coveredRanges, inRanges, mergeRanges, readManifest } from '../shared/dataset/manifest.ts';
@@ -101,7 +101,6 @@ interface OpenFile {
   maxEventTime: number;
 }
 
-const STOPPED = Symbol('stopped');
 const DAY_MS = 86_400_000;
 
 /** utcDate, remembering the last day: one Date per day instead of one per record. */
@@ -169,42 +168,15 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
   /** Memory held by files rolled and not yet durable (their builders' estimate at roll). */
   let uploadingBytes = 0;
   const commitChains = new Map<number, Promise<void>>();
-  const sleepers = new Set<() => void>();
-
-  const pause = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const t = setTimeout(done, ms);
-      function done() {
-        clearTimeout(t);
-        sleepers.delete(done);
-        resolve();
-      }
-      sleepers.add(done);
-    });
-
-  /** Runs `fn` until it succeeds or fails for good (rethrown); STOPPED when stopping first. */
-  async function retrying<T>(what: string, fn: () => Promise<T>, retriable: (e: unknown) => boolean) {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await fn();
-      } catch (err) {
-        if (!retriable(err)) throw err;
-        const delayMs = computeBackoff(
-          attempt,
-          { initialMs: 200, maxMs: deps.maxBackoffMs, multiplier: 2 },
-          random,
-        );
-        logger.warn(`${what} failed; retrying`, {
-          code: 'ERR_EXPORTER_RETRY',
-          attempt,
-          retryInMs: delayMs,
-          error: err instanceof Error ? err.message : String(err),
-        });
-        if (stopping && attempt >= 3) return STOPPED;
-        await pause(delayMs);
-      }
-    }
-  }
+  // Once stopping, a call still gets three attempts (a stop's last uploads), waits cut short.
+  const { retrying, wakeAll } = createStoppableRetry({
+    logger,
+    code: 'ERR_EXPORTER_RETRY',
+    maxBackoffMs: deps.maxBackoffMs,
+    isStopping: () => stopping,
+    attemptsWhenStopping: 3,
+    random,
+  });
   const isRetriable = (err: unknown) => (err as { retriable?: unknown }).retriable !== false;
 
   function bufferedBytes(): number {
@@ -566,7 +538,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
       } else {
         for (const p of parts.values()) p.open.clear();
       }
-      for (const w of [...sleepers]) w(); // cut retry waits short: each gets its last attempts
+      wakeAll(); // cut retry waits short: each gets its last attempts
       await Promise.all(uploads.values());
       await Promise.all(commitChains.values());
       await consumer.disconnect();
