@@ -23,14 +23,10 @@ import { createEventCodec, TOPICS, type RequestedEvent } from '../../services/sh
 import { infra, testS3 } from '../../test/helpers/infra.ts';
 import { runPython } from '../../test/helpers/pyarrow.ts';
 import { REPO_ROOT } from '../stack/stack-config.ts';
+import { flag, step } from './bench-util.ts';
 
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
 const SELF = fileURLToPath(import.meta.url);
-const flag = (name: string, dflt: number) => {
-  const v = process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
-  return v === undefined ? dflt : Number(v);
-};
-const step = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
 // ------------------------------------------------------------------ exporter (child)
 async function exporterChild(): Promise<void> {
@@ -90,7 +86,7 @@ async function main(): Promise<void> {
     const producer = kafka.producer({ allowAutoTopicCreation: false });
     await producer.connect();
     const t0 = Date.now();
-    let rows = reuse ? flag('rows', 0) : 0;
+    let rows = reuse ? flag('rows', 0, 0) : 0;
     const batch = 20_000;
     for (let i = 0; i < (reuse ? 0 : n); i += batch) {
       const messages = [];

@@ -35,6 +35,7 @@ import { migrate } from '../../services/shared/db/migrate.ts';
 import { SCHEMAS_SQL } from '../../test/helpers/api.ts';
 import { createTestDatabase, infra } from '../../test/helpers/infra.ts';
 import { REPO_ROOT } from '../stack/stack-config.ts';
+import { flag, step, stopChild } from './bench-util.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const BATCH_SIZE = 10_000;
@@ -180,21 +181,6 @@ function track(child: ChildProcess): ChildProcess {
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const killed = await Promise.race([exited.then(() => true), sleep(10_000).then(() => false)]);
-  if (!killed) {
-    child.kill('SIGKILL');
-    await exited;
-  }
-}
-
-function step(line: string): void {
-  process.stderr.write(`bench: ${line}\n`);
 }
 
 // ---------------------------------------------------------------- CPU accounting
@@ -502,16 +488,6 @@ async function emptyTables(pool: pg.Pool): Promise<void> {
 
 const int = (v: number) => Math.round(v).toLocaleString('en-US');
 const ms = (v: number) => (v < 10 ? v.toFixed(1) : int(v));
-
-function flag(name: string, dflt: number): number {
-  const raw = process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
-  const v = raw === undefined ? dflt : Number(raw);
-  if (!Number.isInteger(v) || v < 1) {
-    step(`--${name} must be a whole number above 0`);
-    process.exit(2);
-  }
-  return v;
-}
 
 let dbToDrop: Awaited<ReturnType<typeof createTestDatabase>> | undefined;
 let cleaning: Promise<void> | undefined;

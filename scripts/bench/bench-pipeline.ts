@@ -23,7 +23,6 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel } from 'kafkajs';
-import pg from 'pg';
 import { createErasurePartner } from '../../packages/partner-sdk/src/index.ts';
 import { migrate } from '../../services/shared/db/migrate.ts';
 import { createEventCodec, TOPICS, toRequestedEvent } from '../../services/shared/event-codec.ts';
@@ -31,14 +30,10 @@ import { ensureTopics, loadTopicDefinitions, registerSchemas } from '../../servi
 import { SCHEMAS_SQL } from '../../test/helpers/api.ts';
 import { createTestDatabase, infra } from '../../test/helpers/infra.ts';
 import { REPO_ROOT } from '../stack/stack-config.ts';
+import { flag, scalar, step, stopChild } from './bench-util.ts';
 
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
 const SELF = fileURLToPath(import.meta.url);
-const flag = (name: string, dflt: number) => {
-  const v = process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
-  return v === undefined ? dflt : Number(v);
-};
-const step = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
 // ------------------------------------------------------------------ partner worker (child)
 async function partnerWorker(targets: string[]): Promise<void> {
@@ -121,11 +116,6 @@ function child(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
   c.once('exit', () => children.delete(c));
   return c;
 }
-async function stop(c: ChildProcess): Promise<void> {
-  if (c.exitCode !== null) return;
-  c.kill('SIGTERM');
-  await Promise.race([new Promise((r) => c.once('exit', r)), sleep(15_000).then(() => c.kill('SIGKILL'))]);
-}
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<number> {
   const t0 = Date.now();
   while (!(await check())) {
@@ -134,8 +124,6 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: n
   }
   return (Date.now() - t0) / 1000;
 }
-const scalar = async (pool: pg.Pool, sql: string, params: unknown[] = []) =>
-  Number((await pool.query(sql, params)).rows[0].n);
 
 async function producerPerformance(records: number, recordSize: number): Promise<number> {
   const cp = readFileSync(join(REPO_ROOT, '.stack', 'dist', 'kafka.classpath'), 'utf8').trim();
@@ -314,7 +302,7 @@ async function main(): Promise<void> {
       )
     ).rows[0];
 
-    for (const c of [relay, acks, partners, api]) await stop(c);
+    for (const c of [relay, acks, partners, api]) await stopChild(c);
     step(`ceiling: ProducerPerformance, ${requests} records of ${recordSize} bytes, acks=all, 12 partitions`);
     const ceiling = await producerPerformance(requests, recordSize);
     const relayed = requests / relaySeconds;
@@ -329,7 +317,7 @@ async function main(): Promise<void> {
       ].join('\n'),
     );
   } finally {
-    await Promise.all([...children].map(stop));
+    await Promise.all([...children].map(stopChild));
     await db.drop().catch(() => undefined);
   }
 }
@@ -339,6 +327,6 @@ else if (process.argv[2] === '--load-worker') void loadWorker(JSON.parse(process
 else
   main().catch(async (err: unknown) => {
     step(`FAILED: ${err instanceof Error ? err.message : String(err)}`);
-    await Promise.all([...children].map(stop));
+    await Promise.all([...children].map(stopChild));
     process.exit(1);
   });

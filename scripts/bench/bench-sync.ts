@@ -31,13 +31,9 @@ import { createTokenBucket } from '../../services/shared/token-bucket.ts';
 import { loadSyncDispatcherConfig, start as startDispatcher } from '../../services/sync-dispatcher/index.ts';
 import { startTestApi, type TestApi } from '../../test/helpers/api.ts';
 import { REPO_ROOT } from '../stack/stack-config.ts';
+import { flag, scalar, step, stopChild } from './bench-util.ts';
 
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
-const flag = (name: string, dflt: number) => {
-  const v = process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
-  return v === undefined ? dflt : Number(v);
-};
-const step = (line: string) => process.stderr.write(`bench: ${line}\n`);
 const print = (line: string) => process.stdout.write(`${line}\n`);
 const DISPATCHER = join(REPO_ROOT, 'test', 'helpers', 'run-sync-dispatcher.ts');
 const DISPATCHER_ENV = {
@@ -93,13 +89,6 @@ async function replica(dbUrl: string, extra: Record<string, string> = {}): Promi
   });
   return c;
 }
-async function stopChild(c: ChildProcess): Promise<void> {
-  if (c.exitCode !== null) return;
-  c.kill('SIGTERM');
-  await Promise.race([new Promise((r) => c.once('exit', r)), sleep(15_000).then(() => c.kill('SIGKILL'))]);
-}
-const scalar = async (pool: pg.Pool, sql: string, params: unknown[] = []) =>
-  Number((await pool.query(sql, params)).rows[0].n);
 
 async function target(
   api: TestApi,

@@ -1,0 +1,37 @@
+/** What every benchmark script shares: its options, progress lines and child processes. */
+import type { ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type pg from 'pg';
+
+/** A progress line on stderr (figures go to stdout). */
+export function step(line: string): void {
+  process.stderr.write(`bench: ${line}\n`);
+}
+
+/** `--name=N` from the command line, a whole number ≥ min (default 1); exits 2 otherwise. */
+export function flag(name: string, dflt: number, min = 1): number {
+  const raw = process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
+  const v = raw === undefined ? dflt : Number(raw);
+  if (!Number.isInteger(v) || v < min) {
+    step(`--${name} must be a whole number of at least ${min}`);
+    process.exit(2);
+  }
+  return v;
+}
+
+/** SIGTERM, then SIGKILL after 10 s; resolves once the child has exited. */
+export async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const killed = await Promise.race([exited.then(() => true), sleep(10_000).then(() => false)]);
+  if (!killed) {
+    child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+/** The number in column `n` of a one-row query. */
+export async function scalar(pool: pg.Pool, sql: string, params: unknown[] = []): Promise<number> {
+  return Number((await pool.query(sql, params)).rows[0].n);
+}
