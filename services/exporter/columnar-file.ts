@@ -29,6 +29,7 @@ import { snappyCompress } from 'hyparquet-writer/src/snappy.js';
 import { DATASET_SCHEMA_VERSION, type EventForDataset } from '../shared/dataset/dataset-schema.ts';
 import { fileMetadata, PARQUET_SCHEMA } from '../shared/dataset/parquet-file.ts';
 import { HmacSha256 } from './hmac-sha256.ts';
+import type { RequestedSpans } from './requested-spans.ts';
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
@@ -57,6 +58,21 @@ export class Bytes {
     this.buf.writeUInt32LE(n, this.len);
     this.len += 4 + n;
     return n;
+  }
+  /** PLAIN BYTE_ARRAY from bytes already UTF-8 (src[start, start+n)): length, then the bytes. */
+  copyString(src: Uint8Array, start: number, n: number): void {
+    this.ensure(4 + n);
+    const b = this.buf;
+    let at = this.len;
+    b[at] = n & 0xff;
+    b[at + 1] = (n >>> 8) & 0xff;
+    b[at + 2] = (n >>> 16) & 0xff;
+    b[at + 3] = n >>> 24;
+    at += 4;
+    // Short values (ids, emails) copy faster by hand than through a native call.
+    if (n < 64) for (let i = 0; i < n; i++) b[at + i] = src[start + i]!;
+    else b.set(src.subarray(start, start + n), at);
+    this.len = at + n;
   }
   /** PLAIN INT64 of an integral number (epoch ms), little-endian two's complement. */
   int64(v: number): void {
@@ -378,6 +394,9 @@ class DictColumn<T extends string | number> implements Column {
   /** The last value looked up and its index: most columns repeat event after event. */
   private last: T | null = null;
   private lastId = -1;
+  /** idBytes' cache: the UTF-8 bytes of values seen, and their ids. */
+  private bytes: Uint8Array[] = [];
+  private byteIds: number[] = [];
   private readonly idx = indices();
   private readonly defs: Grow<Uint8Array> | undefined;
   constructor(readonly name: string) {
@@ -396,6 +415,24 @@ class DictColumn<T extends string | number> implements Column {
     this.lastId = i;
     return i;
   }
+  /** Strings only: `id` of the UTF-8 bytes src[start, start+n), without a string per call. */
+  idBytes(src: Uint8Array, start: number, n: number): number {
+    const known = this.bytes;
+    outer: for (let k = 0; k < known.length; k++) {
+      const b = known[k]!;
+      if (b.length !== n) continue;
+      for (let i = 0; i < n; i++) if (b[i] !== src[start + i]) continue outer;
+      return this.byteIds[k]!;
+    }
+    const v = Buffer.from(src.buffer, src.byteOffset + start, n).toString('utf8') as T;
+    const id = this.id(v);
+    // A few distinct values per file (types, reasons, priorities): compared byte by byte.
+    if (known.length < 32) {
+      known.push(Uint8Array.prototype.slice.call(src, start, start + n));
+      this.byteIds.push(id);
+    }
+    return id;
+  }
   push(id: number, count: number): void {
     if (this.defs) this.defs.push(id >= 0 ? 1 : 0, count);
     if (id >= 0) this.idx.push(id, count);
@@ -412,6 +449,8 @@ class DictColumn<T extends string | number> implements Column {
     this.values = [];
     this.last = null;
     this.lastId = -1;
+    this.bytes = [];
+    this.byteIds = [];
     return raw;
   }
 }
@@ -424,6 +463,10 @@ class SequenceDictColumn implements Column {
   constructor(readonly name: string) {}
   push(v: string, rows: number): void {
     this.dict.string(v);
+    this.idx.push(this.count++, rows);
+  }
+  pushBytes(src: Uint8Array, start: number, n: number, rows: number): void {
+    this.dict.copyString(src, start, n);
     this.idx.push(this.count++, rows);
   }
   take(): RawChunk {
@@ -586,12 +629,52 @@ export class ColumnarFileBuilder {
     this.kafkaOffset.offset(pos.offset, n);
     this.source.push(this.source.id(pos.source), n);
     this.schemaVersion.push(this.schemaVersion.id(DATASET_SCHEMA_VERSION), n);
-    this.groupRows += n;
-    this.rowCount += n;
     // Bytes held per row in the column buffers: the value, 3 × int64, ~11 × int32 indices
     // and levels, plus the two ids once per event.
-    const raw = bytes + n * 72 + 2 * (event.eventId.length + event.requestId.length + 8);
-    this.pendingEstimate += raw;
+    this.added(n, bytes + n * 72 + 2 * (event.eventId.length + event.requestId.length + 8));
+  }
+
+  /**
+   * appendEvent for an event still in its Avro bytes (requested-spans.ts): the same rows,
+   * the strings copied as bytes.
+   */
+  appendSpans(e: RequestedSpans, pos: RowPosition): void {
+    if (this.finished) throw new Error('file already finished');
+    const n = e.idCount;
+    if (n === 0) return;
+    const src = e.buf;
+    this.eventId.pushBytes(src, e.eventIdStart, e.eventIdLen, n);
+    this.requestId.pushBytes(src, e.requestIdStart, e.requestIdLen, n);
+    const value = this.identifierValue.out;
+    const ids = e.ids;
+    let bytes = 0;
+    for (let i = 0; i < 4 * n; i += 4) {
+      this.identifierType.push(this.identifierType.idBytes(src, ids[i]!, ids[i + 1]!), 1);
+      value.copyString(src, ids[i + 2]!, ids[i + 3]!);
+      bytes += ids[i + 3]!;
+    }
+    this.reason.push(this.reason.idBytes(src, e.reasonStart, e.reasonLen), n);
+    this.priority.push(this.priority.idBytes(src, e.priorityStart, e.priorityLen), n);
+    this.requestedAt.time(e.requestedAt, n);
+    this.eventTime.time(pos.eventTime, n);
+    this.dt.push(this.dt.id(pos.dt), n);
+    this.redeliveryTarget.push(
+      e.redeliveryTargetStart < 0
+        ? -1
+        : this.redeliveryTarget.idBytes(src, e.redeliveryTargetStart, e.redeliveryTargetLen),
+      n,
+    );
+    this.kafkaPartition.push(this.kafkaPartition.id(pos.partition), n);
+    this.kafkaOffset.offset(pos.offset, n);
+    this.source.push(this.source.id(pos.source), n);
+    this.schemaVersion.push(this.schemaVersion.id(DATASET_SCHEMA_VERSION), n);
+    this.added(n, bytes + n * 72 + 2 * (e.eventIdLen + e.requestIdLen + 8));
+  }
+
+  private added(rows: number, rawBytes: number): void {
+    this.groupRows += rows;
+    this.rowCount += rows;
+    this.pendingEstimate += rawBytes;
     if (this.groupRows >= this.rowGroupRows) this.handOver();
   }
 

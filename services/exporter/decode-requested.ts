@@ -6,9 +6,11 @@
  */
 import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import type { RequestedEvent } from '../shared/event-codec.ts';
+import { parseRequested, REQUESTED_FINGERPRINT, type RequestedSpans } from './requested-spans.ts';
 
 interface AvroType {
   fromBuffer(buf: Buffer): unknown;
+  fingerprint(algorithm: string): Buffer;
 }
 
 export class UndecodableEventError extends Error {
@@ -18,6 +20,8 @@ export class UndecodableEventError extends Error {
 export function createRequestedDecoder(registryUrl: string) {
   const registry = new SchemaRegistry({ host: registryUrl });
   const types = new Map<number, AvroType>();
+  /** Schema ids whose layout is the one requested-spans.ts reads. */
+  const sameLayout = new Set<number>();
   const loading = new Map<number, Promise<AvroType>>();
 
   async function load(id: number): Promise<AvroType> {
@@ -29,6 +33,7 @@ export function createRequestedDecoder(registryUrl: string) {
     }
     const type = await p;
     types.set(id, type);
+    if (type.fingerprint('sha256').toString('hex') === REQUESTED_FINGERPRINT) sameLayout.add(id);
     return type;
   }
 
@@ -45,6 +50,16 @@ export function createRequestedDecoder(registryUrl: string) {
         // avsc's messages can quote the bytes; keep only the class name.
         throw new UndecodableEventError(`avro decoding failed: ${(err as Error).name}`);
       }
+    },
+    /**
+     * The fast path: true if the record's schema is known and has the layout
+     * requested-spans.ts reads, and the bytes parsed; `out` then says where the fields are.
+     * False otherwise (decode it with decodeKnown or decode).
+     */
+    spans(value: Buffer | null, out: RequestedSpans): boolean {
+      if (!value || value.length < 6 || value[0] !== 0) return false;
+      if (!sameLayout.has(value.readInt32BE(1))) return false;
+      return parseRequested(value, 5, out);
     },
     /** Synchronous when the schema id is known (the common case); undefined otherwise. */
     decodeKnown(value: Buffer | null): RequestedEvent | undefined {

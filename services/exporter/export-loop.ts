@@ -47,6 +47,7 @@ import { ColumnarFileBuilder, inlineEncoder, type GroupEncoder } from './columna
 import { UndecodableEventError, type RequestedDecoder } from './decode-requested.ts';
 import { workerEncoder } from './group-encoder.ts';
 import { PartitionState } from './partition-state.ts';
+import { RequestedSpans } from './requested-spans.ts';
 
 export interface ExportLimits {
   /** Roll a file at this many rows. */
@@ -62,6 +63,14 @@ export interface ExportLimits {
   readonly maxBufferedBytes: number;
   /** Rows per Parquet row group. */
   readonly rowGroupRows: number;
+  /**
+   * A file holding at least this many rows is rolled as soon as its partition is caught up
+   * (a batch reached the high watermark), instead of waiting for its age: after a backlog
+   * or a burst the rows land at once, while a quiet topic's few rows still wait for the age
+   * roll and do not make small files. The last file of a backlog (opened while the partition
+   * was behind) is rolled then too, whatever its size.
+   */
+  readonly caughtUpRollRows: number;
   /** Uploads in flight at once; the loop waits (backpressure) beyond it. */
   readonly maxConcurrentUploads: number;
 }
@@ -88,6 +97,8 @@ export interface ExporterDeps {
   random?: () => number;
   /** Test hook: runs after an object is durable and before its offsets are committed. */
   afterUpload?: (key: string) => Promise<void> | void;
+  /** Test hook: runs before each record is appended; a throw there is a failed batch. */
+  beforeAppend?: () => void;
 }
 
 interface OpenFile {
@@ -98,6 +109,8 @@ interface OpenFile {
   last: bigint;
   builder: ColumnarFileBuilder;
   openedAt: number;
+  /** Opened while the partition was behind (more records past its batch): a backlog's file. */
+  openedBehind: boolean;
   maxEventTime: number;
 }
 
@@ -247,6 +260,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
       try {
         await consumer.commitOffsets([{ topic, partition: p.partition, offset: offset.toString() }]);
         p.committed = offset;
+        resumeAt.set(p.partition, offset.toString());
       } catch (err) {
         // A rebalance in progress or a coordinator change: the files are durable, and the
         // next owner skips their records (point 2 above), so a failed commit only costs a replay.
@@ -361,6 +375,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
     generation++;
     for (const p of parts.values()) p.open.clear();
     parts.clear();
+    resumeAt.clear();
     updateGauges();
   });
   consumer.on(consumer.events.CRASH, (e) =>
@@ -371,7 +386,6 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
     }),
   );
 
-  let inBatch: Promise<void> = Promise.resolve();
   const worker =
     deps.encodeInWorker === false
       ? undefined
@@ -383,14 +397,87 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
         );
   const encoder: GroupEncoder = worker ?? inlineEncoder(hmacKey);
   const dayOf = dayCache();
+  const spans = new RequestedSpans();
 
-  async function eachBatch({
-    batch,
-    resolveOffset,
-    heartbeat,
-    isRunning,
-    isStale,
-  }: EachBatchPayload): Promise<void> {
+  /**
+   * Read-ahead. kafkajs fetches the next batches only after eachBatch returns, so the loop
+   * would sit idle through every fetch's round trip (a fifth of its time, one broker on
+   * loopback). eachBatch therefore only queues a batch (moving kafkajs' fetch position past
+   * it) and returns; `processQueue` appends the queued batches in order while the next fetch
+   * is in flight. At most READ_AHEAD batches wait; beyond that eachBatch waits, which is how
+   * backpressure (uploads, memory) still stops fetching. Commits are unaffected: they follow
+   * durable files only (point 1 above), so a queued batch dropped by a stop or a rebalance is
+   * simply read again.
+   */
+  const READ_AHEAD = 2;
+  const queue: { batch: EachBatchPayload['batch']; heartbeat: () => Promise<void>; generation: number }[] =
+    [];
+  let processing: Promise<void> | undefined;
+  let queueSpace: (() => void) | undefined;
+  /**
+   * Per partition of this assignment, where reading must resume if queued batches are
+   * dropped by a failure: the first offset queued, then each committed offset.
+   */
+  const resumeAt = new Map<number, string>();
+
+  async function eachBatch({ batch, resolveOffset, heartbeat, isStale }: EachBatchPayload): Promise<void> {
+    // A stale batch was fetched before a seek (failure recovery below): it is read again.
+    if (stopping || batch.messages.length === 0 || isStale()) return;
+    if (!resumeAt.has(batch.partition)) resumeAt.set(batch.partition, batch.messages[0]!.offset);
+    resolveOffset(batch.lastOffset());
+    queue.push({ batch, heartbeat, generation });
+    processing ??= processQueue();
+    while (queue.length > READ_AHEAD && !stopping) await new Promise<void>((r) => (queueSpace = r));
+  }
+
+  /**
+   * Runs while the queue has batches. `processing` is cleared in the same synchronous step
+   * that finds the queue empty, so a batch queued after that starts a new run (clearing it
+   * in a later callback would leave that batch waiting for the next one, forever at a
+   * partition's last batch).
+   */
+  function wakeReader(): void {
+    const wake = queueSpace;
+    queueSpace = undefined;
+    wake?.();
+  }
+
+  async function processQueue(): Promise<void> {
+    for (;;) {
+      const item = queue.shift();
+      wakeReader();
+      if (!item) {
+        processing = undefined;
+        return;
+      }
+      if (stopping) {
+        queue.length = 0;
+        continue;
+      }
+      if (item.generation !== generation) continue; // an earlier assignment's batch
+      try {
+        await appendBatch(item.batch, item.heartbeat);
+      } catch (err) {
+        // Never expected (S3 and registry calls retry inside); nothing of the batch is
+        // committed. Drop everything open and queued, and move every partition back to its first
+        // record not yet durable: the records are read again, those already durable skipped.
+        logger.error('batch could not be appended; reading again from the last commit', {
+          code: 'ERR_EXPORTER_BATCH',
+          partition: item.batch.partition,
+          error: err instanceof Error ? err.message : String(err),
+        });
+        queue.length = 0;
+        generation++;
+        parts.clear();
+        for (const [partition, offset] of resumeAt) consumer.seek({ topic, partition, offset });
+      }
+    }
+  }
+
+  async function appendBatch(
+    batch: EachBatchPayload['batch'],
+    heartbeat: () => Promise<void>,
+  ): Promise<void> {
     if (stopping) return;
     const partition = batch.partition;
     let p = partFor(partition);
@@ -400,30 +487,21 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
       await Promise.all(mine);
       p = partFor(partition);
     }
-    // Per-record work is kept small: counters are added up per batch, the offset is
-    // resolved to kafkajs once per batch (and before every wait), the memory check runs
+    // Per-record work is kept small: counters are added up per batch, the memory check runs
     // every 512 records.
     let exported = 0;
     let durable = 0;
-    let resolved: string | undefined;
-    const resolve = () => {
-      if (resolved !== undefined) resolveOffset(resolved);
-      resolved = undefined;
-    };
     let sinceCheck = 0;
-    let n = 0;
+    const behind = BigInt(batch.lastOffset()) + 1n < BigInt(batch.highWatermark);
     for (const m of batch.messages) {
       if (stopping || p.generation !== generation) break;
-      // kafkajs' isStale builds a key per call; the exporter never seeks, so every 64 records.
-      if ((n++ & 63) === 0 && (!isRunning() || isStale())) break;
       const offset = BigInt(m.offset);
       if (p.next !== undefined && offset < p.next) {
-        resolved = m.offset; // seen already in this assignment
-        continue;
+        continue; // seen already in this assignment
       }
-      let event = decoder.decodeKnown(m.value);
-      if (!event) {
-        resolve();
+      const fast = decoder.spans(m.value, spans);
+      let event = fast ? undefined : decoder.decodeKnown(m.value);
+      if (!fast && !event) {
         try {
           const decoded = await retrying(
             'decoding an event',
@@ -443,7 +521,6 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
           });
           eventsCounter.inc({ result: 'undecodable' });
           p.next = offset + 1n;
-          resolved = m.offset;
           continue;
         }
       }
@@ -451,7 +528,6 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
       const dt = dayOf(eventTime);
       let ranges = p.covered.get(dt);
       if (!ranges) {
-        resolve();
         const listed = await coverage(p, dt);
         if (listed === STOPPED || p.generation !== generation) break;
         ranges = listed;
@@ -459,7 +535,6 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
       if (ranges.length > 0 && inRanges(ranges, offset)) {
         durable++;
         p.next = offset + 1n;
-        resolved = m.offset;
         continue;
       }
       let file = p.open.get(dt);
@@ -474,15 +549,18 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
             'erasure.dataset.source': 'exporter',
           }),
           openedAt: clock(),
+          openedBehind: behind,
           maxEventTime: eventTime,
         };
         p.open.set(dt, file);
       }
-      file.builder.appendEvent(event, { eventTime, dt, partition, offset, source: 'exporter' });
+      deps.beforeAppend?.();
+      const pos = { eventTime, dt, partition, offset, source: 'exporter' } as const;
+      if (fast) file.builder.appendSpans(spans, pos);
+      else file.builder.appendEvent(event!, pos);
       file.last = offset;
       if (eventTime > file.maxEventTime) file.maxEventTime = eventTime;
       p.next = offset + 1n;
-      resolved = m.offset;
       exported++;
       let rolled = false;
       if (file.builder.rows >= limits.maxFileRows || file.builder.encodedBytes >= limits.maxFileBytes) {
@@ -495,12 +573,21 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
         overCap = bufferedBytes() + uploadingBytes > limits.maxBufferedBytes;
       }
       if (overCap || uploads.size >= limits.maxConcurrentUploads) {
-        resolve();
         await backpressure();
         await heartbeat();
       }
     }
-    resolve();
+    // Caught up (this batch reached the partition's high watermark): roll now, rather than
+    // when they age, the files worth a file and the last file of a backlog (opened while the
+    // partition was behind). A file a quiet topic's trickle opened waits for its age.
+    if (
+      !stopping &&
+      p.generation === generation &&
+      p.next !== undefined &&
+      p.next >= BigInt(batch.highWatermark)
+    )
+      for (const f of [...p.open.values()])
+        if (f.openedBehind || f.builder.rows >= limits.caughtUpRollRows) void roll(f);
     if (exported > 0) eventsCounter.inc({ result: 'exported' }, exported);
     if (durable > 0) eventsCounter.inc({ result: 'already_durable' }, durable);
     if (p.open.size === 0 && p.uploading.size === 0) void commit(p);
@@ -514,11 +601,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      eachBatch: (payload) => {
-        const run = eachBatch(payload);
-        inBatch = run.catch(() => undefined);
-        return run;
-      },
+      eachBatch,
     });
   } catch (err) {
     clearInterval(ticker);
@@ -531,7 +614,8 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
     async stop() {
       stopping = true;
       clearInterval(ticker);
-      await inBatch;
+      wakeReader();
+      await processing;
       consumer.pause([{ topic }]);
       if (deps.flushOnStop !== false) {
         for (const p of parts.values()) for (const f of [...p.open.values()]) void roll(f);

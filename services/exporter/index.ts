@@ -66,6 +66,7 @@ export function loadExporterConfig(env: NodeJS.ProcessEnv): ExporterConfig {
       64 * 1024 * 1024 * 1024,
     ),
     rowGroupRows: int('EXPORTER_ROW_GROUP_ROWS', 32_768, 1, 10_000_000),
+    caughtUpRollRows: int('EXPORTER_CAUGHT_UP_ROLL_ROWS', 32_768, 1, 100_000_000),
     maxConcurrentUploads: int('EXPORTER_MAX_CONCURRENT_UPLOADS', 16, 1, 64),
   });
   const maxBackoffMs = int('EXPORTER_MAX_BACKOFF_MS', 10_000, 100, 300_000);
@@ -97,6 +98,8 @@ export interface ExporterOptions {
   registry?: Registry;
   /** Test hook: runs after an object is durable and before its offsets are committed. */
   afterUpload?: (key: string) => Promise<void> | void;
+  /** Test hook: runs before each record is appended; a throw there is a failed batch. */
+  beforeAppend?: () => void;
 }
 
 /**
@@ -145,6 +148,7 @@ export async function start(
       fromBeginning: cfg.fromBeginning,
       maxBackoffMs: cfg.maxBackoffMs,
       afterUpload: opts.afterUpload,
+      beforeAppend: opts.beforeAppend,
     });
   } catch (err) {
     await consumer.disconnect().catch(() => undefined);

@@ -51,11 +51,12 @@ export async function runPython<T>(
   script: string,
   args: string[] = [],
   env: Record<string, string> = {},
+  timeoutMs = 120_000,
 ): Promise<T> {
   const python = await ensurePyarrow();
   const res = spawnSync(python, ['-c', script, ...args], {
     encoding: 'utf8',
-    timeout: 120_000,
+    timeout: timeoutMs,
     env: { ...process.env, ...env },
     maxBuffer: 64 << 20,
   });

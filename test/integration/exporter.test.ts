@@ -120,7 +120,7 @@ describe('exporter', () => {
 
   after(async () => {
     await producer.disconnect();
-    const objects = await store.list(`${prefix}/`);
+    const objects = [...(await store.list(`${prefix}/`)), ...(await store.list(`${prefix}-caught-up/`))];
     await store.delete(objects.map((o) => o.key));
     s3.destroy();
   });
@@ -233,5 +233,84 @@ describe('exporter', () => {
     assert.ok(!Array.isArray(joined.purge));
     assert.deepEqual(joined.purge.byValue, expected, 'join on (type, value)');
     assert.deepEqual(joined.purge.byHmac, expected, 'join on the keyed hash');
+  });
+
+  it('a caught-up partition rolls a file worth a file at once; a smaller one waits for its age', async () => {
+    // Ten-minute age: only the caught-up roll can make these rows durable within the test.
+    const own = `${prefix}-caught-up`;
+    const slow = uniqueName('exporter-held');
+    await positionNewGroup(slow, TOPIC, startOffsets);
+    const held = await start(
+      loadExporterConfig(
+        env(slow, {
+          DATASET_PREFIX: `${own}/held`,
+          EXPORTER_MAX_FILE_ROWS: '1000000',
+          EXPORTER_MAX_FILE_AGE_MS: '600000',
+          EXPORTER_CAUGHT_UP_ROLL_ROWS: '100000',
+        }),
+      ),
+      quiet(),
+    );
+    try {
+      await assert.rejects(caughtUp(slow, 3_000), /did not catch up/, 'files below the threshold wait');
+      assert.deepEqual(await store.list(`${own}/held/`), []);
+    } finally {
+      await held.stop(); // flushes on stop
+    }
+
+    const group = uniqueName('exporter-caught-up');
+    await positionNewGroup(group, TOPIC, startOffsets);
+    const exporter = await start(
+      loadExporterConfig(
+        env(group, {
+          DATASET_PREFIX: `${own}/rolled`,
+          EXPORTER_MAX_FILE_ROWS: '1000000',
+          EXPORTER_MAX_FILE_AGE_MS: '600000',
+          EXPORTER_CAUGHT_UP_ROLL_ROWS: '1',
+        }),
+      ),
+      quiet(),
+    );
+    try {
+      await caughtUp(group, 20_000);
+    } finally {
+      await exporter.stop();
+    }
+    const read = await readDataset(`${own}/rolled`, { eventIds: events.map((e) => e.eventId) });
+    assert.equal(
+      read.rows.length,
+      events.reduce((n, e) => n + e.identifiers.length, 0),
+    );
+  });
+
+  it('a batch that fails mid-way is read again from the last commit: every row once, no gap', async () => {
+    const own = `${prefix}-caught-up/failed-batch`;
+    const group = uniqueName('exporter-failed-batch');
+    await positionNewGroup(group, TOPIC, startOffsets);
+    let appended = 0;
+    const registry = new Registry();
+    const exporter = await start(loadExporterConfig(env(group, { DATASET_PREFIX: own })), quiet(), {
+      registry,
+      // Fails twice, once after some files are durable and once later: the batch's open
+      // files and the queued batches are dropped and every partition is read again.
+      beforeAppend: () => {
+        appended++;
+        if (appended === 70 || appended === 150) throw new Error('injected append failure');
+      },
+    });
+    try {
+      await caughtUp(group);
+    } finally {
+      await exporter.stop();
+    }
+    assert.ok(appended > 150, 'both failures happened');
+    const read = await readDataset(own, { eventIds: events.map((e) => e.eventId) });
+    const keys = read.rows.map((r) => `${r.event_id}/${r.identifier_type}/${r.identifier_value}`);
+    assert.equal(new Set(keys).size, keys.length, 'no row twice');
+    assert.equal(
+      keys.length,
+      events.reduce((n, e) => n + e.identifiers.length, 0),
+      'no row missing',
+    );
   });
 });
