@@ -109,7 +109,7 @@ interface OpenFile {
   last: bigint;
   builder: ColumnarFileBuilder;
   openedAt: number;
-  /** Opened while the partition was behind (more records past its batch): a backlog's file. */
+  /** Opened while the partition was behind (its last batch had not reached the high watermark). */
   openedBehind: boolean;
   maxEventTime: number;
 }
@@ -492,7 +492,6 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
     let exported = 0;
     let durable = 0;
     let sinceCheck = 0;
-    const behind = BigInt(batch.lastOffset()) + 1n < BigInt(batch.highWatermark);
     for (const m of batch.messages) {
       if (stopping || p.generation !== generation) break;
       const offset = BigInt(m.offset);
@@ -549,7 +548,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
             'erasure.dataset.source': 'exporter',
           }),
           openedAt: clock(),
-          openedBehind: behind,
+          openedBehind: !p.caughtUp,
           maxEventTime: eventTime,
         };
         p.open.set(dt, file);
@@ -578,16 +577,15 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
       }
     }
     // Caught up (this batch reached the partition's high watermark): roll now, rather than
-    // when they age, the files worth a file and the last file of a backlog (opened while the
-    // partition was behind). A file a quiet topic's trickle opened waits for its age.
-    if (
-      !stopping &&
-      p.generation === generation &&
-      p.next !== undefined &&
-      p.next >= BigInt(batch.highWatermark)
-    )
-      for (const f of [...p.open.values()])
-        if (f.openedBehind || f.builder.rows >= limits.caughtUpRollRows) void roll(f);
+    // when they age, the files worth a file and every file opened while the partition was
+    // behind (a backlog's or a burst's last files). A file opened while the partition was
+    // already caught up is a quiet topic's trickle: it waits for its age.
+    if (!stopping && p.generation === generation && p.next !== undefined) {
+      p.caughtUp = p.next >= BigInt(batch.highWatermark);
+      if (p.caughtUp)
+        for (const f of [...p.open.values()])
+          if (f.openedBehind || f.builder.rows >= limits.caughtUpRollRows) void roll(f);
+    }
     if (exported > 0) eventsCounter.inc({ result: 'exported' }, exported);
     if (durable > 0) eventsCounter.inc({ result: 'already_durable' }, durable);
     if (p.open.size === 0 && p.uploading.size === 0) void commit(p);

@@ -28,7 +28,7 @@ export interface ExporterConfig {
    * EXPORTER_MAX_FILE_ROWS (default 1,000,000 rows), EXPORTER_MAX_FILE_BYTES (default
    * 134,217,728 = 128 MiB encoded), EXPORTER_MAX_FILE_AGE_MS (default 300,000 = 5 min):
    * a file is rolled at whichever comes first. EXPORTER_MAX_BUFFERED_BYTES (default
-   * 268,435,456 = 256 MiB): memory cap over all open files and files being uploaded.
+   * 134,217,728 = 128 MiB): memory cap over all open files and files being uploaded.
    * EXPORTER_ROW_GROUP_ROWS (default 32,768). EXPORTER_MAX_CONCURRENT_UPLOADS (default 16:
    * age rolls close every partition's file at once, and 4 stalled reading behind them).
    */
@@ -61,7 +61,7 @@ export function loadExporterConfig(env: NodeJS.ProcessEnv): ExporterConfig {
     maxFileAgeMs: int('EXPORTER_MAX_FILE_AGE_MS', 300_000, 100, 86_400_000),
     maxBufferedBytes: int(
       'EXPORTER_MAX_BUFFERED_BYTES',
-      256 * 1024 * 1024,
+      128 * 1024 * 1024,
       1024 * 1024,
       64 * 1024 * 1024 * 1024,
     ),

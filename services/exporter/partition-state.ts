@@ -25,6 +25,8 @@ export class PartitionState<F extends FileSpan = FileSpan> {
   next: bigint | undefined;
   /** Offset last committed by this process in this assignment. */
   committed: bigint | undefined;
+  /** The last batch reached the high watermark: files opened now are a quiet topic's trickle. */
+  caughtUp = false;
   /** Offset ranges already durable, per day: exporter files and compacted coverage. */
   readonly covered = new Map<string, [bigint, bigint][]>();
 

@@ -48,7 +48,7 @@ describe('exporter', () => {
   });
 
   /** Waits until the group has committed up to the end offsets taken after producing. */
-  async function caughtUp(group: string, timeoutMs = 40_000): Promise<void> {
+  async function caughtUp(group: string, timeoutMs = 40_000, ends = endOffsets): Promise<void> {
     const admin = kafka.admin();
     await admin.connect();
     try {
@@ -56,7 +56,7 @@ describe('exporter', () => {
       for (;;) {
         const [c] = await admin.fetchOffsets({ groupId: group, topics: [TOPIC] });
         const committed = new Map(c!.partitions.map((p) => [p.partition, BigInt(p.offset)]));
-        if (endOffsets.every((e) => (committed.get(e.partition) ?? -1n) >= BigInt(e.offset))) return;
+        if (ends.every((e) => (committed.get(e.partition) ?? -1n) >= BigInt(e.offset))) return;
         if (process.env['DEBUG_EXPORTER_TEST'])
           process.stderr.write(`${group} ${(Date.now() - t0) / 1000}s\n`);
         if (Date.now() - t0 > timeoutMs) throw new Error(`group ${group} did not catch up`);
@@ -235,15 +235,16 @@ describe('exporter', () => {
     assert.deepEqual(joined.purge.byHmac, expected, 'join on the keyed hash');
   });
 
-  it('a caught-up partition rolls a file worth a file at once; a smaller one waits for its age', async () => {
-    // Ten-minute age: only the caught-up roll can make these rows durable within the test.
+  it('a caught-up partition rolls a backlog at once; a trickle after it waits for its age', async () => {
+    // Ten-minute age and a threshold above any file here: only the backlog rule can make
+    // rows durable within the test.
     const own = `${prefix}-caught-up`;
-    const slow = uniqueName('exporter-held');
-    await positionNewGroup(slow, TOPIC, startOffsets);
-    const held = await start(
+    const group = uniqueName('exporter-caught-up');
+    await positionNewGroup(group, TOPIC, startOffsets);
+    const exporter = await start(
       loadExporterConfig(
-        env(slow, {
-          DATASET_PREFIX: `${own}/held`,
+        env(group, {
+          DATASET_PREFIX: own,
           EXPORTER_MAX_FILE_ROWS: '1000000',
           EXPORTER_MAX_FILE_AGE_MS: '600000',
           EXPORTER_CAUGHT_UP_ROLL_ROWS: '100000',
@@ -251,35 +252,30 @@ describe('exporter', () => {
       ),
       quiet(),
     );
-    try {
-      await assert.rejects(caughtUp(slow, 3_000), /did not catch up/, 'files below the threshold wait');
-      assert.deepEqual(await store.list(`${own}/held/`), []);
-    } finally {
-      await held.stop(); // flushes on stop
-    }
-
-    const group = uniqueName('exporter-caught-up');
-    await positionNewGroup(group, TOPIC, startOffsets);
-    const exporter = await start(
-      loadExporterConfig(
-        env(group, {
-          DATASET_PREFIX: `${own}/rolled`,
-          EXPORTER_MAX_FILE_ROWS: '1000000',
-          EXPORTER_MAX_FILE_AGE_MS: '600000',
-          EXPORTER_CAUGHT_UP_ROLL_ROWS: '1',
-        }),
-      ),
-      quiet(),
-    );
+    const trickle: RequestedEvent[] = [];
     try {
       await caughtUp(group, 20_000);
+      const backlogFiles = (await store.list(`${own}/`)).length;
+      assert.ok(backlogFiles > 0);
+      // Now a trickle, one event per partition key at a time, after the partitions caught up.
+      for (let i = 0; i < 4; i++) {
+        const e: RequestedEvent = { ...events[i]!, eventId: randomUUID(), requestId: randomUUID() };
+        trickle.push(e);
+        await producer.send({
+          topic: TOPIC,
+          messages: [{ key: e.requestId, value: await codec.encode(TOPIC, e), timestamp: String(DAY1) }],
+        });
+      }
+      const trickleEnd = await topicEnd(TOPIC);
+      await assert.rejects(caughtUp(group, 3_000, trickleEnd), /did not catch up/, 'the trickle waits');
+      assert.equal((await store.list(`${own}/`)).length, backlogFiles, 'no file for the trickle yet');
     } finally {
-      await exporter.stop();
+      await exporter.stop(); // flushes on stop
     }
-    const read = await readDataset(`${own}/rolled`, { eventIds: events.map((e) => e.eventId) });
+    const read = await readDataset(own, { eventIds: [...events, ...trickle].map((e) => e.eventId) });
     assert.equal(
       read.rows.length,
-      events.reduce((n, e) => n + e.identifiers.length, 0),
+      [...events, ...trickle].reduce((n, e) => n + e.identifiers.length, 0),
     );
   });
 
@@ -295,7 +291,7 @@ describe('exporter', () => {
       // files and the queued batches are dropped and every partition is read again.
       beforeAppend: () => {
         appended++;
-        if (appended === 70 || appended === 150) throw new Error('injected append failure');
+        if (appended === 40 || appended === 100) throw new Error('injected append failure');
       },
     });
     try {
@@ -303,7 +299,7 @@ describe('exporter', () => {
     } finally {
       await exporter.stop();
     }
-    assert.ok(appended > 150, 'both failures happened');
+    assert.ok(appended > 100, 'both failures happened');
     const read = await readDataset(own, { eventIds: events.map((e) => e.eventId) });
     const keys = read.rows.map((r) => `${r.event_id}/${r.identifier_type}/${r.identifier_value}`);
     assert.equal(new Set(keys).size, keys.length, 'no row twice');
