@@ -412,6 +412,8 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
   const READ_AHEAD = 2;
   const queue: { batch: EachBatchPayload['batch']; heartbeat: () => Promise<void>; generation: number }[] =
     [];
+  /** True while processQueue runs; `processing` is its promise, for stop() to await. */
+  let draining = false;
   let processing: Promise<void> | undefined;
   let queueSpace: (() => void) | undefined;
   /**
@@ -426,28 +428,31 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
     if (!resumeAt.has(batch.partition)) resumeAt.set(batch.partition, batch.messages[0]!.offset);
     resolveOffset(batch.lastOffset());
     queue.push({ batch, heartbeat, generation });
-    processing ??= processQueue();
+    if (!draining) {
+      draining = true;
+      processing = processQueue();
+    }
     while (queue.length > READ_AHEAD && !stopping) await new Promise<void>((r) => (queueSpace = r));
   }
 
-  /**
-   * Runs while the queue has batches. `processing` is cleared in the same synchronous step
-   * that finds the queue empty, so a batch queued after that starts a new run (clearing it
-   * in a later callback would leave that batch waiting for the next one, forever at a
-   * partition's last batch).
-   */
   function wakeReader(): void {
     const wake = queueSpace;
     queueSpace = undefined;
     wake?.();
   }
 
+  /**
+   * Runs while the queue has batches. `draining` is cleared in the same synchronous step
+   * that finds the queue empty, so a batch queued after that starts a new run (clearing it
+   * in a later callback would leave that batch waiting for the next one, forever at a
+   * partition's last batch).
+   */
   async function processQueue(): Promise<void> {
     for (;;) {
       const item = queue.shift();
       wakeReader();
       if (!item) {
-        processing = undefined;
+        draining = false;
         return;
       }
       if (stopping) {
