@@ -248,12 +248,12 @@ print(json.dumps({"rows": t.num_rows, "seconds": s3_seconds, "localSeconds": loc
       ].join('\n') + '\n',
     );
   } finally {
+    // The objects always go (kept, they filled the S3 server's disk run after run and slowed
+    // later runs); --keep keeps only the produced topic.
+    const objects = await store.list(`${prefix}/`).catch(() => []);
+    await store.delete(objects.map((o) => o.key)).catch(() => undefined);
     if (process.argv.includes('--keep')) step(`kept topic ${topic} (re-run with --topic=${topic} --rows=N)`);
-    else {
-      if (!reuse) await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
-      const objects = await store.list(`${prefix}/`).catch(() => []);
-      await store.delete(objects.map((o) => o.key)).catch(() => undefined);
-    }
+    else if (!reuse) await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
     await admin.disconnect();
     s3.destroy();
   }
