@@ -20,11 +20,10 @@ import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { Kafka, logLevel } from 'kafkajs';
 import { createDatasetStore } from '../../services/shared/dataset/dataset-store.ts';
 import { createEventCodec, TOPICS, type RequestedEvent } from '../../services/shared/event-codec.ts';
-import { infra, testS3 } from '../../test/helpers/infra.ts';
-import { runPython } from '../../test/helpers/pyarrow.ts';
+import { infra, testKafka, testS3 } from '../../test/helpers/infra.ts';
+import { PY_S3_FS, pythonS3Args, runPython } from '../../test/helpers/pyarrow.ts';
 import { REPO_ROOT } from '../stack/stack-config.ts';
 import { flag, step } from './bench-util.ts';
 
@@ -73,11 +72,7 @@ async function main(): Promise<void> {
   const topic = reuse ?? `bench.exporter.${id}`;
   const prefix = `bench/exporter-${id}`;
   const group = `bench.exporter.${id}`;
-  const kafka = new Kafka({
-    clientId: 'bench',
-    brokers: [...infra.kafkaBrokers],
-    logLevel: logLevel.NOTHING,
-  });
+  const kafka = testKafka('bench');
   const admin = kafka.admin();
   await admin.connect();
   if (!reuse) await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 12 }] });
@@ -190,7 +185,7 @@ async function main(): Promise<void> {
 import json, sys, time, tempfile, os
 import pyarrow as pa, pyarrow.parquet as pq, pyarrow.fs as pafs
 a = json.loads(sys.argv[1])
-fs = pafs.S3FileSystem(endpoint_override=a["endpoint"], scheme="http", access_key=a["key"], secret_key=a["secret"], region=a["region"])
+${PY_S3_FS}
 sel = pafs.FileSelector(a["bucket"] + "/" + a["prefix"], recursive=True)
 t = pa.concat_tables([pq.read_table(i.path, filesystem=fs) for i in fs.get_file_info(sel) if i.path.endswith(".parquet")])
 out = os.path.join(tempfile.mkdtemp(), "ceiling.parquet")
@@ -223,16 +218,7 @@ rows_seconds += time.perf_counter() - t0
 fs.delete_file(key)
 print(json.dumps({"rows": t.num_rows, "seconds": s3_seconds, "localSeconds": local_seconds, "rowsSeconds": rows_seconds, "rowsRows": min(t.num_rows, 2000000)}))
 `,
-      [
-        JSON.stringify({
-          endpoint: new URL(infra.s3.endpoint).host,
-          key: infra.s3.accessKeyId,
-          secret: infra.s3.secretAccessKey,
-          region: infra.s3.region,
-          bucket: infra.s3.bucket,
-          prefix,
-        }),
-      ],
+      [JSON.stringify(pythonS3Args(prefix))],
       {},
       600_000,
     );

@@ -22,13 +22,12 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { Kafka, logLevel } from 'kafkajs';
 import { createErasurePartner } from '../../packages/partner-sdk/src/index.ts';
 import { migrate } from '../../services/shared/db/migrate.ts';
 import { createEventCodec, TOPICS, toRequestedEvent } from '../../services/shared/event-codec.ts';
 import { ensureTopics, loadTopicDefinitions, registerSchemas } from '../../services/shared/event-log.ts';
 import { SCHEMAS_SQL } from '../../test/helpers/api.ts';
-import { createTestDatabase, infra } from '../../test/helpers/infra.ts';
+import { createTestDatabase, infra, testKafka } from '../../test/helpers/infra.ts';
 import { REPO_ROOT } from '../stack/stack-config.ts';
 import { flag, scalar, step, stopChild } from './bench-util.ts';
 
@@ -128,11 +127,7 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: n
 async function producerPerformance(records: number, recordSize: number): Promise<number> {
   const cp = readFileSync(join(REPO_ROOT, '.stack', 'dist', 'kafka.classpath'), 'utf8').trim();
   const topic = `bench.perf.${randomBytes(4).toString('hex')}`;
-  const kafka = new Kafka({
-    clientId: 'bench',
-    brokers: [...infra.kafkaBrokers],
-    logLevel: logLevel.NOTHING,
-  });
+  const kafka = testKafka('bench');
   const admin = kafka.admin();
   await admin.connect();
   await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 12 }] });
@@ -176,11 +171,7 @@ async function main(): Promise<void> {
   const targets = [1, 2, 3].map((i) => `bench_${randomBytes(3).toString('hex')}_p${i}`);
   try {
     await migrate(db.pool, SCHEMAS_SQL);
-    const kafka = new Kafka({
-      clientId: 'bench',
-      brokers: [...infra.kafkaBrokers],
-      logLevel: logLevel.NOTHING,
-    });
+    const kafka = testKafka('bench');
     const admin = kafka.admin();
     await admin.connect();
     await ensureTopics(admin, await loadTopicDefinitions(join(REPO_ROOT, 'schemas')));

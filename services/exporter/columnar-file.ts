@@ -621,17 +621,8 @@ export class ColumnarFileBuilder {
     }
     this.reason.push(this.reason.id(event.reason), n);
     this.priority.push(this.priority.id(event.priority), n);
-    this.requestedAt.time(event.requestedAt, n);
-    this.eventTime.time(pos.eventTime, n);
-    this.dt.push(this.dt.id(pos.dt), n);
     this.redeliveryTarget.push(this.redeliveryTarget.id(event.redelivery?.target ?? null), n);
-    this.kafkaPartition.push(this.kafkaPartition.id(pos.partition), n);
-    this.kafkaOffset.offset(pos.offset, n);
-    this.source.push(this.source.id(pos.source), n);
-    this.schemaVersion.push(this.schemaVersion.id(DATASET_SCHEMA_VERSION), n);
-    // Bytes held per row in the column buffers: the value, 3 × int64, ~11 × int32 indices
-    // and levels, plus the two ids once per event.
-    this.added(n, bytes + n * 72 + 2 * (event.eventId.length + event.requestId.length + 8));
+    this.appendCommon(n, event.requestedAt, pos, bytes, event.eventId.length + event.requestId.length);
   }
 
   /**
@@ -655,26 +646,38 @@ export class ColumnarFileBuilder {
     }
     this.reason.push(this.reason.idBytes(src, e.reasonStart, e.reasonLen), n);
     this.priority.push(this.priority.idBytes(src, e.priorityStart, e.priorityLen), n);
-    this.requestedAt.time(e.requestedAt, n);
-    this.eventTime.time(pos.eventTime, n);
-    this.dt.push(this.dt.id(pos.dt), n);
     this.redeliveryTarget.push(
       e.redeliveryTargetStart < 0
         ? -1
         : this.redeliveryTarget.idBytes(src, e.redeliveryTargetStart, e.redeliveryTargetLen),
       n,
     );
+    this.appendCommon(n, e.requestedAt, pos, bytes, e.eventIdLen + e.requestIdLen);
+  }
+
+  /**
+   * The columns both appends fill the same way (times and the record's position), then the
+   * row count and memory estimate; hands a row group over when one fills.
+   */
+  private appendCommon(
+    n: number,
+    requestedAt: number,
+    pos: RowPosition,
+    valueBytes: number,
+    idBytes: number,
+  ) {
+    this.requestedAt.time(requestedAt, n);
+    this.eventTime.time(pos.eventTime, n);
+    this.dt.push(this.dt.id(pos.dt), n);
     this.kafkaPartition.push(this.kafkaPartition.id(pos.partition), n);
     this.kafkaOffset.offset(pos.offset, n);
     this.source.push(this.source.id(pos.source), n);
     this.schemaVersion.push(this.schemaVersion.id(DATASET_SCHEMA_VERSION), n);
-    this.added(n, bytes + n * 72 + 2 * (e.eventIdLen + e.requestIdLen + 8));
-  }
-
-  private added(rows: number, rawBytes: number): void {
-    this.groupRows += rows;
-    this.rowCount += rows;
-    this.pendingEstimate += rawBytes;
+    this.groupRows += n;
+    this.rowCount += n;
+    // Bytes held per row in the column buffers: the value, 3 × int64, ~11 × int32 indices
+    // and levels, plus the two ids once per event.
+    this.pendingEstimate += valueBytes + n * 72 + 2 * (idBytes + 8);
     if (this.groupRows >= this.rowGroupRows) this.handOver();
   }
 

@@ -6,15 +6,14 @@
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { infra, uniqueName } from './infra.ts';
-import { runPython } from './pyarrow.ts';
+import { uniqueName } from './infra.ts';
+import { PY_S3_FS, pythonS3Args, runPython } from './pyarrow.ts';
 
 const READER = String.raw`
 import json, sys, hmac, hashlib
 import pyarrow as pa, pyarrow.parquet as pq, pyarrow.fs as pafs, pyarrow.compute as pc
-args = json.load(open(sys.argv[1]))
-fs = pafs.S3FileSystem(endpoint_override=args["endpoint"], scheme="http", access_key=args["key"],
-                       secret_key=args["secret"], region=args["region"])
+a = args = json.load(open(sys.argv[1]))
+${PY_S3_FS}
 root = args["bucket"] + "/" + args["prefix"]
 days = sorted(i.base_name[3:] for i in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
               if i.type == pafs.FileType.Directory and i.base_name.startswith("dt="))
@@ -102,17 +101,6 @@ export async function readDataset(
   } = {},
 ): Promise<DatasetRead> {
   const file = join(tmpdir(), `${uniqueName('dataset-read')}.json`);
-  writeFileSync(
-    file,
-    JSON.stringify({
-      endpoint: new URL(infra.s3.endpoint).host,
-      key: infra.s3.accessKeyId,
-      secret: infra.s3.secretAccessKey,
-      region: infra.s3.region,
-      bucket: infra.s3.bucket,
-      prefix,
-      ...opts,
-    }),
-  );
+  writeFileSync(file, JSON.stringify({ ...pythonS3Args(prefix), ...opts }));
   return runPython<DatasetRead>(READER, [file]);
 }

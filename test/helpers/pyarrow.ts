@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../../scripts/stack/stack-config.ts';
+import { infra } from './infra.ts';
 
 export const PYENV_DIR = join(REPO_ROOT, '.stack', 'pyenv');
 const PYTHON = join(PYENV_DIR, 'bin', 'python');
@@ -17,6 +18,25 @@ function run(cmd: string, args: string[], timeoutMs = 600_000) {
   const res = spawnSync(cmd, args, { encoding: 'utf8', timeout: timeoutMs });
   return { ok: res.status === 0, out: `${res.stdout ?? ''}${res.stderr ?? ''}`.trim() };
 }
+
+/**
+ * The local S3 server for a Python script, with the dataset prefix to read: pass it as the
+ * script's argument object `a`, then PY_S3_FS opens it.
+ */
+export function pythonS3Args(prefix: string) {
+  return {
+    endpoint: new URL(infra.s3.endpoint).host,
+    key: infra.s3.accessKeyId,
+    secret: infra.s3.secretAccessKey,
+    region: infra.s3.region,
+    bucket: infra.s3.bucket,
+    prefix,
+  };
+}
+
+/** Python: `fs`, a pyarrow S3FileSystem on the server that `a` (pythonS3Args) names. */
+export const PY_S3_FS =
+  'fs = pafs.S3FileSystem(endpoint_override=a["endpoint"], scheme="http", access_key=a["key"], secret_key=a["secret"], region=a["region"])';
 
 let ready: Promise<string> | undefined;
 

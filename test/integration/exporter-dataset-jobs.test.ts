@@ -29,7 +29,7 @@ import {
   topicEnd,
   uniqueName,
 } from '../helpers/infra.ts';
-import { ensurePyarrow } from '../helpers/pyarrow.ts';
+import { ensurePyarrow, PY_S3_FS, pythonS3Args } from '../helpers/pyarrow.ts';
 
 const TOPIC = TOPICS.requested;
 const HMAC_KEY = 'dataset-jobs-test-hmac-key-0123456789abcdef';
@@ -59,7 +59,7 @@ const LOOPING_READER = String.raw`
 import json, sys, time
 import pyarrow.parquet as pq, pyarrow.fs as pafs
 a = json.load(open(sys.argv[1]))
-fs = pafs.S3FileSystem(endpoint_override=a["endpoint"], scheme="http", access_key=a["key"], secret_key=a["secret"], region=a["region"])
+${PY_S3_FS}
 base = f'{a["bucket"]}/{a["prefix"]}/dt={a["dt"]}/'
 deadline = time.time() + a["seconds"]
 while time.time() < deadline:
@@ -170,12 +170,7 @@ describe('dataset jobs: compaction and backfill', () => {
     writeFileSync(
       cfgFile,
       JSON.stringify({
-        endpoint: new URL(infra.s3.endpoint).host,
-        key: infra.s3.accessKeyId,
-        secret: infra.s3.secretAccessKey,
-        region: infra.s3.region,
-        bucket: infra.s3.bucket,
-        prefix,
+        ...pythonS3Args(prefix),
         dt: DAY,
         seconds: 8,
         withKeys: true,

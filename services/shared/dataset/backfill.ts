@@ -19,12 +19,11 @@ import { toRequestedEvent } from '../event-codec.ts';
 import { DATASET_SCHEMA_VERSION, utcDate } from './dataset-schema.ts';
 import type { DatasetStore } from './dataset-store.ts';
 import {
+  coverageOf,
   coveredRanges,
   MANIFEST_FORMAT_VERSION,
-  mergeRanges,
   readManifest,
   writeManifest,
-  type DayManifest,
   type ManifestFile,
 } from './manifest.ts';
 import {
@@ -33,6 +32,7 @@ import {
   dayPrefix,
   daysBetween,
   generationFileName,
+  isGenerationFileName,
   parseExporterFileName,
 } from './object-keys.ts';
 import { ParquetFileBuilder } from './parquet-file.ts';
@@ -137,13 +137,12 @@ export async function backfillDays(o: BackfillOptions): Promise<BackfillDayResul
     const outputNames = new Set(outputs.map((f) => f.name));
     const deleteAfter = new Date(o.nowMs + o.graceMs).toISOString();
     const superseded = [...(old?.superseded ?? [])];
-    const coverage: DayManifest['coverage'] = { topic: o.topic, partitions: {} };
     const byPartition = new Map<number, [bigint, bigint][]>();
     for (const name of listed) {
       const f = parseExporterFileName(name);
       if (f && f.topic === o.topic)
         byPartition.set(f.partition, [...(byPartition.get(f.partition) ?? []), [f.first, f.last]]);
-      const ours = f || /^(compacted|backfill)-g\d+-\d+\.parquet$/.test(name);
+      const ours = f || isGenerationFileName(name);
       if (ours && !outputNames.has(name) && !superseded.some((s) => s.name === name))
         superseded.push({ name, deleteAfter });
     }
@@ -152,8 +151,7 @@ export async function backfillDays(o: BackfillOptions): Promise<BackfillDayResul
         ...(byPartition.get(Number(p)) ?? []),
         ...coveredRanges(old, o.topic, Number(p)),
       ]);
-    for (const [p, r] of [...byPartition].sort((a, b) => a[0] - b[0]))
-      coverage.partitions[String(p)] = mergeRanges(r).map(([a, b]) => [a.toString(), b.toString()]);
+    const coverage = coverageOf(o.topic, byPartition);
     await writeManifest(o.store, o.prefix, {
       formatVersion: MANIFEST_FORMAT_VERSION,
       schemaVersion: DATASET_SCHEMA_VERSION,

@@ -24,16 +24,21 @@ import {
 } from './dataset-schema.ts';
 import type { DatasetStore } from './dataset-store.ts';
 import {
+  coverageOf,
   coveredRanges,
   inRanges,
   MANIFEST_FORMAT_VERSION,
-  mergeRanges,
   readManifest,
   writeManifest,
-  type DayManifest,
   type ManifestFile,
 } from './manifest.ts';
-import { baseName, dayPrefix, generationFileName, parseExporterFileName } from './object-keys.ts';
+import {
+  baseName,
+  dayPrefix,
+  generationFileName,
+  isGenerationFileName,
+  parseExporterFileName,
+} from './object-keys.ts';
 import { ParquetFileBuilder } from './parquet-file.ts';
 import { readDatasetFile } from './read-dataset-file.ts';
 
@@ -153,23 +158,18 @@ export async function compactDay(o: CompactOptions): Promise<CompactResult> {
   }
   await closeOutput();
 
-  const coverage: DayManifest['coverage'] = { topic: o.topic, partitions: {} };
   const byPartition = new Map<number, [bigint, bigint][]>();
-  for (const [p, r] of Object.entries(old?.coverage.topic === o.topic ? old.coverage.partitions : {}))
-    byPartition.set(
-      Number(p),
-      r.map(([a, b]) => [BigInt(a), BigInt(b)]),
-    );
+  for (const p of Object.keys(old?.coverage.partitions ?? {}))
+    byPartition.set(Number(p), coveredRanges(old, o.topic, Number(p)));
   for (const { f } of fresh)
     byPartition.set(f!.partition, [...(byPartition.get(f!.partition) ?? []), [f!.first, f!.last]]);
-  for (const [p, r] of [...byPartition].sort((a, b) => a[0] - b[0]))
-    coverage.partitions[String(p)] = mergeRanges(r).map(([a, b]) => [a.toString(), b.toString()]);
+  const coverage = coverageOf(o.topic, byPartition);
 
   const outputNames = new Set(outputs.map((f) => f.name));
   const deleteAfter = new Date(o.nowMs + o.graceMs).toISOString();
   const superseded = [...stillPending];
   for (const name of names) {
-    const generated = /^(compacted|backfill)-g\d+-\d+\.parquet$/.test(name);
+    const generated = isGenerationFileName(name);
     if (
       !outputNames.has(name) &&
       !superseded.some((s) => s.name === name) &&

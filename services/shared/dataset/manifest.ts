@@ -82,6 +82,18 @@ export function coveredRanges(
   return (m.coverage.partitions[String(partition)] ?? []).map(([a, b]) => [BigInt(a), BigInt(b)]);
 }
 
+/** A manifest's coverage of `topic`: each partition's ranges merged, partitions in order. */
+export function coverageOf(
+  topic: string,
+  byPartition: ReadonlyMap<number, readonly [bigint, bigint][]>,
+): DayManifest['coverage'] {
+  const coverage: DayManifest['coverage'] = { topic, partitions: {} };
+  for (const [p, r] of [...byPartition].sort((a, b) => a[0] - b[0]))
+    if (r.length > 0)
+      coverage.partitions[String(p)] = mergeRanges(r).map(([a, b]) => [a.toString(), b.toString()]);
+  return coverage;
+}
+
 /** Sorted, merged inclusive ranges (adjacent ones joined). */
 export function mergeRanges(ranges: readonly [bigint, bigint][]): [bigint, bigint][] {
   const sorted = [...ranges].sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));

@@ -60,6 +60,11 @@ export function generationFileName(kind: 'compacted' | 'backfill', generation: n
   return `${kind}-g${pad(generation, 6)}-${pad(n, 4)}.parquet`;
 }
 
+/** A name generationFileName makes (a compaction's or a backfill's output). */
+export function isGenerationFileName(name: string): boolean {
+  return /^(compacted|backfill)-g\d+-\d+\.parquet$/.test(name);
+}
+
 /** The name within the day directory. */
 export function baseName(key: string): string {
   return key.slice(key.lastIndexOf('/') + 1);
