@@ -42,8 +42,9 @@ WITH input AS (
   SELECT *
     FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[], $5::jsonb[], $6::text[], $7::text[],
                 $8::text[], $9::smallint[], $10::timestamptz[], $11::interval[], $12::uuid[])
+         WITH ORDINALITY
       AS i(id, idempotency_key, body_sha256, subject_hash, identifiers, identifier_types, reason,
-           priority, priority_rank, not_before, deadline_after, event_id)
+           priority, priority_rank, not_before, deadline_after, event_id, ord)
 ),
 plan AS (
   SELECT i.id, t.name AS target, t.kind
@@ -71,6 +72,9 @@ req AS (
          now() + deadline_after,
          CASE WHEN has_targets THEN NULL ELSE now() END
     FROM planned
+   -- In input order: of two items of one batch with the same key (or subject), the first
+   -- is inserted and the later one resolved against it (the hash join above reorders rows).
+   ORDER BY ord
   ON CONFLICT DO NOTHING
   RETURNING id, idempotency_key, status, received_at, deadline, linked_to
 ),
