@@ -29,7 +29,7 @@ import { ensureTopics, loadTopicDefinitions, registerSchemas } from '../../servi
 import { SCHEMAS_SQL } from '../../test/helpers/api.ts';
 import { createTestDatabase, infra, testKafka } from '../../test/helpers/infra.ts';
 import { REPO_ROOT } from '../stack/stack-config.ts';
-import { flag, scalar, step, stopChild } from './bench-util.ts';
+import { exists, flag, step, stopChild } from './bench-util.ts';
 
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
 const SELF = fileURLToPath(import.meta.url);
@@ -115,6 +115,14 @@ function child(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
   c.once('exit', () => children.delete(c));
   return c;
 }
+/**
+ * Not yet completed, in the words of the erasure_requests_open_deadline index's predicate,
+ * so the polls below read that partial index instead of scanning the whole table: at ten
+ * polls a second, count(*) over 100,000 rows took a quarter of a core from the pipeline
+ * being measured. (needs_attention is open too: a request stuck there fails the wait.)
+ */
+const OPEN_STATUSES = `'received', 'scheduled', 'in_progress', 'needs_attention'`;
+
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<number> {
   const t0 = Date.now();
   while (!(await check())) {
@@ -241,9 +249,7 @@ async function main(): Promise<void> {
     const relaySeconds = await waitFor(
       'all events relayed',
       async () =>
-        (await scalar(db.pool, `SELECT count(*) AS n FROM outbox WHERE status <> 'sent' AND topic = $1`, [
-          TOPICS.requested,
-        ])) === 0,
+        !(await exists(db.pool, `SELECT 1 FROM outbox WHERE status = 'pending' AND topic = $1`, [TOPICS.requested])),
       600_000,
     );
 
@@ -266,8 +272,7 @@ async function main(): Promise<void> {
     const completeSeconds = await waitFor(
       'all requests completed',
       async () =>
-        (await scalar(db.pool, `SELECT count(*) AS n FROM erasure_requests WHERE status <> 'completed'`)) ===
-        0,
+        !(await exists(db.pool, `SELECT 1 FROM erasure_requests WHERE status IN (${OPEN_STATUSES})`)),
       900_000,
     ).then(() => (Date.now() - t1) / 1000);
 
@@ -278,11 +283,11 @@ async function main(): Promise<void> {
     await waitFor(
       'steady-load requests completed',
       async () =>
-        (await scalar(
+        !(await exists(
           db.pool,
-          `SELECT count(*) AS n FROM erasure_requests WHERE received_at >= $1 AND status <> 'completed'`,
+          `SELECT 1 FROM erasure_requests WHERE status IN (${OPEN_STATUSES}) AND received_at >= $1`,
           [started],
-        )) === 0,
+        )),
       300_000,
     );
     const lat = (

@@ -31,6 +31,11 @@ export async function stopChild(child: ChildProcess): Promise<void> {
   }
 }
 
+/** Whether the query returns a row; the database stops at the first one. */
+export async function exists(pool: pg.Pool, sql: string, params: unknown[] = []): Promise<boolean> {
+  return (await pool.query<{ e: boolean }>(`SELECT EXISTS (${sql}) AS e`, params)).rows[0]!.e;
+}
+
 /** The number in column `n` of a one-row query. */
 export async function scalar(pool: pg.Pool, sql: string, params: unknown[] = []): Promise<number> {
   return Number((await pool.query(sql, params)).rows[0].n);

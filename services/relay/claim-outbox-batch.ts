@@ -40,6 +40,12 @@ export interface ClaimOptions {
  * relay's claim right now, and the candidate stays pending, untouched, for a later claim.
  * Per candidate this is one index probe, so a claim costs the same with 100 or 1 000 000
  * pending rows (an anti-join against all pending rows made it grow with the backlog).
+ *
+ * Candidates come in outbox_pending's own order (available_at, id), so the scan stops after
+ * `batchSize` rows. `ORDER BY id` made Postgres read every due pending row and sort them
+ * for each claim: 10 ms of a 20 ms claim with 15,000 rows queued, growing with the queue.
+ * Per-subject order does not depend on it: the count above holds a row back while an
+ * earlier row of its subject is pending, whatever order the candidates came in.
  */
 const CLAIM_OUTBOX_BATCH = `
 WITH candidates AS (
@@ -48,7 +54,7 @@ WITH candidates AS (
    WHERE status = 'pending'
      AND available_at <= now()
      AND (lease_until IS NULL OR lease_until < now())
-   ORDER BY id
+   ORDER BY available_at, id
    LIMIT $2
      FOR UPDATE SKIP LOCKED
 ),

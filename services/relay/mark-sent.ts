@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { TOPICS } from '../shared/event-codec.ts';
+import { beginKeyed } from '../shared/db/begin-keyed.ts';
 
 /**
  * Only rows this relay still holds: if our lease expired and another relay claimed the
@@ -86,7 +87,7 @@ export async function markSent(pool: pg.Pool, owner: string, ids: readonly strin
   const client = await pool.connect();
   let broken: Error | undefined;
   try {
-    await client.query('BEGIN');
+    await beginKeyed(client);
     const sent = await client.query<{ request_id: string | null; targets: string[] | null }>({
       name: 'relay_mark_sent',
       text: MARK_SENT,

@@ -10,6 +10,7 @@
 import type pg from 'pg';
 import { appendJournal, type JournalEntryInput } from './journal.ts';
 import { TOPICS } from './event-codec.ts';
+import { beginKeyed } from './db/begin-keyed.ts';
 
 export const ACK_STATUSES = ['deleted', 'not_found', 'failed'] as const;
 export type AckStatus = (typeof ACK_STATUSES)[number];
@@ -76,7 +77,7 @@ export async function applyAcks(
   const client = await pool.connect();
   let broken: Error | undefined;
   try {
-    await client.query('BEGIN');
+    await beginKeyed(client);
     const results = await applyInTransaction(client, acks, actor);
     await client.query('COMMIT');
     return results;

@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { ErasureError } from './errors.ts';
 import type { Logger } from './logger.ts';
+import { beginKeyed } from './db/begin-keyed.ts';
 
 export interface JournalEntryInput {
   /** The request this entry is about; null for entries about the system itself. */
@@ -145,7 +146,7 @@ export async function sealJournal(pool: pg.Pool, opts: { batchSize?: number } = 
   try {
     // READ COMMITTED on purpose: each statement below takes its snapshot after the lock is
     // held, so it sees everything the previous sealer committed before releasing it.
-    await client.query('BEGIN');
+    await beginKeyed(client);
     // Locking query: one sealer at a time across processes, otherwise two would hand out
     // the same chain_seq. try_ (not wait): a second sealer has nothing to do, so it leaves.
     // xact-scoped so COMMIT/ROLLBACK, or a dropped connection, always releases it.
