@@ -61,9 +61,17 @@ interface LoadSpec {
   /** Connections autocannon keeps open; the rate is reached only if they suffice. */
   connections: number;
 }
+/** What the load generator reports: autocannon's counts (errors include timeouts). */
+interface LoadResult {
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  '4xx': number;
+  '5xx': number;
+}
 type Autocannon = (
   opts: Record<string, unknown>,
-  cb: (err: Error | null, res: { requests: { sent: number }; non2xx: number; errors: number }) => void,
+  cb: (err: Error | null, res: LoadResult & { requests: { sent: number } }) => void,
 ) => unknown;
 
 /** autocannon at a fixed overall rate; `[<id>]` makes every key and subject unique. */
@@ -89,18 +97,18 @@ async function loadWorker(spec: LoadSpec): Promise<void> {
     ),
   );
   process.stdout.write(
-    `${JSON.stringify({ sent: res.requests.sent, non2xx: res.non2xx, errors: res.errors })}\n`,
+    `${JSON.stringify({ sent: res.requests.sent, non2xx: res.non2xx, errors: res.errors, timeouts: res.timeouts, '4xx': res['4xx'], '5xx': res['5xx'] })}\n`,
   );
 }
 
-async function runSteadyLoad(spec: LoadSpec): Promise<{ sent: number; non2xx: number; errors: number }> {
+async function runSteadyLoad(spec: LoadSpec): Promise<LoadResult & { sent: number }> {
   const c = child([SELF, '--load-worker', JSON.stringify(spec)], {});
   let text = '';
   c.stdout!.on('data', (d: Buffer) => (text += d.toString('utf8')));
   await new Promise((resolve) => c.once('exit', resolve));
   const line = text.split('\n').find((l) => l.startsWith('{'));
   if (!line) throw new Error('the load generator printed no result');
-  return JSON.parse(line) as { sent: number; non2xx: number; errors: number };
+  return JSON.parse(line) as LoadResult & { sent: number };
 }
 
 // ------------------------------------------------------------------ driver
@@ -249,7 +257,9 @@ async function main(): Promise<void> {
     const relaySeconds = await waitFor(
       'all events relayed',
       async () =>
-        !(await exists(db.pool, `SELECT 1 FROM outbox WHERE status = 'pending' AND topic = $1`, [TOPICS.requested])),
+        !(await exists(db.pool, `SELECT 1 FROM outbox WHERE status = 'pending' AND topic = $1`, [
+          TOPICS.requested,
+        ])),
       600_000,
     );
 
@@ -308,7 +318,7 @@ async function main(): Promise<void> {
         `pipeline benchmark (${requests} requests, 3 SDK partners, ${recordSize}-byte events)`,
         `  relay (alone): ${Math.round(relayed)} events/s (${relaySeconds.toFixed(1)} s)      ceiling ProducerPerformance ${Math.round(ceiling)} records/s   ratio ${(relayed / ceiling).toFixed(2)}   goal ≥ 0.5`,
         `  partners + acks: ${Math.round(requests / completeSeconds)} requests completed/s (${completeSeconds.toFixed(1)} s from partner start, 3 acks each)`,
-        `  steady ${rate} req/s for ${seconds} s (offered by autocannon, ${Math.round(load.sent / seconds)} req/s sent): ${lat.n} accepted (${failed} failed), accept→completed p50 ${Math.round(lat.p50)} ms, p99 ${Math.round(lat.p99)} ms   goal p99 < 2000 ms`,
+        `  steady ${rate} req/s for ${seconds} s (offered by autocannon, ${Math.round(load.sent / seconds)} req/s sent): ${lat.n} accepted (${failed} failed: ${load['4xx']} 4xx, ${load['5xx']} 5xx, ${load.errors} errors of which ${load.timeouts} timeouts), accept→completed p50 ${Math.round(lat.p50)} ms, p99 ${Math.round(lat.p99)} ms   goal p99 < 2000 ms`,
         '',
       ].join('\n'),
     );

@@ -173,7 +173,7 @@ export function createMessageProcessor(deps: Deps) {
         outcome.value.detail === undefined ? null : truncate(redactValues(outcome.value.detail, values));
       await ack(event, outcome.value.status, detail);
       stats.acked++;
-      o.logger.info('erasure acked', { ...ids, status: outcome.value.status, attempts: outcome.attempts });
+      o.logger.debug?.('erasure acked', { ...ids, status: outcome.value.status, attempts: outcome.attempts });
     } else {
       const error = describeError(outcome.error, values);
       // Dead letter first: once a failed ack is out, the event is already where a person can replay it.
