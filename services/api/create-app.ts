@@ -56,6 +56,27 @@ function identifierTypeCache(pool: pg.Pool, ttlMs = 5000) {
   };
 }
 
+/**
+ * The route a request matched, as a metrics label: the mount path and the router's pattern
+ * ('/v1/erasure-requests/:id'), never the raw URL (ids would make a series per request).
+ * Express restores req.baseUrl before 'finish', so each mount records its literal path in
+ * res.locals (see `at` below).
+ */
+function routeLabel(req: express.Request, res: express.Response): string {
+  const base = typeof res.locals['routeBase'] === 'string' ? (res.locals['routeBase'] as string) : '';
+  if (!req.route) return base || 'unmatched';
+  const path = String(req.route.path);
+  return path === '/' ? base || '/' : `${base}${path}`;
+}
+
+/** Records a mount's literal path for routeLabel. */
+const at =
+  (base: string): express.RequestHandler =>
+  (_req, res, next) => {
+    res.locals['routeBase'] = base;
+    next();
+  };
+
 export function createApp(deps: AppDeps): express.Express {
   const { pool, logger, metrics } = deps;
   const app = express();
@@ -86,7 +107,7 @@ export function createApp(deps: AppDeps): express.Express {
     const end = httpDuration.startTimer({ method: req.method });
     res.on('finish', () =>
       end({
-        route: req.route?.path ?? (res.statusCode === 404 ? 'unmatched' : req.baseUrl),
+        route: routeLabel(req, res),
         status: res.statusCode,
       }),
     );
@@ -142,10 +163,11 @@ export function createApp(deps: AppDeps): express.Express {
   });
 
   // The contract's literal path has a colon, which Express would read as a parameter.
-  app.use(/^\/v1\/erasure-requests:batch$/, auth, requests.batch);
-  app.use('/v1/erasure-requests', auth, requests.router);
+  app.use(/^\/v1\/erasure-requests:batch$/, at('/v1/erasure-requests:batch'), auth, requests.batch);
+  app.use('/v1/erasure-requests', at('/v1/erasure-requests'), auth, requests.router);
   app.use(
     '/v1/targets',
+    at('/v1/targets'),
     auth,
     targetRoutes({
       pool,
@@ -153,9 +175,9 @@ export function createApp(deps: AppDeps): express.Express {
       actorOf: (req) => (req as express.Request).principal!.tokenId,
     }),
   );
-  app.use('/v1/tokens', auth, admin.tokens);
-  app.use('/v1/identifier-types', auth, admin.types);
-  app.use('/v1/acks', auth, ackRoutes({ pool, bodyLimitBytes: deps.cfg.bodyLimitBytes }));
+  app.use('/v1/tokens', at('/v1/tokens'), auth, admin.tokens);
+  app.use('/v1/identifier-types', at('/v1/identifier-types'), auth, admin.types);
+  app.use('/v1/acks', at('/v1/acks'), auth, ackRoutes({ pool, bodyLimitBytes: deps.cfg.bodyLimitBytes }));
   app.use((req, res) => {
     sendProblem(res, 'ERR_NOT_FOUND', `no route for ${req.method} ${req.path.slice(0, 100)}`);
   });

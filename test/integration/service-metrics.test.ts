@@ -1,7 +1,7 @@
 // Every service in a process registers its metrics in one registry: the API serves them on
 // /metrics, and a process without the API serves them on METRICS_PORT.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { RunningService } from '../../services/api/index.ts';
 import { startServices } from '../../services/main.ts';
@@ -44,6 +44,33 @@ describe('process metrics', () => {
         'erasure_api_process_resident_memory_bytes',
       ])
         assert.match(text, new RegExp(`^# HELP ${name} `, 'm'), name);
+    } finally {
+      await stopAll(running);
+    }
+  });
+
+  it('labels API latency by mount path and route pattern, never by the id in the URL', async () => {
+    const running = await startServices(['api'], env);
+    try {
+      const url = running[0]!.url;
+      const auth = { authorization: `Bearer ${env['ERASURE_ADMIN_TOKEN']}` };
+      const id = randomUUID();
+      await (await fetch(`${url}/v1/erasure-requests/${id}`, { headers: auth })).text();
+      const post = await fetch(`${url}/v1/erasure-requests`, {
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'application/json', 'idempotency-key': 'metrics-label' },
+        body: '{}',
+      });
+      assert.equal(post.status, 400);
+      const text = await (await fetch(`${url}/metrics`)).text();
+      const routes = new Set(
+        [...text.matchAll(/^erasure_api_http_request_duration_seconds_count\{[^}]*route="([^"]*)"/gm)].map(
+          (m) => m[1],
+        ),
+      );
+      assert.ok(routes.has('/v1/erasure-requests/:id'), [...routes].join(' '));
+      assert.ok(routes.has('/v1/erasure-requests'), [...routes].join(' '));
+      assert.ok(!text.includes(id));
     } finally {
       await stopAll(running);
     }
