@@ -188,7 +188,6 @@ a = json.loads(sys.argv[1])
 ${PY_S3_FS}
 sel = pafs.FileSelector(a["bucket"] + "/" + a["prefix"], recursive=True)
 t = pa.concat_tables([pq.read_table(i.path, filesystem=fs) for i in fs.get_file_info(sel) if i.path.endswith(".parquet")])
-out = os.path.join(tempfile.mkdtemp(), "ceiling.parquet")
 opts = dict(compression="snappy", use_dictionary=True, row_group_size=131072)
 t0 = time.perf_counter()
 pq.write_table(t, a["bucket"] + "/" + a["prefix"] + "-ceiling/ceiling.parquet", filesystem=fs, **opts)
@@ -198,6 +197,7 @@ out = os.path.join(tempfile.mkdtemp(), "ceiling.parquet")
 t0 = time.perf_counter()
 pq.write_table(t, out, **opts)
 local_seconds = time.perf_counter() - t0
+os.remove(out); os.rmdir(os.path.dirname(out))
 # From rows: the same rows as Python records (untimed), in chunks as a streaming writer
 # would get them; timed: records to columns (pyarrow) and the Parquet write to S3.
 rows_seconds = 0.0
@@ -235,8 +235,9 @@ print(json.dumps({"rows": t.num_rows, "seconds": s3_seconds, "localSeconds": loc
     );
   } finally {
     // The objects always go (kept, they filled the S3 server's disk run after run and slowed
-    // later runs); --keep keeps only the produced topic.
-    const objects = await store.list(`${prefix}/`).catch(() => []);
+    // later runs); --keep keeps only the produced topic. No slash: the ceiling's own objects
+    // (`${prefix}-ceiling/`) go too if the Python script failed before deleting them.
+    const objects = await store.list(prefix).catch(() => []);
     await store.delete(objects.map((o) => o.key)).catch(() => undefined);
     if (process.argv.includes('--keep')) step(`kept topic ${topic} (re-run with --topic=${topic} --rows=N)`);
     else if (!reuse) await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);

@@ -42,10 +42,6 @@ export class RequestedSpans {
   redeliveryTargetLen = 0;
 }
 
-/**
- * Reads the record at buf[start..] into `out`. False if the bytes are not a well-formed
- * record of this layout (the caller then decodes with avsc).
- */
 // The parser's cursor, at module level: closures made per record would cost an allocation
 // each (and tsx's name helper) on the exporter's hottest path. Single-threaded, synchronous.
 let src: Buffer = Buffer.alloc(0);
@@ -74,6 +70,10 @@ function str(): number {
   return n;
 }
 
+/**
+ * Reads the record at buf[start..] into `out`. False if the bytes are not a well-formed
+ * record of this layout (the caller then decodes with avsc).
+ */
 export function parseRequested(buf: Buffer, start: number, out: RequestedSpans): boolean {
   src = buf;
   p = start;
@@ -82,8 +82,7 @@ export function parseRequested(buf: Buffer, start: number, out: RequestedSpans):
 }
 
 function parse(out: RequestedSpans): boolean {
-  const buf = src;
-  out.buf = buf;
+  out.buf = src;
   out.eventIdLen = str();
   out.eventIdStart = p - out.eventIdLen;
   out.requestIdLen = str();
