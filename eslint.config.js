@@ -24,6 +24,7 @@ export default tseslint.config(
       '**/config.ts',
       '**/load-config.ts',
       'services/main.ts',
+      'services/api/worker.ts',
       'scripts/**',
       'test/**',
       'bin/**',

@@ -8,6 +8,8 @@
  */
 import { loadApiConfig } from './api/config.ts';
 import { start as startApi, type RunningService } from './api/index.ts';
+import { startApiCluster } from './api/cluster.ts';
+import { createLogger } from './shared/logger.ts';
 import { loadSealerConfig, start as startSealer } from './journal-sealer/index.ts';
 import { loadAckConsumerConfig, start as startAckConsumer } from './ack-consumer/index.ts';
 import { loadRelayConfig, start as startRelay } from './relay/index.ts';
@@ -44,7 +46,14 @@ export async function startServices(
       if (port) running.push(await serveMetrics(registry, port, env['HOST'] || '0.0.0.0'));
     }
     for (const name of names) {
-      if (name === 'api') running.push(await startApi(loadApiConfig(env), undefined, opts));
+      if (name === 'api') {
+        const cfg = loadApiConfig(env);
+        running.push(
+          cfg.workers > 1
+            ? await startApiCluster(cfg, createLogger({ service: 'api', level: cfg.logLevel }), opts)
+            : await startApi(cfg, undefined, opts),
+        );
+      }
       if (name === 'journal-sealer') running.push(await startSealer(loadSealerConfig(env)));
       if (name === 'relay') running.push(await startRelay(loadRelayConfig(env), undefined, opts));
       if (name === 'redelivery') running.push(await startRedelivery(loadRedeliveryConfig(env)));

@@ -25,7 +25,7 @@ import { createEventCodec, TOPICS, type RequestedEvent } from '../../services/sh
 import { infra, testKafka, testS3 } from '../../test/helpers/infra.ts';
 import { PY_S3_FS, pythonS3Args, runPython } from '../../test/helpers/pyarrow.ts';
 import { REPO_ROOT } from '../stack/stack-config.ts';
-import { flag, step } from './bench-util.ts';
+import { flag, stackCpuSeconds, step } from './bench-util.ts';
 
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
 const SELF = fileURLToPath(import.meta.url);
@@ -56,8 +56,11 @@ async function exporterChild(): Promise<void> {
   process.on('SIGTERM', () => {
     clearInterval(sampler);
     void exporter.stop().then(() => {
-      const maxRssMiB = process.resourceUsage().maxRSS / 1024;
-      process.stdout.write(`${JSON.stringify({ maxRssMiB, firstEventAt, lastEventAt })}\n`);
+      const use = process.resourceUsage();
+      const maxRssMiB = use.maxRSS / 1024;
+      // Every thread of the process (main, encoder, libuv pool), from spawn to stop.
+      const cpuSeconds = (use.userCPUTime + use.systemCPUTime) / 1e6;
+      process.stdout.write(`${JSON.stringify({ maxRssMiB, firstEventAt, lastEventAt, cpuSeconds })}\n`);
       process.exit(0);
     });
   });
@@ -139,6 +142,7 @@ async function main(): Promise<void> {
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     const started = Date.now();
+    const serversBefore = stackCpuSeconds();
     while (!out.includes('ready')) await sleep(50);
     const ready = Date.now();
     for (;;) {
@@ -148,13 +152,20 @@ async function main(): Promise<void> {
       await sleep(50);
     }
     const seconds = (Date.now() - started) / 1000;
+    const serversAfter = stackCpuSeconds();
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
-    const { maxRssMiB, firstEventAt, lastEventAt } = JSON.parse(out.trim().split('\n').at(-1)!) as {
+    const { maxRssMiB, firstEventAt, lastEventAt, cpuSeconds } = JSON.parse(
+      out.trim().split('\n').at(-1)!,
+    ) as {
       maxRssMiB: number;
       firstEventAt?: number;
       lastEventAt?: number;
+      cpuSeconds: number;
     };
+    const serverCpu = Object.keys(serversAfter)
+      .map((name) => `${name} ${(serversAfter[name]! - (serversBefore[name] ?? 0)).toFixed(1)} s`)
+      .join(', ');
     const span = firstEventAt && lastEventAt ? (lastEventAt - firstEventAt) / 1000 : NaN;
     const objects = (await store.list(`${prefix}/`)).filter((o) => o.key.endsWith('.parquet'));
     const bytes = objects.reduce((s, o) => s + o.size, 0);
@@ -170,6 +181,7 @@ async function main(): Promise<void> {
         `  of which: process start ${((ready - started) / 1000).toFixed(1)} s, first record read ${firstEventAt ? ((firstEventAt - started) / 1000).toFixed(1) : '?'} s after start (group join), last record read ${lastEventAt ? ((lastEventAt - started) / 1000).toFixed(1) : '?'} s after start`,
         `exporter reading rate (first → last record read, ±50 ms): ${rate(rows / span)}`,
         `exporter peak RSS: ${maxRssMiB.toFixed(0)} MiB`,
+        `CPU over those ${seconds.toFixed(1)} s (2 cores = ${(2 * seconds).toFixed(1)} core-seconds): exporter ${cpuSeconds.toFixed(1)} s (all threads, to its stop); servers: ${serverCpu || 'not started by this repo'}`,
         `files: ${objects.length}, bytes: ${(bytes / 1048576).toFixed(1)} MiB`,
       ].join('\n') + '\n',
     );

@@ -14,6 +14,7 @@
  * committed row has a counted response and "rows = 202 responses" can be checked exactly.
  *
  * Options: --no-sealer (do not run the journal sealer beside the API), --seconds=N (20), --connections=N (50), --pool-size=N (API DB_POOL_SIZE, 20),
+ * --api-workers=N (API_WORKERS, 2: one per core of this machine; "api node" CPU counts them all),
  * --batch-seconds=N (15), --batch-connections=N (2), --warmup-seconds=N (3, per phase),
  * --phases=single,pgbench,batch (all; leave some out to try settings faster),
  * --pgbench-mode=prepared|extended|simple (prepared), --api-node-args="--cpu-prof ..." (none;
@@ -218,6 +219,17 @@ function postgresTicks(): number {
   return total;
 }
 
+/** The API process and its workers (API_WORKERS > 1: node:cluster children of it). */
+function apiTicks(apiPid: number): number {
+  let total = procTicks(apiPid)?.self ?? 0;
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const p = procTicks(Number(name));
+    if (p?.ppid === apiPid) total += p.self;
+  }
+  return total;
+}
+
 interface CpuSample {
   at: number;
   api: number;
@@ -231,7 +243,7 @@ function sampleCpu(apiPid: number): CpuSample {
   const idle = (machine[3] ?? 0) + (machine[4] ?? 0);
   return {
     at: performance.now(),
-    api: procTicks(apiPid)?.self ?? 0,
+    api: apiTicks(apiPid),
     postgres: postgresTicks(),
     reaped: procTicks(process.pid)?.children ?? 0,
     busy: machine.slice(0, 8).reduce((a, b) => a + b, 0) - idle,
@@ -513,6 +525,7 @@ async function main(): Promise<void> {
   const seconds = flag('seconds', 20);
   const connections = flag('connections', 50);
   const poolSize = flag('pool-size', 20);
+  const apiWorkers = flag('api-workers', 2);
   const batchSeconds = flag('batch-seconds', 15);
   const batchConnections = flag('batch-connections', 2);
   const warmupSeconds = flag('warmup-seconds', 3);
@@ -542,7 +555,7 @@ async function main(): Promise<void> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const token = `bench_${randomBytes(24).toString('base64url')}`;
-  step(`starting the API (own process) on ${url}, DB_POOL_SIZE=${poolSize}`);
+  step(`starting the API (own process) on ${url}, API_WORKERS=${apiWorkers}, DB_POOL_SIZE=${poolSize}`);
   const api = await startApi(
     {
       ...process.env,
@@ -553,6 +566,7 @@ async function main(): Promise<void> {
       ERASURE_ADMIN_TOKEN: token,
       RATE_LIMIT_PER_SECOND: '1000000',
       DB_POOL_SIZE: String(poolSize),
+      API_WORKERS: String(apiWorkers),
       TOKEN_CACHE_MS: '60000',
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     },
@@ -623,7 +637,7 @@ async function main(): Promise<void> {
   const non202 = Object.entries(single?.statuses ?? {}).filter(([code]) => code !== '202');
   const lines = [
     '',
-    `intake benchmark (${seconds} s each, ${connections} connections, 3 targets per request)`,
+    `intake benchmark (${seconds} s each, ${connections} connections, 3 targets per request, API_WORKERS=${apiWorkers})`,
     single
       ? `  single: ${int(singleRate)} req/s accepted, p50 ${ms(single.p50Ms)} ms, p99 ${ms(single.p99Ms)} ms, ` +
         `${single.errors} errors${non202.length > 0 ? ` (non-202: ${non202.map(([c, n]) => `${c}×${n}`).join(', ')})` : ''}` +
@@ -642,7 +656,7 @@ async function main(): Promise<void> {
         `${accepted} accepted responses`
       : '  rows durable: not checked (single skipped)',
     '',
-    `cpu, % of one core (API DB_POOL_SIZE=${poolSize}; batch ${batchConnections} connections, ${batchSeconds} s):`,
+    `cpu, % of one core (API_WORKERS=${apiWorkers}, DB_POOL_SIZE=${poolSize} per worker; batch ${batchConnections} connections, ${batchSeconds} s):`,
     ...(single ? [`  single:  ${single.cpu}`] : []),
     ...(bench ? [`  pgbench: ${bench.cpu}`] : []),
     ...(batch ? [`  batch:   ${batch.cpu}`] : []),

@@ -1,7 +1,10 @@
 /** What every benchmark script shares: its options, progress lines and child processes. */
 import type { ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
+import { join, resolve } from 'node:path';
+import { REPO_ROOT } from '../stack/stack-config.ts';
 
 /** A progress line on stderr (figures go to stdout). */
 export function step(line: string): void {
@@ -39,4 +42,30 @@ export async function exists(pool: pg.Pool, sql: string, params: unknown[] = [])
 /** The number in column `n` of a one-row query. */
 export async function scalar(pool: pg.Pool, sql: string, params: unknown[] = []): Promise<number> {
   return Number((await pool.query(sql, params)).rows[0].n);
+}
+
+/**
+ * CPU seconds (user + system) the local stack's servers used so far, read from /proc by the
+ * pid files `npm run stack:up` writes; a server not started by this repo's scripts (an
+ * existing Kafka, say) is missing from the answer. Diff two readings for a phase.
+ */
+export function stackCpuSeconds(): Record<string, number> {
+  const out: Record<string, number> = {};
+  // Same directory as stack-config.ts's runDir (ERASURE_STACK_DIR moves it).
+  const run = join(resolve(process.env['ERASURE_STACK_DIR'] || join(REPO_ROOT, '.stack')), 'run');
+  const hz = 100; // USER_HZ: the unit of /proc/<pid>/stat's utime and stime on Linux
+  for (const file of existsSync(run) ? readdirSync(run) : []) {
+    if (!file.endsWith('.pid')) continue;
+    try {
+      const pid = readFileSync(`${run}/${file}`, 'utf8').trim();
+      // Fields after the command name (which may hold spaces) start at state: utime, stime
+      // are the 14th and 15th fields, i.e. the 12th and 13th after it.
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out[file.slice(0, -4)] = (Number(rest[11]) + Number(rest[12])) / hz;
+    } catch {
+      // not running (or not ours to read): left out
+    }
+  }
+  return out;
 }

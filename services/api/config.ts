@@ -29,6 +29,11 @@ export interface ApiConfig {
   readonly logLevel: string;
   /** DB_POOL_SIZE, default 20. */
   readonly dbPoolSize: number;
+  /**
+   * API_WORKERS: API processes sharing the port (default 1; cluster.ts). More use more
+   * cores; the rate limit, DB pool and caches are per process.
+   */
+  readonly workers: number;
   /** ACCEPT_MAX_BATCH: most single requests group-committed in one statement (default 500). */
   readonly acceptMaxBatch: number;
   /** ACCEPT_MAX_IN_FLIGHT: accept statements running at once (default 2: bigger groups, fewer commits). */
@@ -56,6 +61,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv): ApiConfig {
   const maxBatchSize = int('MAX_BATCH_SIZE', 10_000, 1, 10_000);
   const tokenCacheMs = int('TOKEN_CACHE_MS', 10_000, 0, 300_000);
   const dbPoolSize = int('DB_POOL_SIZE', 20, 1, 500);
+  const workers = int('API_WORKERS', 1, 1, 64);
   const acceptMaxBatch = int('ACCEPT_MAX_BATCH', 500, 1, 10_000);
   const acceptMaxInFlight = int('ACCEPT_MAX_IN_FLIGHT', 2, 1, 100);
   if (problems.length > 0 || !infra) throw new ConfigurationError(problems);
@@ -74,6 +80,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv): ApiConfig {
     tokenCacheMs,
     logLevel,
     dbPoolSize,
+    workers,
     acceptMaxBatch,
     acceptMaxInFlight,
   });

@@ -33,6 +33,8 @@ export interface AppDeps {
   logger: Logger;
   checks: Record<string, Check>;
   metrics: Registry;
+  /** What /metrics serves, if not `metrics` alone (an API worker: the whole process group's). */
+  metricsText?: () => Promise<string>;
   openApiPath: string;
   now?: () => number;
 }
@@ -122,7 +124,8 @@ export function createApp(deps: AppDeps): express.Express {
     res.status(result.ready ? 200 : 503).json(result);
   });
   app.get('/metrics', async (_req, res) => {
-    res.type(metrics.contentType).send(await metrics.metrics());
+    const text = await (deps.metricsText ?? (() => metrics.metrics()))();
+    res.type(metrics.contentType).send(text);
   });
   const openApi = existsSync(deps.openApiPath) ? readFileSync(deps.openApiPath, 'utf8') : undefined;
   app.get('/openapi.json', (_req, res) => {

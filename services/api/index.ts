@@ -25,8 +25,12 @@ const REPO_ROOT = join(import.meta.dirname, '..', '..');
 export async function start(
   cfg: ApiConfig,
   logger: Logger = createLogger({ service: 'api', level: cfg.logLevel }),
-  /** registry: the process's metrics registry, served on /metrics (other services in the process register into it too). */
-  opts: { registry?: Registry } = {},
+  /**
+   * registry: the process's metrics registry, served on /metrics (other services in the
+   * process register into it too). metricsText: what /metrics serves instead (an API worker
+   * serves its whole process group's, cluster.ts).
+   */
+  opts: { registry?: Registry; metricsText?: () => Promise<string> } = {},
 ) {
   // JIT off: intake statements are short and many; compiling a 10,000-row accept costs
   // more than it saves (measured: 0.7 s of a 1.75 s batch).
@@ -72,6 +76,7 @@ export async function start(
     tokens,
     logger,
     metrics,
+    metricsText: opts.metricsText,
     openApiPath: join(REPO_ROOT, 'schemas', 'openapi.json'),
     checks: dependencyChecks({
       pool,
