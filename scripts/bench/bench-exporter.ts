@@ -17,6 +17,7 @@
  * Benchmarks print; they assert nothing. Other engineers' tests share the 2 cores.
  */
 import { spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -25,7 +26,7 @@ import { createEventCodec, TOPICS, type RequestedEvent } from '../../services/sh
 import { infra, testKafka, testS3 } from '../../test/helpers/infra.ts';
 import { PY_S3_FS, pythonS3Args, runPython } from '../../test/helpers/pyarrow.ts';
 import { REPO_ROOT } from '../stack/stack-config.ts';
-import { flag, stackCpuSeconds, step } from './bench-util.ts';
+import { CLK_TCK, flag, postgresTicks, stackTicks, step } from './bench-util.ts';
 
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
 const SELF = fileURLToPath(import.meta.url);
@@ -142,7 +143,7 @@ async function main(): Promise<void> {
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     const started = Date.now();
-    const serversBefore = stackCpuSeconds();
+    const serversBefore: Record<string, number> = { ...stackTicks(), postgres: postgresTicks() };
     while (!out.includes('ready')) await sleep(50);
     const ready = Date.now();
     for (;;) {
@@ -152,7 +153,7 @@ async function main(): Promise<void> {
       await sleep(50);
     }
     const seconds = (Date.now() - started) / 1000;
-    const serversAfter = stackCpuSeconds();
+    const serversAfter: Record<string, number> = { ...stackTicks(), postgres: postgresTicks() };
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
     const { maxRssMiB, firstEventAt, lastEventAt, cpuSeconds } = JSON.parse(
@@ -164,7 +165,7 @@ async function main(): Promise<void> {
       cpuSeconds: number;
     };
     const serverCpu = Object.keys(serversAfter)
-      .map((name) => `${name} ${(serversAfter[name]! - (serversBefore[name] ?? 0)).toFixed(1)} s`)
+      .map((name) => `${name} ${((serversAfter[name]! - (serversBefore[name] ?? 0)) / CLK_TCK).toFixed(1)} s`)
       .join(', ');
     const span = firstEventAt && lastEventAt ? (lastEventAt - firstEventAt) / 1000 : NaN;
     const objects = (await store.list(`${prefix}/`)).filter((o) => o.key.endsWith('.parquet'));
@@ -181,7 +182,7 @@ async function main(): Promise<void> {
         `  of which: process start ${((ready - started) / 1000).toFixed(1)} s, first record read ${firstEventAt ? ((firstEventAt - started) / 1000).toFixed(1) : '?'} s after start (group join), last record read ${lastEventAt ? ((lastEventAt - started) / 1000).toFixed(1) : '?'} s after start`,
         `exporter reading rate (first → last record read, ±50 ms): ${rate(rows / span)}`,
         `exporter peak RSS: ${maxRssMiB.toFixed(0)} MiB`,
-        `CPU over those ${seconds.toFixed(1)} s (2 cores = ${(2 * seconds).toFixed(1)} core-seconds): exporter ${cpuSeconds.toFixed(1)} s (all threads, to its stop); servers: ${serverCpu || 'not started by this repo'}`,
+        `CPU over those ${seconds.toFixed(1)} s (${availableParallelism()} cores = ${(availableParallelism() * seconds).toFixed(1)} core-seconds): exporter ${cpuSeconds.toFixed(1)} s (all threads, to its stop); servers: ${serverCpu || 'not started by this repo'}`,
         `files: ${objects.length}, bytes: ${(bytes / 1048576).toFixed(1)} MiB`,
       ].join('\n') + '\n',
     );

@@ -36,11 +36,19 @@ import { migrate } from '../../services/shared/db/migrate.ts';
 import { SCHEMAS_SQL } from '../../test/helpers/api.ts';
 import { createTestDatabase, infra } from '../../test/helpers/infra.ts';
 import { REPO_ROOT } from '../stack/stack-config.ts';
-import { flag, step, stopChild } from './bench-util.ts';
+import {
+  CLK_TCK,
+  flag,
+  machineBusyTicks,
+  postgresTicks,
+  procTicks,
+  step,
+  stopChild,
+  treeTicks,
+} from './bench-util.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const BATCH_SIZE = 10_000;
-const CLK_TCK = 100; // Linux USER_HZ: /proc CPU times are in hundredths of a second
 
 // ---------------------------------------------------------------- load generator (child)
 
@@ -186,50 +194,6 @@ function track(child: ChildProcess): ChildProcess {
 
 // ---------------------------------------------------------------- CPU accounting
 
-/** utime+stime (and cutime+cstime: children waited for) of a process, in ticks. */
-function procTicks(pid: number): { self: number; children: number; ppid: number; comm: string } | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const close = stat.lastIndexOf(')');
-    const f = stat.slice(close + 2).split(' ');
-    return {
-      self: Number(f[11]) + Number(f[12]),
-      children: Number(f[13]) + Number(f[14]),
-      ppid: Number(f[1]),
-      comm: stat.slice(stat.indexOf('(') + 1, close),
-    };
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * All PostgreSQL processes (the machine's one server; other databases' sessions count too),
- * plus what the postmaster reaped: a backend that exits mid-phase keeps its CPU counted.
- */
-function postgresTicks(): number {
-  let total = 0;
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const p = procTicks(Number(name));
-    if (p?.comm !== 'postgres') continue;
-    total += p.self;
-    if (procTicks(p.ppid)?.comm !== 'postgres') total += p.children;
-  }
-  return total;
-}
-
-/** The API process and its workers (API_WORKERS > 1: node:cluster children of it). */
-function apiTicks(apiPid: number): number {
-  let total = procTicks(apiPid)?.self ?? 0;
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const p = procTicks(Number(name));
-    if (p?.ppid === apiPid) total += p.self;
-  }
-  return total;
-}
-
 interface CpuSample {
   at: number;
   api: number;
@@ -239,14 +203,12 @@ interface CpuSample {
 }
 
 function sampleCpu(apiPid: number): CpuSample {
-  const machine = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const idle = (machine[3] ?? 0) + (machine[4] ?? 0);
   return {
     at: performance.now(),
-    api: apiTicks(apiPid),
+    api: treeTicks(apiPid),
     postgres: postgresTicks(),
     reaped: procTicks(process.pid)?.children ?? 0,
-    busy: machine.slice(0, 8).reduce((a, b) => a + b, 0) - idle,
+    busy: machineBusyTicks(),
   };
 }
 

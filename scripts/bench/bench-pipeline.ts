@@ -23,6 +23,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -33,7 +34,18 @@ import { ensureTopics, loadTopicDefinitions, registerSchemas } from '../../servi
 import { SCHEMAS_SQL } from '../../test/helpers/api.ts';
 import { createTestDatabase, infra, testKafka } from '../../test/helpers/infra.ts';
 import { REPO_ROOT } from '../stack/stack-config.ts';
-import { exists, flag, step, stopChild } from './bench-util.ts';
+import {
+  CLK_TCK,
+  exists,
+  flag,
+  machineBusyTicks,
+  postgresTicks,
+  procTicks,
+  stackTicks,
+  step,
+  stopChild,
+  treeTicks,
+} from './bench-util.ts';
 
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
 const SELF = fileURLToPath(import.meta.url);
@@ -140,6 +152,24 @@ async function answerTimes(url: string): Promise<string> {
   if (total === 0) return 'none recorded';
   const pct = (bound: string) => `${(((le.get(bound) ?? 0) / total) * 100).toFixed(1)}% ≤ ${bound} s`;
   return `${[pct('0.25'), pct('1'), pct('2.5')].join(', ')}; ${total - (le.get('2.5') ?? 0)} of ${total} over 2.5 s`;
+}
+
+/**
+ * CPU between two samples (ticks), as % of one core per process, and CPU-ms per accepted
+ * request over the whole machine: what the 2 cores are spent on at the offered rate.
+ */
+function cpuBreakdown(a: Record<string, number>, b: Record<string, number>, accepted: number): string {
+  const span = b['at']! - a['at']!;
+  const pct = (k: string) => (100 * (b[k]! - (a[k] ?? 0))) / span;
+  const parts = Object.keys(b)
+    .filter((k) => k !== 'at' && k !== 'busy')
+    .map((k) => `${k} ${pct(k).toFixed(0)}%`);
+  const busyMs = ((b['busy']! - a['busy']!) / CLK_TCK) * 1000;
+  return (
+    `CPU from the steady load's start until its requests completed (${(span / CLK_TCK).toFixed(1)} s, % of one core): ` +
+    `${parts.join(', ')}; machine busy ${pct('busy').toFixed(0)}% of ${availableParallelism() * 100}%, ` +
+    `${(busyMs / Math.max(1, accepted)).toFixed(2)} CPU-ms per accepted request`
+  );
 }
 
 // ------------------------------------------------------------------ driver
@@ -318,6 +348,20 @@ async function main(): Promise<void> {
     ).then(() => (Date.now() - t1) / 1000);
 
     step(`steady load: ${rate} single requests/s for ${seconds} s`);
+    // Where the machine's CPU goes while it takes the steady load and completes it.
+    const sampleCpu = (): Record<string, number> => ({
+      'api + journal-sealer': treeTicks(api.pid!),
+      relay: treeTicks(relay.pid!),
+      'ack consumer': treeTicks(acks.pid!),
+      '3 partners': treeTicks(partners.pid!),
+      // The load generator's process has exited and been reaped by then: its CPU is ours.
+      'load generator': procTicks(process.pid)?.children ?? 0,
+      postgres: postgresTicks(),
+      ...stackTicks(),
+      busy: machineBusyTicks(),
+      at: (performance.now() / 1000) * CLK_TCK,
+    });
+    const cpu0 = sampleCpu();
     const started = new Date();
     const load = await runSteadyLoad({ url, token, rate, seconds, connections: flag('connections', 500) });
     const failed = load.non2xx + load.errors;
@@ -332,6 +376,7 @@ async function main(): Promise<void> {
         )),
       300_000,
     );
+    const cpu1 = sampleCpu();
     const lat = (
       await db.pool.query(
         `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50, percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99, count(*) AS n
@@ -352,6 +397,7 @@ async function main(): Promise<void> {
         `  partners + acks: ${Math.round(requests / completeSeconds)} requests completed/s (${completeSeconds.toFixed(1)} s from partner start, 3 acks each)`,
         `  steady ${rate} req/s for ${seconds} s (offered by autocannon, ${Math.round(load.sent / seconds)} req/s sent): ${lat.n} accepted (${failed} failed: ${load['4xx']} 4xx, ${load['5xx']} 5xx, ${load.errors} errors of which ${load.timeouts} timeouts), accept→completed p50 ${Math.round(lat.p50)} ms, p99 ${Math.round(lat.p99)} ms   goal p99 < 2000 ms`,
         `    the API's own answer times for those requests (its histogram, so the wait before accepting counts too): ${answers}`,
+        `    ${cpuBreakdown(cpu0, cpu1, Number(lat.n))}`,
         '',
       ].join('\n'),
     );

@@ -44,28 +44,83 @@ export async function scalar(pool: pg.Pool, sql: string, params: unknown[] = [])
   return Number((await pool.query(sql, params)).rows[0].n);
 }
 
+// ---------------------------------------------------------------- CPU accounting (/proc)
+
+/** Linux USER_HZ: /proc CPU times are in hundredths of a second. */
+export const CLK_TCK = 100;
+
+/** utime+stime (and cutime+cstime: children waited for) of a process, in ticks. */
+export function procTicks(
+  pid: number,
+): { self: number; children: number; ppid: number; comm: string } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name may hold spaces: fields are counted from after its ')'.
+    const close = stat.lastIndexOf(')');
+    const f = stat.slice(close + 2).split(' ');
+    return {
+      self: Number(f[11]) + Number(f[12]),
+      children: Number(f[13]) + Number(f[14]),
+      ppid: Number(f[1]),
+      comm: stat.slice(stat.indexOf('(') + 1, close),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+function livePids(): number[] {
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .map(Number);
+}
+
 /**
- * CPU seconds (user + system) the local stack's servers used so far, read from /proc by the
- * pid files `npm run stack:up` writes; a server not started by this repo's scripts (an
- * existing Kafka, say) is missing from the answer. Diff two readings for a phase.
+ * All PostgreSQL processes (the machine's one server; other databases' sessions count too),
+ * plus what the postmaster reaped: a backend that exits mid-phase keeps its CPU counted.
  */
-export function stackCpuSeconds(): Record<string, number> {
+export function postgresTicks(): number {
+  let total = 0;
+  for (const pid of livePids()) {
+    const p = procTicks(pid);
+    if (p?.comm !== 'postgres') continue;
+    total += p.self;
+    if (procTicks(p.ppid)?.comm !== 'postgres') total += p.children;
+  }
+  return total;
+}
+
+/** A process and its direct children (an API primary and its cluster workers), in ticks. */
+export function treeTicks(pid: number): number {
+  let total = procTicks(pid)?.self ?? 0;
+  for (const child of livePids()) {
+    const p = procTicks(child);
+    if (p?.ppid === pid) total += p.self;
+  }
+  return total;
+}
+
+/** Ticks the whole machine was busy (all cores), from /proc/stat. */
+export function machineBusyTicks(): number {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (cpu[3] ?? 0) + (cpu[4] ?? 0);
+  return cpu.slice(0, 8).reduce((a, b) => a + b, 0) - idle;
+}
+
+/**
+ * CPU ticks the local stack's servers used so far, by the pid files `npm run stack:up`
+ * writes (kafka-1, registry, s3; PostgreSQL is postgresTicks). A server not started by this
+ * repo's scripts (an existing Kafka, say) is missing from the answer. Diff two readings.
+ */
+export function stackTicks(): Record<string, number> {
   const out: Record<string, number> = {};
   // Same directory as stack-config.ts's runDir (ERASURE_STACK_DIR moves it).
   const run = join(resolve(process.env['ERASURE_STACK_DIR'] || join(REPO_ROOT, '.stack')), 'run');
-  const hz = 100; // USER_HZ: the unit of /proc/<pid>/stat's utime and stime on Linux
   for (const file of existsSync(run) ? readdirSync(run) : []) {
-    if (!file.endsWith('.pid')) continue;
-    try {
-      const pid = readFileSync(`${run}/${file}`, 'utf8').trim();
-      // Fields after the command name (which may hold spaces) start at state: utime, stime
-      // are the 14th and 15th fields, i.e. the 12th and 13th after it.
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out[file.slice(0, -4)] = (Number(rest[11]) + Number(rest[12])) / hz;
-    } catch {
-      // not running (or not ours to read): left out
-    }
+    if (!file.endsWith('.pid') || file === 'postgres.pid') continue;
+    const pid = Number(readFileSync(join(run, file), 'utf8').trim());
+    const t = procTicks(pid);
+    if (t) out[file.slice(0, -4)] = t.self;
   }
   return out;
 }
