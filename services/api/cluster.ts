@@ -90,6 +90,31 @@ export async function startApiCluster(
     }
   }
 
+  const nextDelay = () => RESTART_DELAYS_MS[Math.min(restarts, RESTART_DELAYS_MS.length - 1)]!;
+  /** The pending restart, if any; stop() clears it. */
+  let restartTimer: NodeJS.Timeout | undefined;
+  /** Starts a replacement after a pause; while replacements fail, keeps trying, slower. */
+  function replace(): void {
+    const delay = nextDelay();
+    restarts++;
+    // Not unref'd: with every worker gone, this timer is what keeps the primary alive.
+    restartTimer = setTimeout(() => {
+      restartTimer = undefined;
+      if (stopping) return;
+      fork().then(
+        () => (restarts = 0),
+        (err: Error) => {
+          logger.error('API worker failed to start; trying again', {
+            code: 'ERR_API_WORKER_START',
+            error: err,
+            restartInMs: nextDelay(),
+          });
+          if (!stopping) replace();
+        },
+      );
+    }, delay);
+  }
+
   /** Forks one worker; resolves with its URL once it listens, rejects if it fails first. */
   function fork(): Promise<string> {
     const worker = cluster.fork();
@@ -132,28 +157,20 @@ export async function startApiCluster(
         if (stopping) return;
         // Died while serving: its connections are gone (clients retry with the same
         // Idempotency-Key); the others keep serving while a new one starts.
-        const delay = RESTART_DELAYS_MS[Math.min(restarts, RESTART_DELAYS_MS.length - 1)]!;
-        restarts++;
         logger.error('API worker exited; starting another', {
           code: 'ERR_API_WORKER_EXIT',
           exitCode: code,
           signal,
-          restartInMs: delay,
+          restartInMs: nextDelay(),
         });
-        setTimeout(() => {
-          if (stopping) return;
-          fork().then(
-            () => (restarts = 0),
-            (err: Error) =>
-              logger.error('API worker failed to start', { code: 'ERR_API_WORKER_START', error: err }),
-          );
-        }, delay).unref();
+        replace();
       });
     });
   }
 
   async function stopAll(): Promise<void> {
     stopping = true;
+    clearTimeout(restartTimer);
     await Promise.all(
       [...workers].map(
         (w) =>

@@ -8,6 +8,7 @@ import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { migrate } from '../../services/shared/db/migrate.ts';
 import { SCHEMAS_SQL } from '../helpers/api.ts';
 import { createTestDatabase } from '../helpers/infra.ts';
@@ -187,6 +188,43 @@ describe('API workers (API_WORKERS=2)', () => {
       for (const w of workers) assert.throws(() => process.kill(w, 0), /ESRCH/);
       assert.match(p.log(), /"message":"api stopped".*"worker":/);
     } finally {
+      p.child.kill('SIGKILL');
+    }
+  });
+
+  it('keeps trying to replace a dead worker while the database refuses it, and succeeds once it is back', async () => {
+    const p = await startPrimary(env);
+    const dbName = new URL(db.url).pathname.slice(1);
+    // ALTER DATABASE ... ALLOW_CONNECTIONS cannot run from inside that database.
+    const other = new URL(db.url);
+    other.pathname = '/postgres';
+    const allow = async (yes: boolean) => {
+      const c = new pg.Client({ connectionString: other.toString() });
+      await c.connect();
+      await c.query(`ALTER DATABASE "${dbName}" ALLOW_CONNECTIONS ${yes}`).finally(() => c.end());
+    };
+    try {
+      // New connections to the test database are refused (superusers too); open ones stay.
+      await allow(false);
+      const [victim] = workerPids(p.child.pid!);
+      process.kill(victim!, 'SIGKILL');
+      await until('a failed replacement', () =>
+        /"code":"ERR_API_WORKER_START".*"message":"API worker failed to start; trying again"|"message":"API worker failed to start; trying again".*"code":"ERR_API_WORKER_START"/.test(
+          p.log(),
+        )
+          ? true
+          : undefined,
+      );
+      await allow(true);
+      await until('a replacement listening', () =>
+        p.log().match(/"message":"api listening"/g)?.length === 3 ? true : undefined,
+      );
+      assert.equal(workerPids(p.child.pid!).length, 2);
+      assert.equal((await submit(p.url, token, 'cluster-after-outage', 'u-200')).status, 202);
+      p.child.kill('SIGTERM');
+      assert.equal(await p.exited, 0);
+    } finally {
+      await allow(true).catch(() => undefined);
       p.child.kill('SIGKILL');
     }
   });
