@@ -188,12 +188,18 @@ export function createRelay(deps: RelayDeps): Relay {
       let wakeable = true;
       try {
         const { result, ids } = await claimAndPublish();
-        await settleMarking();
+        // Batch N's mark settles before N+1's starts (one in flight), and N+1's starts even
+        // if N's failed: otherwise N+1's published rows would wait a whole lease and go out
+        // again. N's failure is thrown after that.
+        const previous = marking;
+        marking = undefined;
+        const failure = await previous;
         if (ids.length > 0)
           marking = markPublished(ids).then(
             () => undefined,
             (err: unknown) => err,
           );
+        if (failure) throw failure;
         if (result.publishFailed) {
           failures += 1;
         } else {

@@ -9,8 +9,9 @@ export interface FailedRow {
 }
 
 /**
- * A failed row stays pending (nothing is ever dropped) with its lease released, so a
- * cancel is possible again, and its next try pushed back by `available_at`. Rows whose
+ * A failed row stays pending (nothing is ever dropped) with its lease released and its
+ * next try pushed back by `available_at`. A cancel still refuses it (attempts > 0): a
+ * failed send may have reached the broker all the same. Rows whose
  * lease another relay has taken since are not ours to touch.
  */
 const RELEASE_FAILED_ROWS = `

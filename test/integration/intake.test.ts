@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { claimOutboxBatch } from '../../services/relay/claim-outbox-batch.ts';
 import { startTestApi, type TestApi } from '../helpers/api.ts';
 
 const submit = (api: TestApi, key: string, body: unknown, token?: string) =>
@@ -187,6 +188,40 @@ describe('intake API', () => {
     assert.equal(t.rows[0].next_attempt_at.toISOString(), nb.toISOString());
   });
 
+  it('a request with no target and a grace period: its completed event waits too, and never clogs the relay', async () => {
+    const nb = new Date(Date.now() + 2 * 24 * 3600 * 1000);
+    const held = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await submit(api, `no-target-grace-${i}`, {
+        identifiers: [{ type: 'device_id', value: `GRACE-${i}` }],
+        reason: 'ccpa',
+        notBefore: nb.toISOString(),
+      });
+      assert.equal(r.status, 202);
+      held.push(r.body.id);
+    }
+    const ob = await api.db.pool.query(
+      `SELECT DISTINCT available_at FROM outbox WHERE request_id = ANY($1)`,
+      [held],
+    );
+    assert.deepEqual(
+      ob.rows.map((r) => r.available_at.toISOString()),
+      [nb.toISOString()],
+    );
+    // Due completed events held back behind their not-yet-due requested events used to fill
+    // a claim's window: a claim of 2 then published nothing, whatever else was due.
+    const due = await submit(api, 'after-held', gdpr('after-held-subject'));
+    await api.db.pool.query(
+      `UPDATE outbox SET status = 'sent', sent_at = now() WHERE status = 'pending' AND request_id <> ALL($1) AND request_id <> $2`,
+      [held, due.body.id],
+    );
+    const claimed = await claimOutboxBatch(api.db.pool, { owner: 'test', batchSize: 2, leaseMs: 60_000 });
+    assert.deepEqual(
+      claimed.map((r) => r.payload['requestId']),
+      [due.body.id],
+    );
+  });
+
   it('accepts batches with per-item results, in few round trips', async () => {
     const requests = Array.from({ length: 2000 }, (_, i) => ({
       ...gdpr(`batch-${i}`),
@@ -260,6 +295,19 @@ describe('intake API', () => {
     const dispatched = await api.call('POST', `/v1/erasure-requests/${c.body.id}/cancel`);
     assert.equal(dispatched.status, 409);
     assert.deepEqual(dispatched.body.targets, ['profiles']);
+
+    // A relay took the event once and released it after a failed send (as release-failed-rows
+    // leaves it: pending, no lease, attempts 1): the send may have reached the broker.
+    const d = await submit(api, 'cancel-4', gdpr('cancel-subject-4'));
+    await api.db.pool.query(
+      `UPDATE outbox SET attempts = 1, last_error = 'ERR_RELAY_PUBLISH: timeout' WHERE request_id = $1`,
+      [d.body.id],
+    );
+    const released = await api.call('POST', `/v1/erasure-requests/${d.body.id}/cancel`);
+    assert.equal(released.status, 409);
+    assert.equal(released.body.reasonCode, 'publishing');
+    const still = await api.db.pool.query(`SELECT status FROM erasure_requests WHERE id = $1`, [d.body.id]);
+    assert.equal(still.rows[0].status, 'scheduled', 'nothing changed');
   });
 
   it('lists with filters and keyset pagination', async () => {

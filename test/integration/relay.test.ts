@@ -462,7 +462,7 @@ describe('outbox relay', () => {
       let r = await outboxRow(row.id);
       assert.equal(r.status, 'pending');
       assert.equal(r.attempts, 1);
-      assert.equal(r.lease_owner, null, 'lease released, so the request can still be cancelled');
+      assert.equal(r.lease_owner, null, 'lease released: another relay may take it at once');
       assert.equal(r.backing_off, true);
       assert.match(r.last_error, /^ERR_RELAY_PUBLISH: send failed/);
       assert.ok(!r.last_error.includes(row.value));
@@ -505,6 +505,61 @@ describe('outbox relay', () => {
     assert.equal(s.status, 'pending');
     assert.match(s.last_error, /held back/);
     assert.equal((await outboxRow(other.id)).status, 'sent');
+  });
+
+  it('(g) a mark-sent that fails does not keep the next batch from being marked', async () => {
+    await db.pool.query(`UPDATE outbox SET status = 'cancelled' WHERE status = 'pending'`);
+    const rows = [];
+    for (let i = 0; i < 4; i++) rows.push(await insertRequested());
+    // The first connection mark-sent asks for fails (PostgreSQL gone for an instant); claims
+    // use pool.query and are unaffected.
+    let failNext = true;
+    const pool = new Proxy(db.pool, {
+      get(target, prop, receiver) {
+        if (prop === 'connect')
+          return () => {
+            if (failNext) {
+              failNext = false;
+              return Promise.reject(Object.assign(new Error('connection refused'), { code: 'ECONNREFUSED' }));
+            }
+            return target.connect();
+          };
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const relay = createRelay({
+      pool,
+      logger,
+      metrics: createRelayMetrics(),
+      random,
+      // Batches of 2: batch 1's mark fails; batch 2 is claimed and published meanwhile.
+      options: options(uniqueName('relay-g'), { batchSize: 2, leaseMs: 60_000, pollIntervalMs: 20 }),
+      publish: { producer, codec, partitions },
+    });
+    relay.start();
+    try {
+      const until = Date.now() + 10_000;
+      const statuses = async () =>
+        (
+          await db.pool.query(`SELECT id, status FROM outbox WHERE id = ANY($1) ORDER BY id`, [
+            rows.map((r) => r.id),
+          ])
+        ).rows;
+      while ((await statuses()).filter((r) => r.status === 'sent').length < 2) {
+        assert.ok(Date.now() < until, 'the second batch was marked sent');
+        await sleep(50);
+      }
+      const st = await statuses();
+      // Batch 1 (published, mark failed) waits for its 60 s lease, then goes out again;
+      // batch 2 was marked at once.
+      assert.deepEqual(
+        st.map((r) => r.status),
+        ['pending', 'pending', 'sent', 'sent'],
+      );
+    } finally {
+      await relay.stop();
+    }
   });
 
   it('never logs identifier values or payloads', () => {

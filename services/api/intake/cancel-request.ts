@@ -57,8 +57,12 @@ export async function cancelRequest(
         });
       }
       // Lock the event row too; a relay holding it (SKIP LOCKED on its side) means publishing.
-      const events = await client.query<{ status: string; leased: boolean }>(
-        `SELECT status, (lease_until IS NOT NULL AND lease_until > now()) AS leased
+      // A row a relay has claimed before (attempts > 0) may be in Kafka even though it is
+      // pending and unleased again: a send that failed (a timeout after the broker appended)
+      // or a relay that died before marking it sent. Only a row never claimed is provably
+      // unpublished, so only that one is cancelled.
+      const events = await client.query<{ status: string; leased: boolean; claimed: boolean }>(
+        `SELECT status, (lease_until IS NOT NULL AND lease_until > now()) AS leased, attempts > 0 AS claimed
            FROM outbox WHERE request_id = $1 AND topic = $2 FOR UPDATE NOWAIT`,
         [id, REQUESTED_TOPIC],
       );
@@ -66,6 +70,13 @@ export async function cancelRequest(
         throw problem('ERR_CANCEL_CONFLICT', 'the erasure event has already been published', {
           reasonCode: 'published',
         });
+      }
+      if (events.rows.some((e) => e.claimed)) {
+        throw problem(
+          'ERR_CANCEL_CONFLICT',
+          'the erasure event has been handed to Kafka before and may be out; it will be published',
+          { reasonCode: 'publishing' },
+        );
       }
       await client.query(
         `UPDATE outbox SET status = 'cancelled' WHERE request_id = $1 AND status = 'pending'`,

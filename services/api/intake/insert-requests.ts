@@ -103,16 +103,18 @@ requested_events AS (
            'deadline', r.deadline, 'targets', p.async_targets),
          r.id, coalesce(p.not_before, now())
     FROM req r JOIN planned p ON p.id = r.id
-  RETURNING request_id, event_key
+  RETURNING request_id, event_key, available_at
 ),
 completed_events AS (
   -- No registered target holds these identifier types: complete at once, and say so. Fed
   -- from requested_events' output so the completed event's outbox id comes after the
-  -- requested event's: the relay publishes one subject's events in id order.
-  INSERT INTO outbox (topic, event_key, payload, request_id)
+  -- requested event's: the relay publishes one subject's events in id order. Due when the
+  -- requested event is (notBefore): due earlier, it would be held back behind it, and a
+  -- claim's window full of held-back rows publishes nothing at all.
+  INSERT INTO outbox (topic, event_key, payload, request_id, available_at)
   SELECT '${COMPLETED_TOPIC}', e.event_key,
          jsonb_build_object('requestId', r.id, 'completedAt', now(), 'status', 'completed', 'outcomes', '[]'::jsonb),
-         r.id
+         r.id, e.available_at
     FROM requested_events e JOIN req r ON r.id = e.request_id
    WHERE r.status = 'completed'
 )
