@@ -509,7 +509,7 @@ describe('outbox relay', () => {
 
   it('(g) a mark-sent that fails does not keep the next batch from being marked', async () => {
     await db.pool.query(`UPDATE outbox SET status = 'cancelled' WHERE status = 'pending'`);
-    const rows = [];
+    const rows: Awaited<ReturnType<typeof insertRequested>>[] = [];
     for (let i = 0; i < 4; i++) rows.push(await insertRequested());
     // The first connection mark-sent asks for fails (PostgreSQL gone for an instant); claims
     // use pool.query and are unaffected.
