@@ -91,10 +91,10 @@ export interface ExporterDeps {
   maxBackoffMs: number;
   /** Encode row groups on a worker thread (default true); false encodes in-line. */
   encodeInWorker?: boolean;
-  /** Flush open files on stop (default true); false abandons them (they are re-read later). */
-  flushOnStop?: boolean;
   clock?: () => number;
   random?: () => number;
+  /** How often a file opened for a past day re-reads that day's manifest, ms (default 60,000). */
+  manifestRecheckMs?: number;
   /** Test hook: runs after an object is durable and before its offsets are committed. */
   afterUpload?: (key: string) => Promise<void> | void;
   /** Test hook: runs before each record is appended; a throw there is a failed batch. */
@@ -133,6 +133,7 @@ export function dayCache(): (epochMs: number) => string {
 export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise<void> }> {
   const { consumer, decoder, store, topic, prefix, hmacKey, limits } = deps;
   const clock = deps.clock ?? Date.now;
+  const manifestRecheckMs = deps.manifestRecheckMs ?? 60_000;
   const random = deps.random ?? Math.random;
   const logger = deps.logger.child({ component: 'exporter', topic });
   const registers = [deps.metrics];
@@ -222,14 +223,38 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
       isRetriable,
     );
     if (listed === STOPPED) return STOPPED;
-    if (listed.sealed)
-      logger.warn('records for a day that is already compacted; compact the day again to include them', {
-        code: 'WARN_EXPORTER_LATE_EVENT',
-        dt,
-        partition: p.partition,
-      });
+    p.manifestReadAt.set(dt, clock());
+    if (listed.sealed) warnSealed(p, dt);
     p.covered.set(dt, listed.ranges);
     return listed.ranges;
+  }
+
+  function warnSealed(p: PartitionState<OpenFile>, dt: string): void {
+    p.sealedDays.add(dt);
+    logger.warn('records for a day that is already compacted; compact the day again to include them', {
+      code: 'WARN_EXPORTER_LATE_EVENT',
+      dt,
+      partition: p.partition,
+    });
+  }
+
+  /**
+   * The coverage above is read once per assignment, and an assignment lives for days: a day
+   * compaction sealed since then would take late records without the warning that says to
+   * compact it again. So a file opened for a day already over looks at its manifest again
+   * (at most every manifestRecheckMs per partition and day; late records are rare).
+   */
+  async function recheckSealed(p: PartitionState<OpenFile>, dt: string): Promise<void | typeof STOPPED> {
+    if (p.sealedDays.has(dt) || dt >= dayOf(clock())) return;
+    if (clock() - (p.manifestReadAt.get(dt) ?? -Infinity) < manifestRecheckMs) return;
+    const manifest = await retrying(
+      'reading a day manifest',
+      () => readManifest(store, prefix, dt),
+      isRetriable,
+    );
+    if (manifest === STOPPED) return STOPPED;
+    p.manifestReadAt.set(dt, clock());
+    if (manifest) warnSealed(p, dt);
   }
 
   function partFor(partition: number): PartitionState<OpenFile> {
@@ -461,7 +486,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
       }
       if (item.generation !== generation) continue; // an earlier assignment's batch
       try {
-        await appendBatch(item.batch, item.heartbeat);
+        await appendBatch(item.batch, item.heartbeat, item.generation);
       } catch (err) {
         // Never expected (S3 and registry calls retry inside); nothing of the batch is
         // committed. Drop everything open and queued, and move every partition back to its first
@@ -482,6 +507,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
   async function appendBatch(
     batch: EachBatchPayload['batch'],
     heartbeat: () => Promise<void>,
+    batchGeneration: number,
   ): Promise<void> {
     if (stopping) return;
     const partition = batch.partition;
@@ -490,6 +516,9 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
       // First batch of this assignment: uploads of an earlier one must land before we LIST.
       const mine = [...uploads].filter(([f]) => f.partition === partition).map(([, t]) => t);
       await Promise.all(mine);
+      // A slow upload is a long wait, and a rebalance may come meanwhile: this batch then
+      // belongs to the assignment before it (the partition may be another process's now).
+      if (batchGeneration !== generation) return;
       p = partFor(partition);
     }
     // Per-record work is kept small: counters are added up per batch, the memory check runs
@@ -543,6 +572,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
       }
       let file = p.open.get(dt);
       if (!file) {
+        if ((await recheckSealed(p, dt)) === STOPPED || p.generation !== generation) break;
         file = {
           partition,
           generation: p.generation,
@@ -620,11 +650,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
       wakeReader();
       await processing;
       consumer.pause([{ topic }]);
-      if (deps.flushOnStop !== false) {
-        for (const p of parts.values()) for (const f of [...p.open.values()]) void roll(f);
-      } else {
-        for (const p of parts.values()) p.open.clear();
-      }
+      for (const p of parts.values()) for (const f of [...p.open.values()]) void roll(f);
       wakeAll(); // cut retry waits short: each gets its last attempts
       await Promise.all(uploads.values());
       await Promise.all(commitChains.values());

@@ -100,6 +100,8 @@ export interface ExporterOptions {
   afterUpload?: (key: string) => Promise<void> | void;
   /** Test hook: runs before each record is appended; a throw there is a failed batch. */
   beforeAppend?: () => void;
+  /** How often a file opened for a past day re-reads its manifest, ms (default 60,000). */
+  manifestRecheckMs?: number;
 }
 
 /**
@@ -149,6 +151,7 @@ export async function start(
       maxBackoffMs: cfg.maxBackoffMs,
       afterUpload: opts.afterUpload,
       beforeAppend: opts.beforeAppend,
+      manifestRecheckMs: opts.manifestRecheckMs,
     });
   } catch (err) {
     await consumer.disconnect().catch(() => undefined);

@@ -29,6 +29,9 @@ export class PartitionState<F extends FileSpan = FileSpan> {
   caughtUp = false;
   /** Offset ranges already durable, per day: exporter files and compacted coverage. */
   readonly covered = new Map<string, [bigint, bigint][]>();
+  /** When this assignment last read each day's manifest (clock ms), and the days it found sealed. */
+  readonly manifestReadAt = new Map<string, number>();
+  readonly sealedDays = new Set<string>();
 
   constructor(
     readonly partition: number,

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import type { Producer } from 'kafkajs';
@@ -12,6 +13,7 @@ import { Registry } from 'prom-client';
 import { loadExporterConfig, start } from '../../services/exporter/index.ts';
 import { createDatasetStore } from '../../services/shared/dataset/dataset-store.ts';
 import { identifierHmac } from '../../services/shared/dataset/dataset-schema.ts';
+import { MANIFEST_FORMAT_VERSION, writeManifest } from '../../services/shared/dataset/manifest.ts';
 import { baseName, parseExporterFileName } from '../../services/shared/dataset/object-keys.ts';
 import { createEventCodec, TOPICS, type RequestedEvent } from '../../services/shared/event-codec.ts';
 import { createLogger } from '../../services/shared/logger.ts';
@@ -277,6 +279,54 @@ describe('exporter', () => {
       read.rows.length,
       [...events, ...trickle].reduce((n, e) => n + e.identifiers.length, 0),
     );
+  });
+
+  it('warns about records for a day that was sealed while its assignment lived', async () => {
+    const own = `${prefix}-late`;
+    const group = uniqueName('exporter-late');
+    await positionNewGroup(group, TOPIC, await topicEnd(TOPIC));
+    const lines: string[] = [];
+    const stream = new PassThrough();
+    stream.on('data', (d: Buffer) => lines.push(d.toString('utf8')));
+    const exporter = await start(
+      loadExporterConfig(env(group, { DATASET_PREFIX: own })),
+      createLogger({ service: 'exporter', level: 'warn', stream }),
+      { manifestRecheckMs: 0 },
+    );
+    const day = Date.UTC(2001, 5, 1, 12, 0, 0);
+    const key = randomUUID(); // one key: one partition, one assignment throughout
+    const send = async (at: number) => {
+      const e: RequestedEvent = { ...events[1]!, eventId: randomUUID(), requestId: key };
+      await producer.send({
+        topic: TOPIC,
+        messages: [{ key, value: await codec.encode(TOPIC, e), timestamp: String(at) }],
+      });
+      await caughtUp(group, 20_000, await topicEnd(TOPIC));
+    };
+    try {
+      await send(day);
+      assert.ok(!lines.join('').includes('WARN_EXPORTER_LATE_EVENT'), 'the day was open');
+      // Compaction seals the day (a manifest, here written by hand); then a late record.
+      await writeManifest(store, own, {
+        formatVersion: MANIFEST_FORMAT_VERSION,
+        schemaVersion: 1,
+        dt: '2001-06-01',
+        generation: 1,
+        writtenBy: 'compaction',
+        writtenAt: new Date().toISOString(),
+        files: [],
+        rows: 0,
+        events: 0,
+        coverage: { topic: TOPIC, partitions: {} },
+        superseded: [],
+      });
+      await send(day + 1000);
+      const late = lines.filter((l) => l.includes('WARN_EXPORTER_LATE_EVENT'));
+      assert.equal(late.length, 1, lines.join(''));
+      assert.match(late[0]!, /"dt":"2001-06-01"/);
+    } finally {
+      await exporter.stop();
+    }
   });
 
   it('a batch that fails mid-way is read again from the last commit: every row once, no gap', async () => {

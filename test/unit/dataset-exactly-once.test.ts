@@ -91,6 +91,9 @@ describe('object names', () => {
       last: 1234567890123n,
     });
     assert.equal(parseExporterFileName('compacted-g000001-0001.parquet'), undefined);
+    // Partitions past 9999 get a fifth digit; their files must still be recognised.
+    const wide = exporterFileKey('erasure_events', '2026-03-01', 't', 12345, 1n, 2n);
+    assert.equal(parseExporterFileName(baseName(wide))?.partition, 12345);
   });
 
   it('validates and enumerates dates', () => {
@@ -112,5 +115,17 @@ describe('decideDayClosed', () => {
     assert.match(open.reason!, /partition\(s\) 1/);
     parts[1]!.committed = 10n;
     assert.equal(decideDayClosed('2026-01-01', end + 3_600_000, 3_600_000, parts).closed, true);
+  });
+  it('counts a partition with nothing left to read below its log start as past the day', () => {
+    const at = end + 3_600_000;
+    // Never had a record: no commit, log start = end = 0.
+    const empty = [{ partition: 0, committed: -1n, firstAfter: 0n, low: 0n }];
+    assert.equal(decideDayClosed('2026-01-01', at, 3_600_000, empty).closed, true);
+    // Every record expired (log start 40), never committed: nothing below 40 can be read.
+    const expired = [{ partition: 0, committed: -1n, firstAfter: 40n, low: 40n }];
+    assert.equal(decideDayClosed('2026-01-01', at, 3_600_000, expired).closed, true);
+    // Records still there below the first one after the day, and no commit: not closed.
+    const unread = [{ partition: 0, committed: -1n, firstAfter: 40n, low: 10n }];
+    assert.equal(decideDayClosed('2026-01-01', at, 3_600_000, unread).closed, false);
   });
 });

@@ -18,12 +18,18 @@ export function dayEndMs(dt: string): number {
   return Date.parse(`${dt}T00:00:00Z`) + 86_400_000;
 }
 
-/** Pure decision on fetched offsets: partition → [committed offset, first offset after the day]. */
+/**
+ * Pure decision on fetched offsets, per partition: the group's committed offset (-1: none),
+ * the first offset after the day, and the log start (`low`). Records below the log start
+ * are gone (retention), so a group that never committed there, or committed below it, has
+ * nothing left to read below it: a partition that never had a record (0/0/0) or whose
+ * records all expired is past the day, instead of holding compaction back for ever.
+ */
 export function decideDayClosed(
   dt: string,
   nowMs: number,
   latenessMs: number,
-  partitions: { partition: number; committed: bigint; firstAfter: bigint }[],
+  partitions: { partition: number; committed: bigint; firstAfter: bigint; low?: bigint }[],
 ): DayClosedCheck {
   const cutoff = dayEndMs(dt) + latenessMs;
   if (nowMs < cutoff)
@@ -31,7 +37,9 @@ export function decideDayClosed(
       closed: false,
       reason: `${dt} ends, with the lateness allowance, at ${new Date(cutoff).toISOString()}`,
     };
-  const behind = partitions.filter((p) => p.committed < p.firstAfter);
+  const behind = partitions.filter(
+    (p) => (p.low !== undefined && p.low > p.committed ? p.low : p.committed) < p.firstAfter,
+  );
   if (behind.length > 0)
     return {
       closed: false,
@@ -54,9 +62,9 @@ export async function checkDayClosed(opts: {
     opts.admin.fetchTopicOffsetsByTimestamp(opts.topic, cutoff),
     opts.admin.fetchOffsets({ groupId: opts.groupId, topics: [opts.topic] }),
   ]);
-  const high = new Map(
-    (await opts.admin.fetchTopicOffsets(opts.topic)).map((p) => [p.partition, BigInt(p.high)]),
-  );
+  const ends = await opts.admin.fetchTopicOffsets(opts.topic);
+  const high = new Map(ends.map((p) => [p.partition, BigInt(p.high)]));
+  const low = new Map(ends.map((p) => [p.partition, BigInt(p.low)]));
   const byPartition = new Map((committed?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]));
   return decideDayClosed(
     opts.dt,
@@ -67,6 +75,7 @@ export async function checkDayClosed(opts: {
       committed: byPartition.get(p.partition) ?? -1n,
       // No record stamped after the cutoff yet: the exporter must have read to the log end.
       firstAfter: BigInt(p.offset) < 0n ? (high.get(p.partition) ?? 0n) : BigInt(p.offset),
+      low: low.get(p.partition),
     })),
   );
 }

@@ -47,7 +47,7 @@ export interface ExporterFileName {
   last: bigint;
 }
 
-const EXPORTER_FILE = /^part-(.+)-p(\d{4})-o(\d{19})-(\d{19})\.parquet$/;
+const EXPORTER_FILE = /^part-(.+)-p(\d{4,})-o(\d{19})-(\d{19})\.parquet$/;
 
 /** The partition and offset range of an exporter file name (the part after `dt=…/`). */
 export function parseExporterFileName(name: string): ExporterFileName | undefined {
