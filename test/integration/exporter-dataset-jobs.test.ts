@@ -251,6 +251,10 @@ describe('dataset jobs: compaction and backfill', () => {
         ...Array.from({ length: 30 }, (_, i) => Date.parse(`${to}T10:00:00Z`) + i * 1000),
         Date.parse('2001-04-09T00:00:00.005Z'), // Kafka stamped it on the 8th: kept in the range's last day
         Date.parse('2001-04-10T12:00:00Z'), // outside the range
+        // Sent (database clock) just before the range, and the day before does not hold it
+        // (its Kafka timestamp, the relay's clock running ahead, put it on the 7th): kept in
+        // the range's first day, not lost between the two.
+        Date.parse('2001-04-06T23:59:59.995Z'),
       ];
       const published: RequestedEvent[] = [];
       for (const [i, at] of sent.entries()) {
@@ -280,7 +284,7 @@ describe('dataset jobs: compaction and backfill', () => {
       }
       assert.match(stdout, /2001-04-08: generation 2, 31 events/);
       const read = await readDataset(prefix, { days: [from, to], eventIds: published.map((e) => e.eventId) });
-      const expected = keysOf(published.slice(0, 61));
+      const expected = keysOf([...published.slice(0, 61), published[62]!]);
       assert.deepEqual(
         read.rows.map((r) => `${r.event_id}/${r.identifier_type}/${r.identifier_value}`).sort(),
         expected,
@@ -296,6 +300,58 @@ describe('dataset jobs: compaction and backfill', () => {
         io,
       );
       assert.equal(refused, 3);
+    } finally {
+      await db.drop();
+    }
+  });
+
+  it('backfills run separately on either side of a midnight keep an event sent near it in one day', async () => {
+    const db = await createTestDatabase();
+    try {
+      await migrate(db.pool, SCHEMAS_SQL);
+      // Sent two minutes before midnight by the database's clock.
+      const e = makeEvent(900, Date.parse('2001-05-02T23:50:00Z'));
+      await db.pool.query(
+        `INSERT INTO outbox (topic, event_key, payload, status, sent_at) VALUES ($1, $2, $3, 'sent', $4)`,
+        [
+          TOPIC,
+          e.requestId,
+          JSON.stringify({
+            ...e,
+            requestedAt: new Date(e.requestedAt).toISOString(),
+            deadline: new Date(e.deadline).toISOString(),
+          }),
+          new Date('2001-05-02T23:58:00Z'),
+        ],
+      );
+      const io = { stdout: new PassThrough(), stderr: new PassThrough() };
+      const cliEnv = { ...env, DATABASE_URL: db.url };
+      // The later day first: the day before holds nothing, so its first day keeps the event.
+      assert.equal(
+        await runCli(
+          ['dataset', 'backfill', '--from', '2001-05-03', '--to', '2001-05-03', '--force'],
+          cliEnv,
+          io,
+        ),
+        0,
+      );
+      // Then the days before: the day after holds it now, so the range's last day leaves it.
+      assert.equal(
+        await runCli(
+          ['dataset', 'backfill', '--from', '2001-05-01', '--to', '2001-05-02', '--force'],
+          cliEnv,
+          io,
+        ),
+        0,
+      );
+      const read = await readDataset(prefix, {
+        days: ['2001-05-01', '2001-05-02', '2001-05-03'],
+        eventIds: [e.eventId],
+      });
+      assert.deepEqual(
+        read.rows.map((r) => `${r.event_id}/${r.identifier_type}/${r.identifier_value}`).sort(),
+        keysOf([e]),
+      );
     } finally {
       await db.drop();
     }

@@ -7,16 +7,18 @@
  * period. The exporter's files of those days stay in the manifest's coverage, so a replay
  * of Kafka does not add them again.
  *
- * Day boundaries: the exporter files an event under the UTC date of its Kafka timestamp; the
- * request store knows `sent_at`, set just after Kafka acknowledged. Near midnight the two
- * can fall on different days. So events sent in the first `marginMs` of the range that the
- * day before already holds are left there, and events sent in the `marginMs` after the range
- * that the day after does not hold are kept in the last day of the range (their `dt` is then
- * that day, their event_time the sent_at). Each event is thus in exactly one day.
+ * Day boundaries: the exporter files an event under the UTC date of its Kafka timestamp
+ * (the relay's clock); the request store knows `sent_at` (the database's clock, just after
+ * Kafka acknowledged). Near midnight the two can fall on different days, in either
+ * direction when the clocks disagree. So at each edge of the range, `marginMs` either side
+ * of midnight is decided by what the neighbouring day outside the range holds: an event it
+ * holds stays there, and one it does not hold is kept in the range's first or last day
+ * (filed there, with its `dt` and event_time from its sent_at). Each event is thus in
+ * exactly one day, and no event falls between a backfilled day and its neighbour.
  */
 import type pg from 'pg';
 import { toRequestedEvent } from '../event-codec.ts';
-import { DATASET_SCHEMA_VERSION, utcDate } from './dataset-schema.ts';
+import { DATASET_SCHEMA_VERSION } from './dataset-schema.ts';
 import type { DatasetStore } from './dataset-store.ts';
 import {
   coverageOf,
@@ -90,7 +92,10 @@ export async function backfillDays(o: BackfillOptions): Promise<BackfillDayResul
   const results: BackfillDayResult[] = [];
   for (const dt of days) {
     const start = Date.parse(`${dt}T00:00:00Z`);
-    const end = start + 86_400_000 + (dt === o.to ? margin : 0);
+    const dayEnd = start + 86_400_000;
+    // The range's edges look `margin` beyond it: see the day-boundary rules in the header.
+    const from = start - (dt === o.from ? margin : 0);
+    const end = dayEnd + (dt === o.to ? margin : 0);
     const old = await readManifest(o.store, o.prefix, dt);
     const generation = (old?.generation ?? 0) + 1;
     const dir = dayPrefix(o.prefix, dt);
@@ -108,14 +113,14 @@ export async function backfillDays(o: BackfillOptions): Promise<BackfillDayResul
     };
     let afterId = '0';
     for (;;) {
-      const page = await selectPublishedEvents(o.db, o.topic, start, end, afterId, o.pageSize ?? 5000);
+      const page = await selectPublishedEvents(o.db, o.topic, from, end, afterId, o.pageSize ?? 5000);
       if (page.length === 0) break;
       afterId = page.at(-1)!.id;
       for (const row of page) {
         const sentMs = row.sent_at.getTime();
         const event = toRequestedEvent(row.payload);
-        if (dt === o.from && sentMs < start + margin && before.has(event.eventId)) continue;
-        if (utcDate(sentMs) !== dt && after.has(event.eventId)) continue; // the next day has it
+        if (dt === o.from && sentMs < start + margin && before.has(event.eventId)) continue; // the day before has it
+        if (dt === o.to && sentMs >= dayEnd - margin && after.has(event.eventId)) continue; // the next day has it
         if (events.has(event.eventId)) continue;
         events.add(event.eventId);
         builder ??= new ParquetFileBuilder(131_072, { 'erasure.dataset.source': 'backfill' });
