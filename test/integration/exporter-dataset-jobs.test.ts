@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import type { Producer } from 'kafkajs';
 import { loadExporterConfig, start } from '../../services/exporter/index.ts';
+import type pg from 'pg';
 import { runCli } from '../../services/cli/main.ts';
 import { compactDay } from '../../services/shared/dataset/compact-day.ts';
 import { createDatasetStore } from '../../services/shared/dataset/dataset-store.ts';
@@ -35,6 +36,23 @@ const TOPIC = TOPICS.requested;
 const HMAC_KEY = 'dataset-jobs-test-hmac-key-0123456789abcdef';
 const DAY = '2001-03-05';
 const T0 = Date.parse(`${DAY}T08:00:00Z`);
+
+/** A published event as the relay leaves it in the request store: an outbox row, sent at `at`. */
+async function insertSent(pool: pg.Pool, e: RequestedEvent, at: Date): Promise<void> {
+  await pool.query(
+    `INSERT INTO outbox (topic, event_key, payload, status, sent_at) VALUES ($1, $2, $3, 'sent', $4)`,
+    [
+      TOPIC,
+      e.requestId,
+      JSON.stringify({
+        ...e,
+        requestedAt: new Date(e.requestedAt).toISOString(),
+        deadline: new Date(e.deadline).toISOString(),
+      }),
+      at,
+    ],
+  );
+}
 
 function makeEvent(i: number, requestedAt: number): RequestedEvent {
   return {
@@ -260,19 +278,7 @@ describe('dataset jobs: compaction and backfill', () => {
       for (const [i, at] of sent.entries()) {
         const e = makeEvent(i, at - 5000);
         published.push(e);
-        await db.pool.query(
-          `INSERT INTO outbox (topic, event_key, payload, status, sent_at) VALUES ($1, $2, $3, 'sent', $4)`,
-          [
-            TOPIC,
-            e.requestId,
-            JSON.stringify({
-              ...e,
-              requestedAt: new Date(e.requestedAt).toISOString(),
-              deadline: new Date(e.deadline).toISOString(),
-            }),
-            new Date(at),
-          ],
-        );
+        await insertSent(db.pool, e, new Date(at));
       }
       const io = { stdout: new PassThrough(), stderr: new PassThrough() };
       let stdout = '';
@@ -311,19 +317,7 @@ describe('dataset jobs: compaction and backfill', () => {
       await migrate(db.pool, SCHEMAS_SQL);
       // Sent two minutes before midnight by the database's clock.
       const e = makeEvent(900, Date.parse('2001-05-02T23:50:00Z'));
-      await db.pool.query(
-        `INSERT INTO outbox (topic, event_key, payload, status, sent_at) VALUES ($1, $2, $3, 'sent', $4)`,
-        [
-          TOPIC,
-          e.requestId,
-          JSON.stringify({
-            ...e,
-            requestedAt: new Date(e.requestedAt).toISOString(),
-            deadline: new Date(e.deadline).toISOString(),
-          }),
-          new Date('2001-05-02T23:58:00Z'),
-        ],
-      );
+      await insertSent(db.pool, e, new Date('2001-05-02T23:58:00Z'));
       const io = { stdout: new PassThrough(), stderr: new PassThrough() };
       const cliEnv = { ...env, DATABASE_URL: db.url };
       // The later day first: the day before holds nothing, so its first day keeps the event.
