@@ -3,8 +3,8 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
-import { join, resolve } from 'node:path';
-import { REPO_ROOT } from '../stack/stack-config.ts';
+import { join } from 'node:path';
+import { loadStackConfig } from '../stack/stack-config.ts';
 
 /** A progress line on stderr (figures go to stdout). */
 export function step(line: string): void {
@@ -114,8 +114,7 @@ export function machineBusyTicks(): number {
  */
 export function stackTicks(): Record<string, number> {
   const out: Record<string, number> = {};
-  // Same directory as stack-config.ts's runDir (ERASURE_STACK_DIR moves it).
-  const run = join(resolve(process.env['ERASURE_STACK_DIR'] || join(REPO_ROOT, '.stack')), 'run');
+  const run = loadStackConfig(process.env).runDir;
   for (const file of existsSync(run) ? readdirSync(run) : []) {
     if (!file.endsWith('.pid') || file === 'postgres.pid') continue;
     const pid = Number(readFileSync(join(run, file), 'utf8').trim());

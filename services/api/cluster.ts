@@ -119,7 +119,6 @@ export async function startApiCluster(
   function fork(): Promise<string> {
     const worker = cluster.fork();
     workers.add(worker);
-    worker.on('message', (msg: ClusterMessage) => onMessage(worker, msg));
     return new Promise<string>((resolve, reject) => {
       let ready = false;
       const timer = setTimeout(() => {
@@ -139,7 +138,7 @@ export async function startApiCluster(
         } else if (msg.type === 'erasure:api-failed') {
           clearTimeout(timer);
           reject(new ErasureError(msg.code, msg.message));
-        }
+        } else onMessage(worker, msg);
       });
       worker.once('exit', (code, signal) => {
         workers.delete(worker);

@@ -15,7 +15,10 @@ export interface ApiConfig {
   /** ERASURE_HMAC_KEY: key for subject and identifier HMACs, at least 32 characters. */
   readonly hmacKey: Buffer;
   readonly hmacKeyIsDevDefault: boolean;
-  /** RATE_LIMIT_PER_SECOND per token (default 5000) and RATE_LIMIT_BURST (default 2× rate). */
+  /**
+   * RATE_LIMIT_PER_SECOND per token (default 5000) and RATE_LIMIT_BURST (default 2× rate),
+   * as this process enforces them: with API_WORKERS > 1 each worker gets its share.
+   */
   readonly rateLimitPerSecond: number;
   readonly rateLimitBurst: number;
   /** Body limits in bytes: single requests 64 KiB, batches 8 MiB. */
@@ -78,8 +81,9 @@ export function loadApiConfig(env: NodeJS.ProcessEnv): ApiConfig {
     adminToken,
     hmacKey: Buffer.from(hmacRaw ?? DEV_HMAC_KEY, 'utf8'),
     hmacKeyIsDevDefault: hmacRaw === undefined,
-    rateLimitPerSecond,
-    rateLimitBurst,
+    // Per process: connections are spread evenly over the workers (cluster.ts).
+    rateLimitPerSecond: rateLimitPerSecond / workers,
+    rateLimitBurst: Math.max(1, Math.floor(rateLimitBurst / workers)),
     bodyLimitBytes: 64 * 1024,
     batchBodyLimitBytes: 8 * 1024 * 1024,
     maxBatchSize,

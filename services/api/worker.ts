@@ -61,7 +61,7 @@ process.on('disconnect', stop);
 try {
   const cfg = loadApiConfig(process.env);
   const logger = createLogger({ service: 'api', level: cfg.logLevel }).child({ worker: cluster.worker!.id });
-  api = await start({ ...cfg, ...perWorkerLimits(cfg) }, logger, { registry, metricsText: clusterMetrics });
+  api = await start(cfg, logger, { registry, metricsText: clusterMetrics });
   if (stopping) {
     stopping = false;
     stop();
@@ -73,12 +73,4 @@ try {
   process.send({ type: 'erasure:api-failed', code, message } satisfies ClusterMessage, undefined, {}, () =>
     process.exit(1),
   );
-}
-
-/** The per-token rate limit is per process: each worker enforces its share. */
-function perWorkerLimits(cfg: ReturnType<typeof loadApiConfig>) {
-  return {
-    rateLimitPerSecond: cfg.rateLimitPerSecond / cfg.workers,
-    rateLimitBurst: Math.max(1, Math.floor(cfg.rateLimitBurst / cfg.workers)),
-  };
 }

@@ -94,8 +94,8 @@ export async function backfillDays(o: BackfillOptions): Promise<BackfillDayResul
     const start = Date.parse(`${dt}T00:00:00Z`);
     const dayEnd = start + 86_400_000;
     // The range's edges look `margin` beyond it: see the day-boundary rules in the header.
-    const from = start - (dt === o.from ? margin : 0);
-    const end = dayEnd + (dt === o.to ? margin : 0);
+    const windowStart = start - (dt === o.from ? margin : 0);
+    const windowEnd = dayEnd + (dt === o.to ? margin : 0);
     const old = await readManifest(o.store, o.prefix, dt);
     const generation = (old?.generation ?? 0) + 1;
     const dir = dayPrefix(o.prefix, dt);
@@ -113,7 +113,14 @@ export async function backfillDays(o: BackfillOptions): Promise<BackfillDayResul
     };
     let afterId = '0';
     for (;;) {
-      const page = await selectPublishedEvents(o.db, o.topic, from, end, afterId, o.pageSize ?? 5000);
+      const page = await selectPublishedEvents(
+        o.db,
+        o.topic,
+        windowStart,
+        windowEnd,
+        afterId,
+        o.pageSize ?? 5000,
+      );
       if (page.length === 0) break;
       afterId = page.at(-1)!.id;
       for (const row of page) {
