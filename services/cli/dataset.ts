@@ -162,7 +162,8 @@ export function runDatasetCompact(argv: string[], env: NodeJS.ProcessEnv, io: Cl
       io.stdout.write(
         `${dt}: generation ${r.generation}, ${r.files} file(s), ${r.rows} rows` +
           (r.compacted
-            ? ` from ${r.inputFiles} input file(s), ${r.duplicatesDropped} duplicate(s) dropped`
+            ? ` from ${r.inputFiles} input file(s), ${r.duplicatesDropped} duplicate(s) dropped` +
+              ` (${r.crossDayDuplicatesDropped} of events the previous day holds)`
             : ', nothing new') +
           `, ${r.deleted} superseded file(s) deleted\n`,
       );

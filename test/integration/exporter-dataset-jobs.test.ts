@@ -258,6 +258,59 @@ describe('dataset jobs: compaction and backfill', () => {
     assert.ok(!(await store.list(`${prefix}/dt=${DAY}/`)).some((o) => o.key.includes('/part-')));
   });
 
+  it('an event the relay published again after midnight stays in the earlier day only', async () => {
+    const [d1, d2] = ['2001-05-01', '2001-05-02'];
+    const midnight = Date.parse(`${d2}T00:00:00Z`);
+    const twice = makeEvent(1, midnight - 60_000); // two identifiers: two rows per copy
+    const others = [makeEvent(2, midnight - 90_000), makeEvent(3, midnight + 5_000), makeEvent(4, midnight)];
+    const stamped: [RequestedEvent, number][] = [
+      [others[0]!, midnight - 3_600_000], // the previous day, outside the window searched
+      [twice, midnight - 10_000], // published at 23:59:50 and not marked sent …
+      [others[1]!, midnight - 2_000],
+      [twice, midnight + 20_000], // … so published again, after its lease, at 00:00:20
+      [others[2]!, midnight + 30_000],
+    ];
+    await producer.send({
+      topic: TOPIC,
+      messages: await Promise.all(
+        stamped.map(async ([e, at]) => ({
+          key: e.requestId,
+          value: await codec.encode(TOPIC, e),
+          timestamp: String(at),
+        })),
+      ),
+    });
+    await exportAll();
+    const first = await compactDay({
+      store,
+      prefix,
+      topic: TOPIC,
+      dt: d1,
+      nowMs: Date.now(),
+      graceMs: 60_000,
+    });
+    assert.equal(first.crossDayDuplicatesDropped, 0);
+    const second = await compactDay({
+      store,
+      prefix,
+      topic: TOPIC,
+      dt: d2,
+      nowMs: Date.now(),
+      graceMs: 60_000,
+    });
+    assert.equal(second.crossDayDuplicatesDropped, 2, 'both rows of the second copy');
+
+    const read = await readDataset(prefix, {
+      days: [d1, d2],
+      eventIds: [twice, ...others].map((e) => e.eventId),
+    });
+    const got = read.rows
+      .map((r) => `${r.dt} ${r.event_id}/${r.identifier_type}/${r.identifier_value}`)
+      .sort();
+    const filed = (dt: string, es: RequestedEvent[]) => keysOf(es).map((k) => `${dt} ${k}`);
+    assert.deepEqual(got, [...filed(d1, [others[0]!, twice, others[1]!]), ...filed(d2, [others[2]!])].sort());
+  });
+
   it('backfill rebuilds days from the request store with the published event ids, once, also when run twice', async () => {
     const db = await createTestDatabase();
     try {

@@ -78,7 +78,10 @@ describe('erasure_tasks references', () => {
 
   it('refuses deleting a request or a target that tasks name, or changing its key', async () => {
     const refused = (err: { code?: string }) => err.code === FK_VIOLATION;
-    await assert.rejects(db.pool.query('DELETE FROM erasure_requests WHERE id = $1', [requestIds[0]]), refused);
+    await assert.rejects(
+      db.pool.query('DELETE FROM erasure_requests WHERE id = $1', [requestIds[0]]),
+      refused,
+    );
     await assert.rejects(
       db.pool.query('UPDATE erasure_requests SET id = $2 WHERE id = $1', [requestIds[0], randomUUID()]),
       refused,

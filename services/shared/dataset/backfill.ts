@@ -37,8 +37,8 @@ import {
   isGenerationFileName,
   parseExporterFileName,
 } from './object-keys.ts';
+import { dayEventIds } from './day-event-ids.ts';
 import { ParquetFileBuilder } from './parquet-file.ts';
-import { readEventIds } from './read-dataset-file.ts';
 import { selectPublishedEvents } from './select-published-events.ts';
 
 export interface BackfillOptions {
@@ -66,28 +66,13 @@ export interface BackfillDayResult {
   files: number;
 }
 
-/** Event ids a day already holds, by the reader protocol (manifest, else exporter files). */
-async function dayEventIds(store: DatasetStore, prefix: string, dt: string): Promise<Set<string>> {
-  const m = await readManifest(store, prefix, dt);
-  const dir = dayPrefix(prefix, dt);
-  const names = m
-    ? m.files.map((f) => f.name)
-    : (await store.list(dir)).map((o) => baseName(o.key)).filter((n) => parseExporterFileName(n));
-  const ids = new Set<string>();
-  for (const n of names) {
-    const bytes = await store.get(`${dir}${n}`);
-    if (bytes) for (const id of await readEventIds(bytes)) ids.add(id);
-  }
-  return ids;
-}
-
 export async function backfillDays(o: BackfillOptions): Promise<BackfillDayResult[]> {
   const say = o.progress ?? (() => undefined);
   const margin = o.marginMs ?? 600_000;
   const days = daysBetween(o.from, o.to);
   const [before, after] = await Promise.all([
-    dayEventIds(o.store, o.prefix, addDays(o.from, -1)),
-    dayEventIds(o.store, o.prefix, addDays(o.to, 1)),
+    dayEventIds(o.store, { prefix: o.prefix, topic: o.topic, dt: addDays(o.from, -1) }),
+    dayEventIds(o.store, { prefix: o.prefix, topic: o.topic, dt: addDays(o.to, 1) }),
   ]);
   const results: BackfillDayResult[] = [];
   for (const dt of days) {

@@ -6,6 +6,12 @@
  *    offset range the manifest's coverage does not already hold (files of late records).
  * 2. Their rows are written, deduplicated on (event_id, identifier_type, identifier_value),
  *    to `compacted-g<next generation>-<n>.parquet`. Nothing refers to these names yet.
+ *    Rows of an event the previous day already holds in its last `crossDayWindowMs` are
+ *    dropped too: the relay is at-least-once, and a copy published again after midnight
+ *    (a relay that crashed between publish and mark-sent, its lease then expiring) is
+ *    stamped, and so filed, in the next day. The earlier day keeps the event. When this day
+ *    is closed (see day-closed.ts) the earlier copy is exported: it sits before the later
+ *    one in the same partition (same key), below the offsets the exporter has committed.
  * 3. The new manifest (one PutObject) lists only the new files; its coverage adds the
  *    exporter files' ranges, so an exporter replay skips those records. Readers switch from
  *    the old complete list to the new complete list in one step.
@@ -21,8 +27,10 @@ import {
   emptyColumns,
   type ColumnBuffer,
   DATASET_COLUMNS,
+  utcDate,
 } from './dataset-schema.ts';
 import type { DatasetStore } from './dataset-store.ts';
+import { dayEventIds } from './day-event-ids.ts';
 import {
   coverageOf,
   coveredRanges,
@@ -53,6 +61,11 @@ export interface CompactOptions {
   /** Rows per output file (default 4,000,000) and per row group (default 131,072). */
   fileRows?: number;
   rowGroupRows?: number;
+  /**
+   * How far before midnight the previous day is searched for an event this day holds
+   * again, ms (default 600,000: ten minutes, against the relay's 30 s lease).
+   */
+  crossDayWindowMs?: number;
   progress?: (line: string) => void;
 }
 
@@ -64,7 +77,10 @@ export interface CompactResult {
   inputFiles: number;
   files: number;
   rows: number;
+  /** Rows dropped as copies: within the day, or of an event the previous day holds. */
   duplicatesDropped: number;
+  /** Of those, rows of events the previous day holds. */
+  crossDayDuplicatesDropped: number;
   deleted: number;
 }
 
@@ -103,6 +119,7 @@ export async function compactDay(o: CompactOptions): Promise<CompactResult> {
       files: old.files.length,
       rows: old.rows,
       duplicatesDropped: 0,
+      crossDayDuplicatesDropped: 0,
       deleted: due.length,
     };
   }
@@ -111,11 +128,19 @@ export async function compactDay(o: CompactOptions): Promise<CompactResult> {
     names.has(n),
   );
   say(`compact ${o.dt}: ${inputs.length} input file(s), generation ${generation}`);
+  const dayStart = Date.parse(`${o.dt}T00:00:00Z`);
+  const earlier = await dayEventIds(o.store, {
+    prefix: o.prefix,
+    topic: o.topic,
+    dt: utcDate(dayStart - 86_400_000),
+    eventTimeFrom: dayStart - (o.crossDayWindowMs ?? 600_000),
+  });
   const seen = new Set<string>();
   const events = new Set<string>();
   const outputs: ManifestFile[] = [];
   let rows = 0;
   let dups = 0;
+  let crossDay = 0;
   let builder: ParquetFileBuilder | undefined;
   const fileRows = o.fileRows ?? 4_000_000;
 
@@ -136,6 +161,11 @@ export async function compactDay(o: CompactOptions): Promise<CompactResult> {
     const keep: ColumnBuffer = emptyColumns();
     const n = columnLength(cols);
     for (let i = 0; i < n; i++) {
+      if (earlier.has(cols.event_id[i]!)) {
+        dups++;
+        crossDay++;
+        continue;
+      }
       const k = `${cols.event_id[i]}\u0000${cols.identifier_type[i]}\u0000${cols.identifier_value[i]}`;
       if (seen.has(k)) {
         dups++;
@@ -191,7 +221,8 @@ export async function compactDay(o: CompactOptions): Promise<CompactResult> {
     superseded,
   });
   say(
-    `compact ${o.dt}: manifest generation ${generation}: ${outputs.length} file(s), ${rows} rows, ${dups} duplicate(s) dropped`,
+    `compact ${o.dt}: manifest generation ${generation}: ${outputs.length} file(s), ${rows} rows, ` +
+      `${dups} duplicate(s) dropped (${crossDay} of events the previous day holds)`,
   );
   return {
     dt: o.dt,
@@ -201,6 +232,7 @@ export async function compactDay(o: CompactOptions): Promise<CompactResult> {
     files: outputs.length,
     rows,
     duplicatesDropped: dups,
+    crossDayDuplicatesDropped: crossDay,
     deleted: due.length,
   };
 }

@@ -24,8 +24,20 @@ export async function readDatasetFile(bytes: Uint8Array): Promise<ColumnBuffer> 
   return cols as unknown as ColumnBuffer;
 }
 
-/** The event ids of a file (one column read). */
-export async function readEventIds(bytes: Uint8Array): Promise<string[]> {
-  const rows = await parquetReadObjects({ file: asArrayBuffer(bytes), columns: ['event_id'] });
-  return rows.map((r) => String(r['event_id']));
+/**
+ * The event ids of a file (one column read), or with `eventTimeFrom` only those of rows
+ * whose event_time is at or after it (epoch ms; two columns read).
+ */
+export async function readEventIds(bytes: Uint8Array, eventTimeFrom?: number): Promise<string[]> {
+  if (eventTimeFrom === undefined) {
+    const rows = await parquetReadObjects({ file: asArrayBuffer(bytes), columns: ['event_id'] });
+    return rows.map((r) => String(r['event_id']));
+  }
+  const rows = await parquetReadObjects({ file: asArrayBuffer(bytes), columns: ['event_id', 'event_time'] });
+  const out: string[] = [];
+  for (const r of rows) {
+    const t = r['event_time'];
+    if ((t instanceof Date ? t.getTime() : Number(t)) >= eventTimeFrom) out.push(String(r['event_id']));
+  }
+  return out;
 }

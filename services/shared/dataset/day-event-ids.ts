@@ -1,0 +1,42 @@
+/**
+ * The event ids a day of the dataset holds, for the jobs that keep an event in exactly one
+ * day when it could fall on either side of a midnight (backfill's range edges, compaction's
+ * relay duplicates).
+ *
+ * A day holds what its manifest lists (or, before its first manifest, every exporter file
+ * of the day) and the exporter files of `topic` its manifest's coverage does not hold yet:
+ * late records, which the day's next compaction takes in. Counting those too means an event
+ * is never dropped from one day because of a copy in the other that readers do not see yet
+ * and that would then never count.
+ */
+import type { DatasetStore } from './dataset-store.ts';
+import { coveredRanges, inRanges, readManifest } from './manifest.ts';
+import { baseName, dayPrefix, parseExporterFileName } from './object-keys.ts';
+import { readEventIds } from './read-dataset-file.ts';
+
+export async function dayEventIds(
+  store: DatasetStore,
+  o: {
+    prefix: string;
+    topic: string;
+    dt: string;
+    /** Only rows whose event_time is at or after this (epoch ms): a day's tail. */
+    eventTimeFrom?: number;
+  },
+): Promise<Set<string>> {
+  const m = await readManifest(store, o.prefix, o.dt);
+  const dir = dayPrefix(o.prefix, o.dt);
+  const names = new Set(m?.files.map((f) => f.name) ?? []);
+  for (const x of await store.list(dir)) {
+    const name = baseName(x.key);
+    const f = parseExporterFileName(name);
+    if (f && f.topic === o.topic && !inRanges(coveredRanges(m, o.topic, f.partition), f.first))
+      names.add(name);
+  }
+  const ids = new Set<string>();
+  for (const n of names) {
+    const bytes = await store.get(`${dir}${n}`);
+    if (bytes) for (const id of await readEventIds(bytes, o.eventTimeFrom)) ids.add(id);
+  }
+  return ids;
+}
