@@ -27,7 +27,6 @@ import {
   emptyColumns,
   type ColumnBuffer,
   DATASET_COLUMNS,
-  utcDate,
 } from './dataset-schema.ts';
 import type { DatasetStore } from './dataset-store.ts';
 import { dayEventIds } from './day-event-ids.ts';
@@ -41,6 +40,7 @@ import {
   type ManifestFile,
 } from './manifest.ts';
 import {
+  addDays,
   baseName,
   dayPrefix,
   generationFileName,
@@ -128,12 +128,11 @@ export async function compactDay(o: CompactOptions): Promise<CompactResult> {
     names.has(n),
   );
   say(`compact ${o.dt}: ${inputs.length} input file(s), generation ${generation}`);
-  const dayStart = Date.parse(`${o.dt}T00:00:00Z`);
   const earlier = await dayEventIds(o.store, {
     prefix: o.prefix,
     topic: o.topic,
-    dt: utcDate(dayStart - 86_400_000),
-    eventTimeFrom: dayStart - (o.crossDayWindowMs ?? 600_000),
+    dt: addDays(o.dt, -1),
+    eventTimeFrom: Date.parse(`${o.dt}T00:00:00Z`) - (o.crossDayWindowMs ?? 600_000),
   });
   const seen = new Set<string>();
   const events = new Set<string>();

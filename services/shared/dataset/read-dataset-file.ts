@@ -29,15 +29,8 @@ export async function readDatasetFile(bytes: Uint8Array): Promise<ColumnBuffer> 
  * whose event_time is at or after it (epoch ms; two columns read).
  */
 export async function readEventIds(bytes: Uint8Array, eventTimeFrom?: number): Promise<string[]> {
-  if (eventTimeFrom === undefined) {
-    const rows = await parquetReadObjects({ file: asArrayBuffer(bytes), columns: ['event_id'] });
-    return rows.map((r) => String(r['event_id']));
-  }
-  const rows = await parquetReadObjects({ file: asArrayBuffer(bytes), columns: ['event_id', 'event_time'] });
-  const out: string[] = [];
-  for (const r of rows) {
-    const t = r['event_time'];
-    if ((t instanceof Date ? t.getTime() : Number(t)) >= eventTimeFrom) out.push(String(r['event_id']));
-  }
-  return out;
+  const columns = eventTimeFrom === undefined ? ['event_id'] : ['event_id', 'event_time'];
+  const rows = await parquetReadObjects({ file: asArrayBuffer(bytes), columns });
+  const since = (t: unknown) => eventTimeFrom === undefined || Number(t) >= eventTimeFrom; // Date → ms
+  return rows.filter((r) => since(r['event_time'])).map((r) => String(r['event_id']));
 }
