@@ -79,6 +79,9 @@ const at =
     next();
   };
 
+/** %00–%1F, %7F, and C1 controls as UTF-8 (%C2%80–%C2%9F). */
+const ENCODED_CONTROL_CHARACTER = /%(?:[01][0-9a-f]|7f|c2%[89][0-9a-f])/i;
+
 export function createApp(deps: AppDeps): express.Express {
   const { pool, logger, metrics } = deps;
   const app = express();
@@ -113,6 +116,16 @@ export function createApp(deps: AppDeps): express.Express {
         status: res.statusCode,
       }),
     );
+    next();
+  });
+
+  // A percent-encoded control character in a path or query value (%00 above all: PostgreSQL
+  // refuses NUL in text) is refused here for every route, before a handler passes it on.
+  // Raw control bytes never get this far: node's HTTP parser refuses them.
+  app.use((req, _res, next) => {
+    if (ENCODED_CONTROL_CHARACTER.test(req.url)) {
+      throw problem('ERR_CONTROL_CHARACTERS', 'the URL holds a percent-encoded control character');
+    }
     next();
   });
 

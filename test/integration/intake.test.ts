@@ -15,6 +15,18 @@ const gdpr = (userId: string, extra: Record<string, unknown> = {}) => ({
   ...extra,
 });
 
+/** Waits until a statement of another session that contains every fragment waits on a lock. */
+async function waitForLockWait(api: TestApi, ...fragments: string[]): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const { rows } = await api.db.pool.query(
+      `SELECT query FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+    );
+    if (rows.some((r) => fragments.every((f) => r.query.includes(f)))) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`no statement with ${fragments.join(', ')} waited on a lock`);
+}
+
 async function count(api: TestApi, table: string): Promise<number> {
   const { rows } = await api.db.pool.query(`SELECT count(*)::int AS n FROM ${table}`);
   return rows[0].n;
@@ -155,6 +167,123 @@ describe('intake API', () => {
     );
     assert.equal(racers.filter((r) => r.status === 202 && !r.body.linkedTo).length, 1);
     assert.equal(racers.filter((r) => r.status === 202 && r.body.linkedTo).length, 9);
+  });
+
+  it('never links to a primary a cancel is committing; the new request fans out itself', async () => {
+    const body = gdpr('link-cancel-race');
+    const primary = await submit(api, 'link-cancel-1', body);
+    // Hold the primary's task row (as a dispatcher or an ack writer briefly would) so the
+    // cancel stops after its "nothing linked" check and before its commit.
+    const holder = await api.db.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM erasure_tasks WHERE request_id = $1 FOR UPDATE', [primary.body.id]);
+      const cancelling = api.call('POST', `/v1/erasure-requests/${primary.body.id}/cancel`);
+      await waitForLockWait(api, 'UPDATE erasure_tasks');
+      const second = submit(api, 'link-cancel-2', { ...body, reason: 'ccpa' });
+      await waitForLockWait(api, 'in_flight');
+      await holder.query('COMMIT');
+      const [cancelled, accepted] = await Promise.all([cancelling, second]);
+      assert.equal(cancelled.status, 200);
+      assert.equal(accepted.status, 202);
+      assert.equal(accepted.body.linkedTo ?? null, null, 'not linked to a cancelled request');
+      const events = await api.db.pool.query(`SELECT status FROM outbox WHERE request_id = $1`, [
+        accepted.body.id,
+      ]);
+      assert.deepEqual(
+        events.rows.map((r) => r.status),
+        ['pending'],
+        'its own erasure event',
+      );
+    } finally {
+      holder.release();
+    }
+  });
+
+  it('cancels a linked request only while its primary is undispatched, and shows it cancelled', async () => {
+    const primary = await submit(api, 'link-cxl-1', gdpr('link-cxl-subject'));
+    const early = await submit(api, 'link-cxl-2', { ...gdpr('link-cxl-subject'), reason: 'ccpa' });
+    const late = await submit(api, 'link-cxl-3', { ...gdpr('link-cxl-subject'), reason: 'account_deletion' });
+    assert.equal(early.body.linkedTo, primary.body.id);
+    const withdrawn = await api.call('POST', `/v1/erasure-requests/${early.body.id}/cancel`);
+    assert.equal(withdrawn.status, 200);
+    const shown = await api.call('GET', `/v1/erasure-requests/${early.body.id}`);
+    assert.equal(shown.body.status, 'cancelled');
+    assert.equal(shown.body.completedAt, null);
+    const listed = await api.call('GET', '/v1/erasure-requests?status=cancelled&limit=500');
+    assert.equal(
+      listed.body.items.some((i: { id: string }) => i.id === early.body.id),
+      true,
+    );
+    const primaryRow = await api.db.pool.query(`SELECT status FROM erasure_requests WHERE id = $1`, [
+      primary.body.id,
+    ]);
+    assert.equal(primaryRow.rows[0].status, 'scheduled', 'the primary goes on');
+    // The primary is dispatched: a request linked to it is being erased too.
+    await api.db.pool.query(
+      `UPDATE erasure_tasks SET state = 'dispatched', dispatched_at = now() WHERE request_id = $1 AND target = 'profiles'`,
+      [primary.body.id],
+    );
+    await api.db.pool.query(`UPDATE erasure_requests SET status = 'in_progress' WHERE id = $1`, [
+      primary.body.id,
+    ]);
+    const refused = await api.call('POST', `/v1/erasure-requests/${late.body.id}/cancel`);
+    assert.equal(refused.status, 409);
+    assert.equal(refused.body.reasonCode, 'not_cancellable_status');
+    assert.equal((await api.call('GET', `/v1/erasure-requests/${late.body.id}`)).body.status, 'in_progress');
+  });
+
+  it('brings a primary forward when a request linked to it is due earlier or ranks higher', async () => {
+    const later = new Date(Date.now() + 80 * 86_400_000).toISOString();
+    const primary = await submit(api, 'escalate-1', {
+      identifiers: [{ type: 'user_id', value: 'escalate-subject' }],
+      reason: 'retention_expiry',
+      notBefore: later,
+    });
+    assert.equal(primary.status, 202);
+    const before = await api.db.pool.query(
+      `SELECT priority, not_before FROM erasure_requests WHERE id = $1`,
+      [primary.body.id],
+    );
+    assert.equal(before.rows[0].priority, 'bulk');
+    const urgent = await submit(api, 'escalate-2', gdpr('escalate-subject'));
+    assert.equal(urgent.body.linkedTo, primary.body.id);
+    const req = await api.db.pool.query(`SELECT priority, not_before FROM erasure_requests WHERE id = $1`, [
+      primary.body.id,
+    ]);
+    assert.equal(req.rows[0].not_before, null, 'due now');
+    assert.equal(req.rows[0].priority, 'legal');
+    const tasks = await api.db.pool.query(
+      `SELECT bool_and(next_attempt_at <= now()) AS due, max(priority)::int AS rank FROM erasure_tasks WHERE request_id = $1`,
+      [primary.body.id],
+    );
+    assert.deepEqual(tasks.rows[0], { due: true, rank: 0 });
+    const event = await api.db.pool.query(
+      `SELECT available_at <= now() AS due, payload->>'priority' AS priority, payload->'notBefore' AS not_before
+         FROM outbox WHERE request_id = $1`,
+      [primary.body.id],
+    );
+    assert.deepEqual(event.rows[0], { due: true, priority: 'legal', not_before: null });
+    const journal = await api.db.pool.query(
+      `SELECT detail->>'byRequest' AS by FROM journal WHERE request_id = $1 AND kind = 'request.escalated'`,
+      [primary.body.id],
+    );
+    assert.deepEqual(
+      journal.rows.map((r) => r.by),
+      [urgent.body.id],
+    );
+    // A request due later and ranking lower changes nothing.
+    const lazy = await submit(api, 'escalate-3', {
+      identifiers: [{ type: 'user_id', value: 'escalate-subject' }],
+      reason: 'retention_expiry',
+      notBefore: later,
+    });
+    assert.equal(lazy.body.linkedTo, primary.body.id);
+    const after = await api.db.pool.query(
+      `SELECT count(*)::int AS n FROM journal WHERE request_id = $1 AND kind = 'request.escalated'`,
+      [primary.body.id],
+    );
+    assert.equal(after.rows[0].n, 1);
   });
 
   it('completes at once, and says so, when no target holds the identifier types', async () => {
@@ -324,6 +453,37 @@ describe('intake API', () => {
     } while (cursor);
     assert.equal(seen.length, 5, 'only this owner’s requests, each once');
     assert.equal(new Set(seen).size, 5);
+
+    // One batch is one statement: its rows share received_at to the microsecond, so pages
+    // must break the tie on id (a millisecond cursor skipped every row tied with the last).
+    const batchToken = await api.token(['submit', 'read'], { owner: 'pager-batch' });
+    const requests = Array.from({ length: 7 }, (_, i) => ({
+      ...gdpr(`page-batch-subject-${i}`),
+      idempotencyKey: `page-batch-${i}`,
+    }));
+    const batch = await api.call('POST', '/v1/erasure-requests:batch', {
+      body: { requests },
+      token: batchToken,
+    });
+    assert.equal(batch.status, 200);
+    const tied = await api.db.pool.query(
+      `SELECT count(DISTINCT received_at)::int AS n FROM erasure_requests WHERE owner = 'pager-batch'`,
+    );
+    assert.equal(tied.rows[0].n, 1, 'the batch rows share one received_at');
+    const batchSeen: string[] = [];
+    cursor = null;
+    do {
+      const q: string = cursor ? `&cursor=${cursor}` : '';
+      const res = await api.call('GET', `/v1/erasure-requests?limit=3${q}`, { token: batchToken });
+      batchSeen.push(...res.body.items.map((r: { id: string }) => r.id));
+      cursor = res.body.nextCursor;
+    } while (cursor);
+    assert.deepEqual(
+      [...batchSeen].sort(),
+      batch.body.results.map((r: { id: string }) => r.id).sort(),
+      'every row of the batch, each once',
+    );
+    assert.equal(batchSeen.length, 7);
     const filtered = await api.call(
       'GET',
       '/v1/erasure-requests?reason=ccpa&status=scheduled&overdue=false&target=profiles',
@@ -392,10 +552,24 @@ describe('intake API', () => {
       reason: 'ccpa',
     });
     assert.equal(bad.body.code, 'ERR_INVALID_IDENTIFIER');
-    const evil = await api.call('POST', '/v1/identifier-types', {
-      body: { name: 'evil_type', pattern: '(a+)+$' },
+    // A pattern V8 would backtrack on exponentially is harmless here: RE2 matches in linear
+    // time. Only what RE2 cannot run (backreferences, lookarounds) is refused.
+    const backtracking = await api.call('POST', '/v1/identifier-types', {
+      body: { name: 'nested_type', pattern: '(a|a)*b' },
     });
-    assert.equal(evil.body.code, 'ERR_VALIDATION');
+    assert.equal(backtracking.status, 201);
+    await api.call('POST', '/v1/targets', {
+      body: { name: 'nested', kind: 'async_event', identifierTypes: ['nested_type'] },
+    });
+    const nearMiss = await submit(api, 'custom-3', {
+      identifiers: [{ type: 'nested_type', value: `${'a'.repeat(30)}!` }],
+      reason: 'ccpa',
+    });
+    assert.equal(nearMiss.body.code, 'ERR_INVALID_IDENTIFIER');
+    const backref = await api.call('POST', '/v1/identifier-types', {
+      body: { name: 'backref_type', pattern: '(a)\\1' },
+    });
+    assert.equal(backref.body.code, 'ERR_VALIDATION');
   });
 
   it('pauses a target without losing its tasks', async () => {
@@ -528,6 +702,12 @@ describe('intake API', () => {
         'ERR_UNKNOWN_FIELD',
       ],
       ['control characters', { body: gdpr('bell\u0007'), headers: key }, 400, 'ERR_CONTROL_CHARACTERS'],
+      [
+        'a lone surrogate escape (valid UTF-8, not a character)',
+        { raw: '{"identifiers":[{"type":"user_id","value":"ab\\ud800"}],"reason":"ccpa"}', headers: json },
+        400,
+        'ERR_INVALID_UTF8',
+      ],
     ];
     for (const [what, opts, status, code] of cases) {
       const res = await api.call('POST', '/v1/erasure-requests', opts);
@@ -545,6 +725,40 @@ describe('intake API', () => {
     );
     const encoding = await api.call('GET', '/v1/erasure-requests/%E0%A4%A');
     assert.equal(encoding.status, 400);
+    // A lone surrogate in one batch item, a target or an ack: PostgreSQL's jsonb refuses it.
+    const surrogateBatch = await api.call('POST', '/v1/erasure-requests:batch', {
+      raw: `{"requests":[${JSON.stringify({ ...gdpr('e5'), idempotencyKey: 'edge-s1' })},{"identifiers":[{"type":"user_id","value":"x\\udc00"}],"reason":"ccpa","idempotencyKey":"edge-s2"}]}`,
+      headers: { 'content-type': 'application/json' },
+    });
+    assert.equal(surrogateBatch.body.code, 'ERR_INVALID_UTF8');
+    const surrogateTarget = await api.call('POST', '/v1/targets', {
+      raw: '{"name":"surrogate-target","kind":"async_event","identifierTypes":["user_id\\ud83d"]}',
+      headers: { 'content-type': 'application/json' },
+    });
+    assert.equal(surrogateTarget.body.code, 'ERR_INVALID_UTF8');
+    const surrogateAck = await api.call('POST', '/v1/acks', {
+      token: await api.token(['ack'], { target: 'orders-db' }),
+      raw: `{"requestId":"${randomUUID()}","target":"orders-db","status":"deleted","detail":"ok \\udc00"}`,
+      headers: { 'content-type': 'application/json' },
+    });
+    assert.equal(surrogateAck.body.code, 'ERR_INVALID_UTF8');
+    const pair = await api.call('POST', '/v1/erasure-requests', {
+      raw: '{"identifiers":[{"type":"user_id","value":"smile-\\ud83d\\ude00"}],"reason":"ccpa"}',
+      headers: { ...json, 'idempotency-key': 'edge-pair' },
+    });
+    assert.equal(pair.status, 202, 'an escaped surrogate pair is a character');
+    // NUL in a path or query value: PostgreSQL refuses the byte in text.
+    for (const path of [
+      '/v1/targets/%00',
+      '/v1/erasure-requests?target=%00',
+      '/v1/erasure-requests?reason=a%00',
+    ]) {
+      const nul = await api.call('GET', path);
+      assert.equal(nul.status, 400, path);
+      assert.equal(nul.body.code, 'ERR_CONTROL_CHARACTERS', path);
+    }
+    const nulPatch = await api.call('PATCH', '/v1/targets/%00', { body: { paused: true } });
+    assert.equal(nulPatch.status, 400);
     const feb30 = await submit(api, 'edge-feb30', gdpr('e4', { notBefore: '2027-02-30T00:00:00Z' }));
     assert.equal(feb30.body.code, 'ERR_VALIDATION');
     const nullItem = await api.call('POST', '/v1/erasure-requests:batch', { body: { requests: [null] } });
@@ -552,7 +766,7 @@ describe('intake API', () => {
     const notFound = await api.call('GET', '/v1/nothing-here');
     assert.equal(notFound.status, 404);
     assert.equal(notFound.body.code, 'ERR_NOT_FOUND');
-    assert.equal(await count(api, 'erasure_requests'), before, 'no row left behind');
+    assert.equal(await count(api, 'erasure_requests'), before + 1, 'no row left behind (but the pair)');
   });
 
   it('rate-limits per token with 429 and Retry-After', async () => {

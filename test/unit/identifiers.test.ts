@@ -61,10 +61,31 @@ describe('identifier normalisation', () => {
     assert.doesNotMatch(bad.message, /secret-value/);
   });
 
-  it('refuses custom patterns that do not compile or backtrack catastrophically', () => {
+  it('takes RE2 patterns only (linear-time matching): no backreferences or lookarounds', () => {
     assert.equal(checkCustomPattern('[0-9]{6}'), undefined);
-    assert.match(checkCustomPattern('(')!, /not a valid/);
-    assert.match(checkCustomPattern('(a+)+')!, /nested quantifiers/);
+    assert.equal(checkCustomPattern('(a+)+'), undefined, 'harmless in a linear-time engine');
+    assert.match(checkCustomPattern('(')!, /not a valid RE2/);
+    assert.match(checkCustomPattern('(a)\\1')!, /not a valid RE2/);
+    assert.match(checkCustomPattern('(?=a)b')!, /not a valid RE2/);
     assert.match(checkCustomPattern('x'.repeat(600))!, /longer than/);
+  });
+
+  it('matches custom patterns in full, in linear time, even patterns that backtrack in JavaScript', () => {
+    // (a|a)*b on 24 a's and a near miss: 2^24 paths for a backtracking engine.
+    const types = new Map([
+      [
+        'legacy_ref',
+        { name: 'legacy_ref', builtin: false, pattern: '(a|a)*b', maxLength: 256, lowercase: false },
+      ],
+      ['cust', { name: 'cust', builtin: false, pattern: 'CUST-[0-9]{4}', maxLength: 64, lowercase: false }],
+    ]);
+    const near = normaliseIdentifier({ type: 'legacy_ref', value: `${'a'.repeat(24)}!` }, types);
+    assert.equal((near as { code: string }).code, 'ERR_INVALID_IDENTIFIER');
+    assert.deepEqual(normaliseIdentifier({ type: 'legacy_ref', value: 'aaab' }, types), { value: 'aaab' });
+    assert.deepEqual(normaliseIdentifier({ type: 'cust', value: 'CUST-0042' }, types), {
+      value: 'CUST-0042',
+    });
+    const partial = normaliseIdentifier({ type: 'cust', value: 'CUST-00421' }, types);
+    assert.equal((partial as { code: string }).code, 'ERR_INVALID_IDENTIFIER', 'a full match, not a prefix');
   });
 });

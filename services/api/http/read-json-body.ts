@@ -34,11 +34,43 @@ export async function readJsonBody(req: Request, limitBytes: number): Promise<un
   } catch {
     throw problem('ERR_INVALID_UTF8', 'the body is not valid UTF-8');
   }
+  let value: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    value = JSON.parse(text) as unknown;
   } catch {
     throw problem('ERR_MALFORMED_JSON', 'the body is not valid JSON');
   }
+  // Valid UTF-8 can still spell a lone surrogate as a JSON escape ("\ud800"): not a
+  // character, and PostgreSQL refuses it in jsonb. Only bodies with such an escape are walked.
+  if (SURROGATE_ESCAPE.test(text) && hasLoneSurrogate(value)) {
+    throw problem(
+      'ERR_INVALID_UTF8',
+      'the body holds a lone UTF-16 surrogate escape (\\uD800 to \\uDFFF without its pair), which is not a character',
+    );
+  }
+  return value;
+}
+
+const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Walks the parsed body with a stack of its own: JSON.parse takes nesting a recursion would not. */
+function hasLoneSurrogate(body: unknown): boolean {
+  const stack: unknown[] = [body];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === 'string') {
+      if (LONE_SURROGATE.test(v)) return true;
+    } else if (Array.isArray(v)) {
+      for (const x of v) stack.push(x);
+    } else if (v !== null && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) {
+        if (LONE_SURROGATE.test(k)) return true;
+        stack.push(x);
+      }
+    }
+  }
+  return false;
 }
 
 // C0 controls, DEL and C1 controls: never legitimate in an identifier, a reason or a key.

@@ -36,7 +36,25 @@ export async function cancelRequest(
         },
       );
     }
-    if (r.linked_to === null) {
+    if (r.linked_to !== null) {
+      // A linked request has no fan-out of its own: its erasure is its primary's. It can be
+      // withdrawn while the primary has not been sent anywhere; after that the subject's
+      // erasure is under way for it too. The primary is locked FOR SHARE so a dispatch or a
+      // cancel of it that is committing now is waited for, then read as it ended.
+      const primary = await client.query<{ status: string }>(
+        `SELECT status FROM erasure_requests WHERE id = $1 FOR SHARE`,
+        [r.linked_to],
+      );
+      const status = primary.rows[0]?.status ?? 'missing';
+      if (!['received', 'scheduled'].includes(status)) {
+        throw problem(
+          'ERR_CANCEL_CONFLICT',
+          `the erasure this request is linked to is ${status}; only one not yet dispatched can be cancelled`,
+          { reasonCode: 'not_cancellable_status' },
+        );
+      }
+      await refuseIfDispatched(client, r.linked_to, false);
+    } else {
       const dependants = await client.query(
         `SELECT 1 FROM erasure_requests WHERE linked_to = $1 AND status <> 'cancelled' LIMIT 1`,
         [id],
@@ -46,38 +64,7 @@ export async function cancelRequest(
           reasonCode: 'has_linked_requests',
         });
       }
-      const dispatched = await client.query<{ target: string }>(
-        `SELECT target FROM erasure_tasks WHERE request_id = $1 AND state <> 'pending' ORDER BY target`,
-        [id],
-      );
-      if (dispatched.rowCount) {
-        throw problem('ERR_CANCEL_CONFLICT', 'already dispatched to one or more targets', {
-          reasonCode: 'dispatched',
-          targets: dispatched.rows.map((t) => t.target),
-        });
-      }
-      // Lock the event row too; a relay holding it (SKIP LOCKED on its side) means publishing.
-      // A row a relay has claimed before (attempts > 0) may be in Kafka even though it is
-      // pending and unleased again: a send that failed (a timeout after the broker appended)
-      // or a relay that died before marking it sent. Only a row never claimed is provably
-      // unpublished, so only that one is cancelled.
-      const events = await client.query<{ status: string; leased: boolean; claimed: boolean }>(
-        `SELECT status, (lease_until IS NOT NULL AND lease_until > now()) AS leased, attempts > 0 AS claimed
-           FROM outbox WHERE request_id = $1 AND topic = $2 FOR UPDATE NOWAIT`,
-        [id, REQUESTED_TOPIC],
-      );
-      if (events.rows.some((e) => e.status === 'sent' || e.leased)) {
-        throw problem('ERR_CANCEL_CONFLICT', 'the erasure event has already been published', {
-          reasonCode: 'published',
-        });
-      }
-      if (events.rows.some((e) => e.claimed)) {
-        throw problem(
-          'ERR_CANCEL_CONFLICT',
-          'the erasure event has been handed to Kafka before and may be out; it will be published',
-          { reasonCode: 'publishing' },
-        );
-      }
+      await refuseIfDispatched(client, id, true);
       await client.query(
         `UPDATE outbox SET status = 'cancelled' WHERE request_id = $1 AND status = 'pending'`,
         [id],
@@ -108,5 +95,48 @@ export async function cancelRequest(
     throw err;
   } finally {
     client.release();
+  }
+}
+
+/**
+ * Throws 409 if the request's fan-out has begun: a task past pending, or its erasure event
+ * published, being published, or claimed by a relay before. `lockEvent` locks the event row
+ * (NOWAIT: a relay holding it is publishing) for a cancel that then cancels it.
+ *
+ * A row a relay has claimed before (attempts > 0) may be in Kafka even though it is pending
+ * and unleased again: a send that failed (a timeout after the broker appended) or a relay
+ * that died before marking it sent. Only a row never claimed is provably unpublished.
+ */
+async function refuseIfDispatched(
+  client: pg.PoolClient,
+  requestId: string,
+  lockEvent: boolean,
+): Promise<void> {
+  const dispatched = await client.query<{ target: string }>(
+    `SELECT target FROM erasure_tasks WHERE request_id = $1 AND state <> 'pending' ORDER BY target`,
+    [requestId],
+  );
+  if (dispatched.rowCount) {
+    throw problem('ERR_CANCEL_CONFLICT', 'already dispatched to one or more targets', {
+      reasonCode: 'dispatched',
+      targets: dispatched.rows.map((t) => t.target),
+    });
+  }
+  const events = await client.query<{ status: string; leased: boolean; claimed: boolean }>(
+    `SELECT status, (lease_until IS NOT NULL AND lease_until > now()) AS leased, attempts > 0 AS claimed
+       FROM outbox WHERE request_id = $1 AND topic = $2 ${lockEvent ? 'FOR UPDATE NOWAIT' : ''}`,
+    [requestId, REQUESTED_TOPIC],
+  );
+  if (events.rows.some((e) => e.status === 'sent' || e.leased)) {
+    throw problem('ERR_CANCEL_CONFLICT', 'the erasure event has already been published', {
+      reasonCode: 'published',
+    });
+  }
+  if (events.rows.some((e) => e.claimed)) {
+    throw problem(
+      'ERR_CANCEL_CONFLICT',
+      'the erasure event has been handed to Kafka before and may be out; it will be published',
+      { reasonCode: 'publishing' },
+    );
   }
 }

@@ -37,6 +37,12 @@ interface Row {
  * one round trip. Rows that hit a unique index (same idempotency key, or a subject that
  * already has a request in flight) are left out here and resolved by the caller.
  */
+/** A priority column's rank in SQL, as PRIORITY_RANK has it (lower goes first). */
+function priorityRankSql(column: string): string {
+  const cases = Object.entries(PRIORITY_RANK).map(([p, r]) => `WHEN '${p}' THEN ${r}`);
+  return `(CASE ${column} ${cases.join(' ')} END)`;
+}
+
 const INSERT_ACCEPTED = `
 WITH input AS (
   SELECT *
@@ -123,20 +129,39 @@ SELECT id, idempotency_key, status, deadline, linked_to FROM req`;
 /**
  * Links requests whose subject already has one in flight to that request: no second
  * fan-out, a journal entry saying so. Conflicts again (a concurrent duplicate) are left out.
+ *
+ * The primary is locked FOR SHARE (in id order, so two linkers and the relay's id-ordered
+ * request locks never wait on each other in a cycle): a cancel of the primary that is
+ * committing meanwhile is waited for, the row is then re-read, and a primary that is no
+ * longer in flight is not linked to (the request is accepted with its own fan-out in the
+ * next round). Without the lock a link could land on a request cancelled under it, and
+ * that subject would never be erased.
+ *
+ * A linked request never waits longer than it would alone: when it is due earlier
+ * (notBefore, or none) or ranks higher than its primary, the primary is brought forward
+ * (its notBefore and priority, its pending tasks, its requested event while still
+ * unpublished, payload included, so partners see the new values) and the primary's journal
+ * says why (`request.escalated`). Otherwise a GDPR request linked to a retention expiry 80
+ * days out would wait 80 days, past its legal deadline.
  */
 const INSERT_LINKED = `
 WITH input AS (
   SELECT *
     FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[], $5::jsonb[], $6::text[], $7::text[],
-                $8::timestamptz[], $9::interval[])
-      AS i(id, idempotency_key, body_sha256, subject_hash, identifiers, reason, priority, not_before, deadline_after)
+                $8::timestamptz[], $9::interval[], $12::smallint[])
+      AS i(id, idempotency_key, body_sha256, subject_hash, identifiers, reason, priority, not_before,
+           deadline_after, priority_rank)
 ),
 in_flight AS (
   SELECT DISTINCT ON (subject_hash) id, subject_hash
-    FROM erasure_requests
-   WHERE subject_hash = ANY ($4::bytea[])
-     AND linked_to IS NULL
-     AND status IN ('received', 'scheduled', 'in_progress')
+    FROM (SELECT id, subject_hash
+            FROM erasure_requests
+           WHERE subject_hash = ANY ($4::bytea[])
+             AND linked_to IS NULL
+             AND status IN ('received', 'scheduled', 'in_progress')
+           ORDER BY id
+             FOR SHARE) locked
+   ORDER BY subject_hash, id
 ),
 req AS (
   INSERT INTO erasure_requests (id, owner, idempotency_key, body_sha256, subject_hash, identifiers, reason,
@@ -151,6 +176,52 @@ journal_rows AS (
   INSERT INTO journal (request_id, kind, actor, detail)
   SELECT r.id, 'request.linked', $11, jsonb_build_object('linkedTo', r.linked_to)
     FROM req r
+),
+-- Per primary: the earliest due time and the highest rank among the requests linked now.
+wanted AS (
+  SELECT r.linked_to AS id,
+         min(coalesce(i.not_before, now())) AS due,
+         min(i.priority_rank) AS priority_rank,
+         (array_agg(i.priority ORDER BY i.priority_rank))[1] AS priority,
+         (array_agg(r.id ORDER BY coalesce(i.not_before, now()), i.priority_rank))[1] AS by_request
+    FROM req r JOIN input i ON i.id = r.id
+   GROUP BY r.linked_to
+),
+escalated AS (
+  UPDATE erasure_requests p
+     SET not_before = CASE WHEN p.not_before > w.due THEN
+                        CASE WHEN w.due > now() THEN w.due END
+                      ELSE p.not_before END,
+         priority = CASE WHEN w.priority_rank < ${priorityRankSql('p.priority')} THEN w.priority ELSE p.priority END
+    FROM wanted w
+   WHERE p.id = w.id
+     AND (p.not_before > w.due OR w.priority_rank < ${priorityRankSql('p.priority')})
+  RETURNING p.id, p.not_before, p.priority, w.due, w.priority_rank, w.by_request
+),
+escalated_tasks AS (
+  UPDATE erasure_tasks t
+     SET next_attempt_at = least(t.next_attempt_at, e.due),
+         priority = least(t.priority, e.priority_rank),
+         updated_at = now()
+    FROM escalated e
+   WHERE t.request_id = e.id
+     AND t.state = 'pending'
+),
+escalated_events AS (
+  UPDATE outbox o
+     SET available_at = least(o.available_at, e.due),
+         payload = o.payload || jsonb_build_object('notBefore', e.not_before, 'priority', e.priority)
+    FROM escalated e
+   WHERE o.request_id = e.id
+     AND o.topic = '${REQUESTED_TOPIC}'
+     AND o.status = 'pending'
+     AND o.attempts = 0
+),
+escalation_journal AS (
+  INSERT INTO journal (request_id, kind, actor, detail)
+  SELECT e.id, 'request.escalated', $11,
+         jsonb_build_object('byRequest', e.by_request, 'notBefore', e.not_before, 'priority', e.priority)
+    FROM escalated e
 )
 SELECT id, idempotency_key, status, deadline, linked_to FROM req`;
 
@@ -259,6 +330,7 @@ export async function insertRequests(
         pending.map((i) => REASON_POLICY[input.requests[i]!.reason].deadline),
         input.owner,
         input.actor,
+        pending.map((i) => PRIORITY_RANK[input.requests[i]!.priority]),
       ],
     });
     const linkedById = new Map(linked.rows.map((r) => [r.id, r]));

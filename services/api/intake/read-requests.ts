@@ -42,11 +42,15 @@ export interface RequestView {
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 // A linked request shows its primary's status and tasks: it was deliberately not fanned
-// out again, so its progress is the primary's progress.
+// out again, so its progress is the primary's progress. Once cancelled itself (withdrawn
+// before the primary was dispatched) it shows that.
+const STATUS_SQL = `CASE WHEN r.status = 'cancelled' THEN r.status ELSE coalesce(p.status, r.status) END`;
+const COMPLETED_AT_SQL = `CASE WHEN r.status = 'cancelled' THEN NULL ELSE coalesce(p.completed_at, r.completed_at) END`;
+
 const GET_REQUEST = `
 SELECT r.id, r.owner, r.reason, r.priority, r.received_at, r.not_before, r.deadline, r.cancelled_at, r.linked_to,
-       coalesce(p.status, r.status) AS status,
-       coalesce(p.completed_at, r.completed_at) AS completed_at,
+       ${STATUS_SQL} AS status,
+       ${COMPLETED_AT_SQL} AS completed_at,
        ARRAY(SELECT DISTINCT x->>'type' FROM jsonb_array_elements(r.identifiers) x ORDER BY 1) AS identifier_types
   FROM erasure_requests r
   LEFT JOIN erasure_requests p ON p.id = r.linked_to
@@ -140,23 +144,27 @@ export interface ListFilter {
   cursor?: string;
 }
 
-/** Exactly what encodeCursor writes (Date#toISOString); anything else is not our cursor. */
-function isIsoInstant(v: unknown): v is string {
-  return (
-    typeof v === 'string' &&
-    /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/.test(v) &&
-    new Date(v).toISOString() === v
-  );
+/**
+ * A cursor is [received_at, id] of the last row shown. received_at travels at the column's
+ * full precision (microseconds, as PostgreSQL formats it: `to_char(… 'US')`): rows written
+ * by one statement (a batch, a group commit) share one received_at, and a cursor rounded to
+ * milliseconds skipped every row tied with the last one shown. Cursors of earlier versions
+ * (milliseconds) are still read.
+ */
+function isCursorInstant(v: unknown): v is string {
+  if (typeof v !== 'string') return false;
+  const m = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3})(\d{3})?Z$/.exec(v);
+  return m !== null && new Date(`${m[1]}Z`).toISOString() === `${m[1]}Z`;
 }
 
-function encodeCursor(receivedAt: Date, id: string): string {
-  return Buffer.from(JSON.stringify([receivedAt.toISOString(), id])).toString('base64url');
+function encodeCursor(receivedAt: string, id: string): string {
+  return Buffer.from(JSON.stringify([receivedAt, id])).toString('base64url');
 }
 
 function decodeCursor(cursor: string): [string, string] {
   try {
     const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(v) && v.length === 2 && isIsoInstant(v[0]) && isUuid(String(v[1]))) {
+    if (Array.isArray(v) && v.length === 2 && isCursorInstant(v[0]) && isUuid(String(v[1]))) {
       return [v[0], String(v[1])];
     }
   } catch {
@@ -174,14 +182,14 @@ export async function listRequests(pool: pg.Pool, viewer: { owner: string; admin
     where.push(sql.replace('?', `$${params.length}`));
   };
   if (!viewer.admin) add('r.owner = ?', viewer.owner);
-  if (f.status) add('coalesce(p.status, r.status) = ?', f.status);
+  if (f.status) add(`${STATUS_SQL} = ?`, f.status);
   if (f.reason) add('r.reason = ?', f.reason);
   if (f.target)
     add('EXISTS (SELECT 1 FROM erasure_tasks t WHERE t.request_id = r.id AND t.target = ?)', f.target);
   if (f.overdue === true)
-    where.push(`r.deadline < now() AND coalesce(p.status, r.status) NOT IN ('completed', 'cancelled')`);
+    where.push(`r.deadline < now() AND ${STATUS_SQL} NOT IN ('completed', 'cancelled')`);
   if (f.overdue === false)
-    where.push(`NOT (r.deadline < now() AND coalesce(p.status, r.status) NOT IN ('completed', 'cancelled'))`);
+    where.push(`NOT (r.deadline < now() AND ${STATUS_SQL} NOT IN ('completed', 'cancelled'))`);
   if (f.cursor) {
     const [at, id] = decodeCursor(f.cursor);
     params.push(at, id);
@@ -189,8 +197,9 @@ export async function listRequests(pool: pg.Pool, viewer: { owner: string; admin
   }
   params.push(f.limit + 1);
   const sql = `
-    SELECT r.id, coalesce(p.status, r.status) AS status, r.reason, r.priority, r.received_at, r.deadline,
-           coalesce(p.completed_at, r.completed_at) AS completed_at, r.linked_to
+    SELECT r.id, ${STATUS_SQL} AS status, r.reason, r.priority, r.received_at, r.deadline,
+           to_char(r.received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS received_at_cursor,
+           ${COMPLETED_AT_SQL} AS completed_at, r.linked_to
       FROM erasure_requests r
       LEFT JOIN erasure_requests p ON p.id = r.linked_to
      ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
@@ -212,6 +221,6 @@ export async function listRequests(pool: pg.Pool, viewer: { owner: string; admin
       linkedTo: r.linked_to,
       links: { self: `/v1/erasure-requests/${r.id}` },
     })),
-    nextCursor: rows.length > f.limit && last ? encodeCursor(last.received_at, last.id) : null,
+    nextCursor: rows.length > f.limit && last ? encodeCursor(last.received_at_cursor, last.id) : null,
   };
 }
