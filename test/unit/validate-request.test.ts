@@ -107,4 +107,23 @@ describe('erasure request validation', () => {
       ),
     );
   });
+
+  it('hashes one set the same whatever its order when one type name prefixes another', () => {
+    const withV2 = new Map(types);
+    withV2.set('user_id_v2', {
+      name: 'user_id_v2',
+      builtin: false,
+      pattern: null,
+      maxLength: 64,
+      lowercase: false,
+    });
+    // 'user_id' + '_v2x' and 'user_id_v2' + 'x' concatenate to the same string.
+    const ids = [
+      { type: 'user_id', value: '_v2x' },
+      { type: 'user_id_v2', value: 'x' },
+    ];
+    const a = validateErasureRequest({ identifiers: ids, reason: 'ccpa' }, withV2);
+    const b = validateErasureRequest({ identifiers: [...ids].reverse(), reason: 'ccpa' }, withV2);
+    assert.deepEqual(a.bodySha256, b.bodySha256);
+  });
 });

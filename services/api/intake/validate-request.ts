@@ -124,7 +124,11 @@ export function validateErasureRequest(
       throw problem('ERR_VALIDATION', 'notBefore may be at most 90 days ahead', { field: 'notBefore' });
     }
   }
-  const sorted = [...normalised].sort((a, b) => (a.type + a.value < b.type + b.value ? -1 : 1));
+  // By type, then value: comparing `type + value` let a type that prefixes another
+  // (user_id, user_id_v2) order one set two ways, and a reordered body answered 409.
+  const sorted = [...normalised].sort((a, b) =>
+    a.type !== b.type ? (a.type < b.type ? -1 : 1) : a.value < b.value ? -1 : a.value > b.value ? 1 : 0,
+  );
   const canonical = JSON.stringify({
     identifiers: sorted,
     reason,
