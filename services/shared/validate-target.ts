@@ -102,6 +102,12 @@ BLOCKED.addAddress('fd00:ec2::254', 'ipv6'); // AWS's metadata service over IPv6
 BLOCKED.addSubnet('64:ff9b::', 104, 'ipv6');
 BLOCKED.addSubnet('64:ff9b::a9fe:0', 112, 'ipv6');
 BLOCKED.addAddress('64:ff9b::6464:64c8', 'ipv6');
+// Local-use NAT64 (RFC 8215): where the IPv4 address sits depends on the prefix length a
+// network chose, so the whole prefix is refused rather than decoded.
+BLOCKED.addSubnet('64:ff9b:1::', 48, 'ipv6');
+// IPv4-compatible IPv6 (::a.b.c.d, deprecated by RFC 4291, still routed by some stacks).
+BLOCKED.addSubnet('::a9fe:0', 112, 'ipv6');
+BLOCKED.addAddress('::6464:64c8', 'ipv6');
 // C0, DEL and C1 control characters.
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;

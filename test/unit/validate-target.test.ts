@@ -592,6 +592,11 @@ describe('checkPartnerUrl', () => {
       'http://[::ffff:100.100.100.200]/',
       'http://[64:ff9b::169.254.169.254]/',
       'http://[64:ff9b::0.0.0.1]/',
+      'http://[::a9fe:a9fe]/',
+      'http://[::169.254.169.254]/',
+      'http://[::100.100.100.200]/',
+      'http://[64:ff9b:1::a9fe:a9fe]/',
+      'http://[64:ff9b:1:a9fe:a9:fe00::]/',
     ]) {
       assert.equal(checkPartnerUrl(url), 'has a link-local or cloud metadata host', url);
     }
