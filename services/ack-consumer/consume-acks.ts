@@ -16,7 +16,7 @@ import pg from 'pg';
 import { Counter, type Registry } from 'prom-client';
 import { applyAck, applyAcks, type AckInput, type AckResult } from '../shared/apply-ack.ts';
 import { createStoppableRetry, STOPPED } from '../shared/stoppable-retry.ts';
-import type { EventCodec } from '../shared/event-codec.ts';
+import { isRetriableRegistryError, type EventCodec } from '../shared/event-codec.ts';
 import type { Logger } from '../shared/logger.ts';
 import { validateAckEvent } from './validate-ack-event.ts';
 
@@ -51,15 +51,6 @@ export function isRetriablePgError(err: unknown): boolean {
   return /^(08|53|57P)/.test(code) || ['40001', '40P01', '55P03'].includes(code);
 }
 
-/** Registry calls that may succeed later. The client reports a refused connection as status 400. */
-export function isRetriableRegistryError(err: unknown): boolean {
-  const e = err as { status?: unknown; message?: unknown };
-  if (typeof e.status === 'number' && (e.status >= 500 || e.status === 429)) return true;
-  return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|socket hang up|timed? ?out/i.test(
-    String(e.message),
-  );
-}
-
 export async function runAckConsumer(deps: AckConsumerDeps): Promise<{ stop(): Promise<void> }> {
   const {
     consumer,
@@ -78,13 +69,16 @@ export async function runAckConsumer(deps: AckConsumerDeps): Promise<{ stop(): P
     registers: [deps.metrics],
   });
   let stopping = false;
-  const { retrying, wakeAll } = createStoppableRetry({
+  const { retrying, wakeAll, interrupted } = createStoppableRetry({
     logger,
     code: 'ERR_ACK_RETRY',
     maxBackoffMs,
     isStopping: () => stopping,
     random: deps.random,
   });
+
+  /** The database refused the call for good (retrying gives up on nothing else of its own). */
+  const refused = (err: unknown) => err instanceof pg.DatabaseError && !interrupted(err);
 
   type Parsed = { kind: 'invalid' } | { kind: 'ack'; ack: AckInput; about: Record<string, unknown> };
 
@@ -110,6 +104,9 @@ export async function runAckConsumer(deps: AckConsumerDeps): Promise<{ stop(): P
       if (decoded === STOPPED) return STOPPED;
       event = decoded;
     } catch (err) {
+      // The heartbeat between retries failed (a rebalance): the event may be fine. Thrown to
+      // kafkajs with the offset unresolved, so it is read again.
+      if (interrupted(err)) throw err;
       return invalid(`undecodable: ${err instanceof Error ? err.name : 'error'}`);
     }
     const check = validateAckEvent(event);
@@ -132,6 +129,11 @@ export async function runAckConsumer(deps: AckConsumerDeps): Promise<{ stop(): P
    * missed), each ack is tried alone, so one bad ack is skipped instead of the chunk: a
    * skipped ack leaves its task open and the ack SLA's redelivery asks the partner again;
    * blocking would stall the partition. Returns an outcome per ack, or STOPPED.
+   *
+   * Only the database's own answer is a refusal. Anything else `retrying` throws (the
+   * heartbeat between retries failing because the group is rebalancing) propagates to
+   * kafkajs with no offset of the chunk resolved: the acks were not applied, and the
+   * partition's next owner reads them again.
    */
   async function applyChunk(
     items: { ack: AckInput; about: Record<string, unknown> }[],
@@ -153,7 +155,8 @@ export async function runAckConsumer(deps: AckConsumerDeps): Promise<{ stop(): P
       );
       if (applied === STOPPED) return STOPPED;
       results = applied;
-    } catch {
+    } catch (err) {
+      if (!refused(err)) throw err;
       results = [];
       for (const { ack, about } of items) {
         try {
@@ -166,6 +169,7 @@ export async function runAckConsumer(deps: AckConsumerDeps): Promise<{ stop(): P
           if (one === STOPPED) return STOPPED;
           results.push(one);
         } catch (err) {
+          if (!refused(err)) throw err;
           logger.error('ack could not be applied', {
             code: 'ERR_ACK_APPLY',
             errorCode: (err as { code?: unknown }).code,

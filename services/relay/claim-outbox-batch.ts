@@ -46,6 +46,17 @@ export interface ClaimOptions {
  * for each claim: 10 ms of a 20 ms claim with 15,000 rows queued, growing with the queue.
  * Per-subject order does not depend on it: the count above holds a row back while an
  * earlier row of its subject is pending, whatever order the candidates came in.
+ *
+ * Progress does depend on an invariant: within one event_key, pending rows' available_at
+ * never decreases as id increases. A held-back row takes a place in the window; if a
+ * subject's later row were due before its earlier one, `batchSize` such rows at the front
+ * would fill the window and every claim would return nothing, forever, with the earlier
+ * rows due behind them. Release after a failure keeps it (release-failed-rows.ts: one delay
+ * per subject, later rows pushed along). A row inserted while an earlier row of its subject
+ * backs off (a new request's event behind a completed event that failed to publish, a
+ * redelivery) would break it, so the claim repairs it: a held-back candidate whose earlier
+ * rows are due later than it is moved to their time (`deferred`), which takes it out of the
+ * window until they are due, and then puts it behind them.
  */
 const CLAIM_OUTBOX_BATCH = `
 WITH candidates AS (
@@ -61,18 +72,36 @@ WITH candidates AS (
 ranked AS (
   SELECT id, event_key, row_number() OVER (PARTITION BY event_key ORDER BY id) - 1 AS earlier_in_claim
     FROM candidates
+),
+checked AS (
+  SELECT c.id, c.event_key,
+         (SELECT count(*)
+            FROM outbox e
+           WHERE e.event_key = c.event_key
+             AND e.status = 'pending'
+             AND e.id < c.id) = c.earlier_in_claim AS free
+    FROM ranked c
+),
+deferred AS (
+  UPDATE outbox o
+     SET available_at = w.available_at
+    FROM checked c,
+         LATERAL (SELECT max(e.available_at) AS available_at
+                    FROM outbox e
+                   WHERE e.event_key = c.event_key
+                     AND e.status = 'pending'
+                     AND e.id < c.id) w
+   WHERE o.id = c.id
+     AND NOT c.free
+     AND w.available_at > o.available_at
 )
 UPDATE outbox o
    SET lease_owner = $1,
        lease_until = now() + $3 * interval '1 millisecond',
        attempts = o.attempts + 1
-  FROM ranked c
+  FROM checked c
  WHERE o.id = c.id
-   AND (SELECT count(*)
-          FROM outbox e
-         WHERE e.event_key = c.event_key
-           AND e.status = 'pending'
-           AND e.id < c.id) = c.earlier_in_claim
+   AND c.free
 RETURNING o.id, o.topic, o.event_key, o.payload, o.attempts`;
 
 interface Row {

@@ -11,18 +11,20 @@ import { beginKeyed } from '../shared/db/begin-keyed.ts';
  *
  * Returns, per row, the targets an original requested event named (null for every other
  * row: completed events, redeliveries, and payloads without a targets array), so the
- * dispatch step below knows whose ack clock starts now. A redelivery's publication starts
- * no clock: the redelivery service already scheduled its next look when it wrote the row.
+ * dispatch step below knows whose ack clock starts now, and whether the row is a
+ * redelivery, whose task's next look is moved to count from now (RESCHEDULE_REDELIVERED).
  */
 const MARK_SENT = `
 UPDATE outbox
    SET status = 'sent', sent_at = now(), lease_owner = NULL, lease_until = NULL
  WHERE id = ANY ($1::bigint[])
    AND lease_owner = $2
-RETURNING request_id,
+RETURNING id, request_id,
           CASE WHEN topic = $3 AND request_id IS NOT NULL AND NOT payload ? 'redelivery'
                     AND jsonb_typeof(payload->'targets') = 'array'
-               THEN payload->'targets' END AS targets`;
+               THEN payload->'targets' END AS targets,
+          topic = $3 AND request_id IS NOT NULL
+            AND jsonb_typeof(payload->'redelivery') = 'object' AS redelivery`;
 
 /**
  * Locking query: the requests whose event just went out, in id order, held to COMMIT.
@@ -74,6 +76,29 @@ SELECT d.request_id, 'request.dispatched', $3,
   FROM dispatched d
  GROUP BY d.request_id`;
 
+/**
+ * A redelivery's task was given its next look (an SLA plus a backoff) when the redelivery
+ * service wrote the row, in the same statement (write-redeliveries.ts), so the row's
+ * created_at is when that wait began. It is meant to count from when the partner can read
+ * the event: published late (the relay or Kafka down), the task would be due again at once,
+ * and another redelivery would count toward the cap with the partner given no time. So the
+ * same wait now counts from now, as a first delivery's does from dispatched_at.
+ *
+ * Only the task this row redelivered, and only while that is still its latest delivery
+ * (`attempts` is the redelivery's attempt) and unanswered (`retrying`): an ack or a later
+ * redelivery meanwhile is left as it is. Under the request locks taken above.
+ */
+const RESCHEDULE_REDELIVERED = `
+UPDATE erasure_tasks t
+   SET next_attempt_at = now() + (t.next_attempt_at - o.created_at)
+  FROM outbox o
+ WHERE o.id = ANY ($1::bigint[])
+   AND t.request_id = o.request_id
+   AND t.target = o.payload->'redelivery'->>'target'
+   AND t.attempts = (o.payload->'redelivery'->>'attempt')::integer
+   AND t.state = 'retrying'
+   AND t.next_attempt_at < now() + (t.next_attempt_at - o.created_at)`;
+
 /** Journal actor of the dispatch entries. */
 export const RELAY_ACTOR = 'relay';
 
@@ -88,19 +113,38 @@ export async function markSent(pool: pg.Pool, owner: string, ids: readonly strin
   let broken: Error | undefined;
   try {
     await beginKeyed(client);
-    const sent = await client.query<{ request_id: string | null; targets: string[] | null }>({
+    const sent = await client.query<{
+      id: string;
+      request_id: string | null;
+      targets: string[] | null;
+      redelivery: boolean;
+    }>({
       name: 'relay_mark_sent',
       text: MARK_SENT,
       values: [ids, owner, TOPICS.requested],
     });
     const started = sent.rows.filter((r) => r.request_id !== null && r.targets && r.targets.length > 0);
+    const redelivered = sent.rows.filter((r) => r.redelivery);
+    if (started.length > 0 || redelivered.length > 0) {
+      const locked = [...started, ...redelivered].map((r) => r.request_id as string);
+      await client.query({ name: 'relay_lock_requests', text: LOCK_REQUESTS, values: [locked] });
+    }
     if (started.length > 0) {
-      const requestIds = started.map((r) => r.request_id as string);
-      await client.query({ name: 'relay_lock_requests', text: LOCK_REQUESTS, values: [requestIds] });
       await client.query({
         name: 'relay_dispatch_tasks',
         text: DISPATCH_TASKS,
-        values: [requestIds, started.map((r) => JSON.stringify(r.targets)), RELAY_ACTOR],
+        values: [
+          started.map((r) => r.request_id as string),
+          started.map((r) => JSON.stringify(r.targets)),
+          RELAY_ACTOR,
+        ],
+      });
+    }
+    if (redelivered.length > 0) {
+      await client.query({
+        name: 'relay_reschedule_redelivered',
+        text: RESCHEDULE_REDELIVERED,
+        values: [redelivered.map((r) => r.id)],
       });
     }
     await client.query('COMMIT');

@@ -72,6 +72,20 @@ export function createEventCodec(registryUrl: string) {
 
 export type EventCodec = ReturnType<typeof createEventCodec>;
 
+/**
+ * Whether a failed encode or decode may succeed later: the registry unreachable, overloaded
+ * or failing (connection errors, 5xx, 429). Anything else (an unknown schema id, bytes the
+ * schema cannot read) fails the same way every time. The client reports a refused
+ * connection as status 400, so the message is read too.
+ */
+export function isRetriableRegistryError(err: unknown): boolean {
+  const e = err as { status?: unknown; message?: unknown };
+  if (typeof e.status === 'number' && (e.status >= 500 || e.status === 429)) return true;
+  return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|socket hang up|timed? ?out/i.test(
+    String(e.message),
+  );
+}
+
 const millis = (v: unknown): number => {
   const t = typeof v === 'number' ? v : Date.parse(String(v));
   if (!Number.isFinite(t)) throw new Error('event timestamp is not a date');

@@ -25,6 +25,12 @@ export interface StoppableRetryOptions {
  * good (rethrown) or the service stops (STOPPED). Waits are cut short by wakeAll(), which a
  * service's stop() calls so that it never waits out a backoff. Shared by the Kafka consumers
  * (ack consumer, exporter), whose retries must give way to a rebalance or a stop.
+ *
+ * An error thrown by `beforeWait` (a consumer's heartbeat: the group is rebalancing, the
+ * coordinator moved) is rethrown as it is, so kafkajs still recognises it, and `interrupted`
+ * answers true for it: it says nothing about the call, and a caller that took it for the
+ * call's own failure would act on work it never did (an ack marked failed, its offset
+ * committed).
  */
 export function createStoppableRetry(opts: StoppableRetryOptions) {
   const random = opts.random ?? Math.random;
@@ -41,6 +47,8 @@ export function createStoppableRetry(opts: StoppableRetryOptions) {
       sleepers.add(done);
     });
   const stopNow = (attempt: number) => opts.isStopping() && attempt >= attemptsWhenStopping;
+  const interruptions = new WeakSet<object>();
+  const interrupted = (err: unknown) => typeof err === 'object' && err !== null && interruptions.has(err);
 
   async function retrying<T>(
     what: string,
@@ -67,7 +75,12 @@ export function createStoppableRetry(opts: StoppableRetryOptions) {
           error: err instanceof Error ? err.message : String(err),
         });
         if (stopNow(attempt)) return STOPPED;
-        await beforeWait?.();
+        try {
+          await beforeWait?.();
+        } catch (interruption) {
+          if (typeof interruption === 'object' && interruption !== null) interruptions.add(interruption);
+          throw interruption;
+        }
         await pause(delayMs);
         if (stopNow(attempt)) return STOPPED;
       }
@@ -76,6 +89,8 @@ export function createStoppableRetry(opts: StoppableRetryOptions) {
 
   return {
     retrying,
+    /** True for an error `retrying` rethrew from its beforeWait rather than from the call. */
+    interrupted,
     /** Ends every wait in progress now (the call is then tried again, or STOPPED). */
     wakeAll() {
       for (const wake of [...sleepers]) wake();

@@ -455,5 +455,66 @@ describe('acknowledgements', () => {
         await running.stop();
       }
     });
+
+    // The heartbeat between retries throws once the group is rebalancing. That is no answer
+    // about the ack: it was taken for "the database refused it" (the ack counted 'error') or
+    // "undecodable" ('invalid'), and its offset committed with nothing applied.
+    for (const outage of ['Postgres', 'the schema registry'] as const)
+      it(`a rebalance while ${outage} is unreachable commits no offset for the ack in hand`, async () => {
+        const id = await newRequest();
+        const group = uniqueName('acks-rebalance');
+        await positionNewGroup(group, TOPICS.acks, await topicEnd(TOPICS.acks));
+        await send([event(id, 'alpha-events', 'deleted')]);
+        const unreachable = (url: string) => {
+          const u = new URL(url);
+          u.hostname = '127.0.0.1';
+          u.port = '1'; // nothing listens: ECONNREFUSED, retried
+          return u.toString();
+        };
+        const env = {
+          ...process.env,
+          ACK_CONSUMER_GROUP: group,
+          ACK_CONSUMER_MAX_BACKOFF_MS: '100',
+          DATABASE_URL: outage === 'Postgres' ? unreachable(api.db.url) : api.db.url,
+          SCHEMA_REGISTRY_URL:
+            outage === 'Postgres' ? infra.schemaRegistryUrl : unreachable(infra.schemaRegistryUrl),
+        };
+        const retries = () => logs.join('').split('ERR_ACK_RETRY').length;
+        const first = await startAckConsumer(loadAckConsumerConfig(env), consumerLogger());
+        let second: Awaited<ReturnType<typeof startAckConsumer>> | undefined;
+        const admin = testKafka().admin();
+        await admin.connect();
+        try {
+          const before = retries();
+          await waitFor('retries', async () => retries() > before + 3);
+          // A second member joins: the first one's next heartbeat finds the group rebalancing.
+          second = await startAckConsumer(loadAckConsumerConfig(env), consumerLogger());
+          await waitFor('the rebalance', async () => {
+            const [g] = (await admin.describeGroups([group])).groups;
+            return g?.state === 'Stable' && g.members.length === 2;
+          });
+          const after = retries();
+          const given = async (result: string) =>
+            (await counted(first, result)) + (await counted(second!, result));
+          await waitFor(
+            'the ack retried by its new owner (or given up)',
+            async () => retries() > after + 3 || (await given('error')) + (await given('invalid')) > 0,
+          );
+          assert.equal(await given('error'), 0, 'no ack taken as refused by the database');
+          assert.equal(await given('invalid'), 0, 'no ack taken as undecodable');
+        } finally {
+          await admin.disconnect();
+          await second?.stop();
+          await first.stop();
+        }
+        assert.equal((await snapshot(id)).tasks[0].state, 'pending');
+        // Same group, everything back: the offset was never committed, so the ack is applied now.
+        const running = await startConsumer(group);
+        try {
+          await waitFor('the ack', async () => (await snapshot(id)).tasks[0].state === 'acked', 20_000);
+        } finally {
+          await running.stop();
+        }
+      });
   });
 });

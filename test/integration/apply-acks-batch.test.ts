@@ -156,6 +156,30 @@ describe('applyAcks: a batch in one transaction', () => {
     for (const r of rows.rows) assert.deepEqual(r, { status: 'completed', events: 1 });
   });
 
+  it('stores a detail with lone UTF-16 surrogates (an Avro string may hold them) as U+FFFD', async () => {
+    // JSON.stringify keeps a lone surrogate as a \udXXX escape, which jsonb refuses (22P02):
+    // the whole batch failed, again on every redelivery.
+    const [failedId, deletedId] = [await newRequest(), await newRequest()];
+    const ack = (requestId: string, status: AckInput['status'], detail: string): AckInput => ({
+      requestId,
+      target: 'one-events',
+      status,
+      detail,
+      ackedAt: new Date(),
+    });
+    const results = await applyAcks(
+      api.db.pool,
+      [ack(deletedId, 'deleted', 'rows: 1 \udc00 😀 \ud800'), ack(failedId, 'failed', 'no \ud83d shard')],
+      'test',
+    );
+    assert.deepEqual(
+      results.map((r) => r.result),
+      ['applied', 'applied'],
+    );
+    assert.equal((await effects(deletedId)).tasks[0].detail, 'rows: 1 \uFFFD 😀 \uFFFD');
+    assert.equal((await effects(failedId)).tasks[0].last_error, 'no \uFFFD shard');
+  });
+
   it('writes nothing when the database refuses the batch', async () => {
     const id = await newRequest();
     const before = await effects(id);

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Admin, Consumer, KafkaMessage, Producer } from 'kafkajs';
+import type { Admin, Consumer, Kafka, KafkaMessage, Producer, ProducerRecord } from 'kafkajs';
 import {
   createErasurePartner,
   DLQ_HEADERS,
@@ -180,7 +180,7 @@ describe('partner SDK', () => {
     // Events published between seeding and a partner's start are other tests' (other targets): skipped.
     const [ackGroup, ...partnerGroups] = await Promise.all([
       groupAtEnd(TOPICS.acks, 'partner-sdk-acks'),
-      ...Array.from({ length: 8 }, () => groupAtEnd(TOPICS.requested)),
+      ...Array.from({ length: 11 }, () => groupAtEnd(TOPICS.requested)),
     ]);
     seeded = partnerGroups;
     // Short fetch waits: a commit queues behind a waiting fetch, which would delay each next ack 5 s.
@@ -390,6 +390,107 @@ describe('partner SDK', () => {
     // handles it again and acks it a second time (the pipeline dedupes acks); never lost.
     assert.ok(acksFor(first.requestId).length >= 1, 'acked, never lost');
     assert.ok(handledByB.includes(second.eventId));
+  });
+
+  it('an ack send that fails while a slow handler runs loses no ack: the redelivered events are acked', async () => {
+    // The real client, with the first send of acks failing (a broker blip).
+    let failures = 0;
+    const flaky = {
+      admin: () => kafka.admin(),
+      consumer: (config: Parameters<Kafka['consumer']>[0]) => kafka.consumer(config),
+      producer: (config?: Parameters<Kafka['producer']>[0]) => {
+        const real = kafka.producer(config);
+        return Object.assign(Object.create(real) as Producer, {
+          send: async (record: ProducerRecord) => {
+            if (record.topic === TOPICS.acks && failures++ === 0) throw new Error('broker blip');
+            return real.send(record);
+          },
+        });
+      },
+    } as unknown as Kafka;
+    const handled: string[] = [];
+    const ids = { first: '', slow: '' };
+    let slowDone = () => {};
+    const slowFinished = new Promise<void>((resolve) => (slowDone = resolve));
+    const { partner, target } = await newPartner(
+      async (e) => {
+        handled.push(e.eventId);
+        const calls = handled.filter((id) => id === e.eventId).length;
+        if (e.eventId === ids.slow && calls === 1) {
+          // Past ackLingerMs (100 ms): the first event's ack is sent meanwhile, and fails.
+          await sleep(500);
+          slowDone();
+        }
+        // The redelivery comes only after the first slow run is over (and has had time to
+        // record its outcome): kafkajs may fetch again sooner, hiding the loss.
+        if (e.eventId === ids.first && calls === 2) await slowFinished.then(() => sleep(200));
+        return { status: 'deleted' };
+      },
+      { kafka: flaky },
+    );
+    const first = requested([target]);
+    const slow = requested([target]);
+    Object.assign(ids, { first: first.eventId, slow: slow.eventId });
+    await partner.start();
+    await publish([first, slow]); // one key: one partition, one batch, in order
+    await waitFor(
+      'both acks',
+      () => acksFor(first.requestId).length >= 1 && acksFor(slow.requestId).length >= 1,
+      20_000,
+      () => ({ stats: partner.stats(), failures, handled: handled.length }),
+    );
+    assert.equal(failures > 1, true, 'the first ack send failed, later ones went out');
+    assert.equal(handled.filter((id) => id === first.eventId).length, 2, 'the batch was delivered again');
+    assert.equal(handled.filter((id) => id === slow.eventId).length, 2, 'the slow event handled again');
+  });
+
+  it('dead-letters an event the registry cannot decode (corrupt body, unknown schema id) and goes on', async () => {
+    const handled: string[] = [];
+    const { partner, target } = await newPartner(async (e) => {
+      handled.push(e.eventId);
+      return { status: 'deleted' };
+    });
+    await partner.start();
+    const good = requested([target]);
+    const encoded = await codec.encode(TOPICS.requested, good);
+    // A real schema id with bytes it cannot read, and an id the registry does not know.
+    const corrupt = Buffer.concat([encoded.subarray(0, 5), Buffer.from([0xff, 0xff, 0xff])]);
+    const unknownId = Buffer.from([0, 0x7f, 0xff, 0xff, 0x00, 0x02]);
+    const key = randomUUID(); // one partition: the good event comes after both
+    await producer.send({
+      topic: TOPICS.requested,
+      acks: -1,
+      messages: [corrupt, unknownId, encoded].map((value) => ({ key, value })),
+    });
+    await waitFor(
+      'the good event’s ack',
+      () => acksFor(good.requestId).length === 1,
+      20_000,
+      () => partner.stats(),
+    );
+    assert.deepEqual(handled, [good.eventId]);
+    const dlq: KafkaMessage[] = [];
+    const readerGroup = uniqueName('partner-sdk-dlq');
+    groups.push(readerGroup);
+    const reader = kafka.consumer({ groupId: readerGroup, maxWaitTimeInMs: 200 });
+    await reader.connect();
+    await reader.subscribe({ topics: [`privacy.erasure.dlq.${target}`], fromBeginning: true });
+    await reader.run({ eachMessage: async ({ message }) => void dlq.push(message) });
+    try {
+      const mine = () => dlq.filter((m) => m.key?.toString() === key);
+      await waitFor('both dead letters', () => mine().length === 2);
+      assert.deepEqual(
+        mine().map((m) => m.value),
+        [corrupt, unknownId],
+        'the original bytes',
+      );
+      for (const m of mine()) {
+        assert.match(m.headers?.[DLQ_HEADERS.error]?.toString() ?? '', /^not decodable: /);
+        assert.equal(m.headers?.[DLQ_HEADERS.attempts]?.toString(), '1', 'not retried');
+      }
+    } finally {
+      await reader.disconnect();
+    }
   });
 
   it('reports lag: 0 once caught up, the waiting events while stopped', async () => {

@@ -232,9 +232,11 @@ describe('targeted redelivery', () => {
     assert.ok(t.next_attempt_at.getTime() > Date.now() + 500, 'next look a whole SLA away');
     assert.equal((await loop.runOnce()).claimed, 0, 'not again before the next look');
 
-    // Publishing a redelivery starts no new clock and changes no task.
+    // Publishing a redelivery changes no task state; its next look counts from now.
     await publish([id]);
-    assert.deepEqual(await task(id, slow!), t);
+    const published = await task(id, slow!);
+    assert.deepEqual({ ...published, next_attempt_at: null }, { ...t, next_attempt_at: null });
+    assert.ok(published.next_attempt_at.getTime() >= t.next_attempt_at.getTime());
     const view2 = await api.call('GET', `/v1/erasure-requests/${id}`, { token: intake });
     const slowView2 = view2.body.tasks.find((x: { target: string }) => x.target === slow);
     assert.deepEqual([slowView2.late, slowView2.deliveries], [true, 2]);
@@ -329,6 +331,27 @@ describe('targeted redelivery', () => {
     const view = await api.call('GET', `/v1/erasure-requests/${id}`, { token: intake });
     assert.deepEqual(view.body.lateTargets, [], 'failed is terminal: shown as failed, not late');
     assert.match(logChunks.join(''), /ERR_REDELIVERY_EXHAUSTED/);
+    await park([silent!]);
+  });
+
+  it('a redelivery published late gets its whole wait from its publication, not from when it was written', async () => {
+    const type = await newIdentifierType();
+    const [silent] = await newTargets(1, type);
+    const id = await newRequest(type);
+    await publish([id]);
+    const loop = loopWith();
+    await passUntilClaimed(loop);
+    // The relay is down past the redelivery's next look (the 1 s SLA).
+    await sleep(1300);
+    await publish([id]);
+    const t = await task(id, silent!);
+    assert.equal(t.attempts, 2);
+    assert.ok(
+      t.next_attempt_at.getTime() > Date.now() + 500,
+      `next look a whole SLA after the publication, not ${t.next_attempt_at.getTime() - Date.now()} ms`,
+    );
+    assert.equal((await loop.runOnce()).claimed, 0, 'the partner has its SLA to answer the redelivery');
+    assert.equal((await redeliveries(id)).length, 1);
     await park([silent!]);
   });
 

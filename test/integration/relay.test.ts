@@ -507,6 +507,82 @@ describe('outbox relay', () => {
     assert.equal((await outboxRow(other.id)).status, 'sent');
   });
 
+  it("(f3) after a Kafka outage every row is published: a subject's rows never come due out of id order", async () => {
+    // Two subjects, three rows each. Batches of 2: the outage fails A1+A2, then B1+B2, while
+    // A3 and B3 wait unclaimed. Jitter alternates high and low, so each row's own backoff
+    // would make A2 due before A1; and A3, B3 (due since insert) would sit held back at the
+    // front of the claim's window. Both together filled the window and stalled the relay.
+    const a = [];
+    const b = [];
+    for (let i = 0; i < 3; i++) a.push(await insertRequested({ key: 'aa'.repeat(32) }));
+    for (let i = 0; i < 3; i++) b.push(await insertRequested({ key: 'bb'.repeat(32) }));
+    let kafkaDown = true;
+    const flaky: Pick<Producer, 'sendBatch'> = {
+      sendBatch: (batch) =>
+        kafkaDown
+          ? Promise.reject(Object.assign(new Error('broker down'), { name: 'KafkaJSConnectionError' }))
+          : producer.sendBatch(batch),
+    };
+    const jitter = [0.9, 0.1];
+    let draws = 0;
+    const relay = createRelay({
+      pool: db.pool,
+      logger,
+      metrics: createRelayMetrics(),
+      random: () => jitter[draws++ % jitter.length]!,
+      options: options(uniqueName('relay-f3'), {
+        batchSize: 2,
+        backoff: { initialMs: 400, maxMs: 400, multiplier: 2 },
+      }),
+      publish: { producer: flaky, codec, partitions },
+    });
+    assert.equal((await relay.runOnce()).publishFailed, true);
+    assert.equal((await relay.runOnce()).publishFailed, true);
+    kafkaDown = false;
+
+    const all = [...a, ...b];
+    const sent = async () =>
+      (await db.pool.query(`SELECT count(*)::int AS n FROM outbox WHERE status = 'sent'`)).rows[0].n;
+    const until = Date.now() + 5_000;
+    while ((await sent()) < all.length) {
+      assert.ok(Date.now() < until, `only ${await sent()} of ${all.length} rows published after recovery`);
+      await relay.runOnce();
+      await sleep(50);
+    }
+    await collector.waitFor(() => collector.about(all.map((r) => r.eventId)).length === all.length);
+    for (const subject of [a, b])
+      assert.deepEqual(
+        collector.about(subject.map((r) => r.eventId)).map((m) => m.value.eventId),
+        subject.map((r) => r.eventId),
+        "one subject's events in id order",
+      );
+  });
+
+  it('(f4) rows written behind an earlier row that is due later never fill the claim window', async () => {
+    // As when a new request's event is written while its subject's completed event backs
+    // off after a failed send: the later rows are due now, the earlier ones in 1.5 s.
+    const dueLater = new Date(Date.now() + 1500).toISOString();
+    const subjects = [];
+    for (let i = 0; i < 3; i++) {
+      const earlier = await insertRequested({ availableAt: dueLater });
+      subjects.push({ earlier, behind: await insertCompleted(earlier.key, earlier.requestId) });
+    }
+    const claim = () => claimOutboxBatch(db.pool, { owner: 'claim-f4', batchSize: 3, leaseMs: 200 });
+    assert.deepEqual(await claim(), [], 'every due row is held back behind its subject');
+    await sleep(1600);
+    const claimed = new Set((await claim()).map((r) => r.id));
+    assert.equal(claimed.has(subjects[0]!.earlier.id), true, 'the earlier rows, once due, are in the window');
+    for (const s of subjects) {
+      if (claimed.has(s.behind.id)) assert.equal(claimed.has(s.earlier.id), true, 'and subject order holds');
+    }
+    // Drain: the leases end, a relay publishes the rows and then the ones behind them.
+    await sleep(250);
+    const relay = relayWith(uniqueName('relay'));
+    let published = 0;
+    for (let i = 0; i < 5 && published < 6; i++) published += (await relay.runOnce()).published;
+    assert.equal(published, 6);
+  });
+
   it('(g) a mark-sent that fails does not keep the next batch from being marked', async () => {
     await db.pool.query(`UPDATE outbox SET status = 'cancelled' WHERE status = 'pending'`);
     const rows: Awaited<ReturnType<typeof insertRequested>>[] = [];

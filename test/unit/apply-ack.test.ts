@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import pg from 'pg';
-import { isRetriablePgError, isRetriableRegistryError } from '../../services/ack-consumer/consume-acks.ts';
+import { isRetriablePgError } from '../../services/ack-consumer/consume-acks.ts';
+import { isRetriableRegistryError } from '../../services/shared/event-codec.ts';
 import { validateAckEvent } from '../../services/ack-consumer/validate-ack-event.ts';
 import { MAX_DETAIL_CHARS, sanitizeDetail, taskChange } from '../../services/shared/apply-ack.ts';
 
@@ -28,12 +29,26 @@ describe('sanitizeDetail', () => {
     assert.ok(!/[\uD800-\uDBFF]$/.test(emoji), 'no lone high surrogate at the end');
   });
 
-  it('never yields control characters or more than the limit (property)', () => {
+  it('replaces lone surrogates with U+FFFD and keeps pairs', () => {
+    assert.equal(sanitizeDetail('a\uDC00b\uD800c😀\uD83D'), 'a\uFFFDb\uFFFDc😀\uFFFD');
+    assert.equal(sanitizeDetail('\uDC00\uD800'), '\uFFFD\uFFFD');
+  });
+
+  it('never yields control characters, lone surrogates or more than the limit (property)', () => {
+    // 'binary' alone yields whole code points: halves of a pair are mixed in by hand.
+    const unit = fc.oneof(
+      fc.constantFrom('\uD83D', '\uDE00'),
+      fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }),
+    );
     fc.assert(
-      fc.property(fc.string({ unit: 'binary', maxLength: 3000 }), (s) => {
+      fc.property(fc.string({ unit, maxLength: 3000 }), (s) => {
         const out = sanitizeDetail(s)!;
-        // eslint-disable-next-line no-control-regex
-        return Array.from(out).length <= MAX_DETAIL_CHARS && !/[\u0000-\u001f\u007f-\u009f]/.test(out);
+        return (
+          Array.from(out).length <= MAX_DETAIL_CHARS &&
+          // eslint-disable-next-line no-control-regex
+          !/[\u0000-\u001f\u007f-\u009f]/.test(out) &&
+          !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(out)
+        );
       }),
     );
   });

@@ -14,7 +14,7 @@ const codec = {
   decode: async (b: Buffer) => JSON.parse(b.subarray(5).toString()),
 } as unknown as EventCodec;
 
-function setup(handler: ErasureHandler, failSendTo?: string) {
+function setup(handler: ErasureHandler, failSendTo?: string, eventCodec = codec) {
   const sent: ProducerRecord[] = [];
   const producer = {
     send: async (r: ProducerRecord) => {
@@ -45,7 +45,7 @@ function setup(handler: ErasureHandler, failSendTo?: string) {
   };
   const process = createMessageProcessor({
     options,
-    codec,
+    codec: eventCodec,
     producer,
     stats,
     seen: new BoundedSet(10),
@@ -90,6 +90,24 @@ describe('partner sdk: processMessage', () => {
       ['privacy.erasure.dlq.orders-db', 'privacy.erasure.dlq.orders-db'],
     );
     assert.equal(stats.deadLettered, 2);
+  });
+
+  it('dead-letters an event the registry can never decode; retries, then throws, while it is unreachable', async () => {
+    const { sent, stats, deliver } = setup(async () => ({ status: 'deleted' }));
+    // Wire format, but the body is not what the fake codec reads (a corrupt Avro body).
+    await deliver(Buffer.from([0, 0, 0, 0, 7, 0xff]));
+    assert.deepEqual(
+      sent.map((r) => [r.topic, r.messages[0]!.headers?.['x-erasure-attempts']]),
+      [['privacy.erasure.dlq.orders-db', '1']],
+    );
+    assert.match(String(sent[0]!.messages[0]!.headers?.['x-erasure-error']), /^not decodable: SyntaxError/);
+    assert.equal(stats.deadLettered, 1);
+
+    const down = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8081'), { status: 400 });
+    const unreachable = { ...codec, decode: async () => Promise.reject(down) } as unknown as EventCodec;
+    const offline = setup(async () => ({ status: 'deleted' }), undefined, unreachable);
+    await assert.rejects(offline.deliver(wire(event)), /ECONNREFUSED/);
+    assert.equal(offline.sent.length, 0, 'not dead-lettered: redelivered once the registry is back');
   });
 
   it('treats a malformed handler result as a failure: dead letter, then failed ack', async () => {

@@ -35,9 +35,14 @@ export interface RetryDeps {
   readonly random: () => number;
   /** Called between tries, e.g. the consumer's heartbeat so a slow retry does not cost the partition. */
   readonly between?: (attempt: number, error: unknown) => Promise<void> | void;
+  /** Whether a failure is worth another try. Default: every failure is. */
+  readonly retriable?: (error: unknown) => boolean;
 }
 
-/** Runs `fn` up to `policy.attempts` times; never throws: the caller decides what exhaustion means. */
+/**
+ * Runs `fn` up to `policy.attempts` times, stopping early at a failure that is not
+ * `retriable`; never throws: the caller decides what exhaustion means.
+ */
 export async function retryWithBackoff<T>(
   fn: (attempt: number) => Promise<T>,
   policy: RetryPolicy,
@@ -49,6 +54,7 @@ export async function retryWithBackoff<T>(
       return { ok: true, value: await fn(attempt), attempts: attempt };
     } catch (err) {
       error = err;
+      if (deps.retriable && !deps.retriable(err)) return { ok: false, error, attempts: attempt };
       if (attempt === policy.attempts) break;
       await deps.between?.(attempt, err);
       await deps.sleep(computeBackoff(attempt, policy, deps.random));

@@ -35,6 +35,14 @@ function kafkaLogCreator(logger: PartnerLogger) {
     };
 }
 
+/** One batch's acks handed over by the processor and not sent yet. */
+interface PendingAcks {
+  readonly records: Message[];
+  readonly eventIds: string[];
+  /** The same ids, for the duplicate check. */
+  readonly waiting: Set<string>;
+}
+
 /** True when `work` is still running after `ms` (its outcome is left to the caller's await). */
 async function lingered(work: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
@@ -115,8 +123,12 @@ export function createErasurePartner(input: ErasurePartnerOptions): ErasurePartn
     const sender = producer;
     const seen = new BoundedSet(o.dedupeCapacity);
     const codec = createEventCodec(o.schemaRegistryUrl);
-    /** A processor whose acks go to this batch's own buffer (partitions may run concurrently). */
-    const batchProcessor = (pending: { records: Message[]; eventIds: string[] }) =>
+    /**
+     * A processor whose acks go to this batch's own buffer (partitions may run concurrently).
+     * An event counts as seen (a redelivery of it is a duplicate) once the send carrying its
+     * ack has succeeded, or while that ack waits in this buffer: never for an ack not out.
+     */
+    const batchProcessor = (pending: PendingAcks) =>
       createMessageProcessor({
         options: o,
         codec,
@@ -124,9 +136,13 @@ export function createErasurePartner(input: ErasurePartnerOptions): ErasurePartn
         stats,
         seen,
         sleep: (ms) => sleep(ms),
-        ackSink: (record, eventId) => {
-          pending.records.push(record);
-          pending.eventIds.push(eventId);
+        ackSink: {
+          add: (record, eventId) => {
+            pending.records.push(record);
+            pending.eventIds.push(eventId);
+            pending.waiting.add(eventId);
+          },
+          has: (eventId) => pending.waiting.has(eventId),
         },
       });
     // eachBatch with auto-resolve off. Messages are handled in offset order; their acks are
@@ -149,7 +165,7 @@ export function createErasurePartner(input: ErasurePartnerOptions): ErasurePartn
       partitionsConsumedConcurrently: o.partitionsConsumedConcurrently,
       eachBatch: async ({ batch, heartbeat, resolveOffset, isRunning, isStale }) => {
         const { topic, partition } = batch;
-        const pending = { records: [] as Message[], eventIds: [] as string[] };
+        const pending: PendingAcks = { records: [], eventIds: [], waiting: new Set() };
         const processMessage = batchProcessor(pending);
         let last: string | undefined;
         let count = 0;
@@ -163,12 +179,11 @@ export function createErasurePartner(input: ErasurePartnerOptions): ErasurePartn
           const handled = count;
           last = undefined;
           count = 0;
-          try {
-            if (records.length > 0) await sender.send({ topic: TOPICS.acks, acks: -1, messages: records });
-          } catch (err) {
-            // Not out: these events must be handled again when redelivered, not skipped as seen.
-            for (const id of eventIds) seen.delete(id);
-            throw err;
+          // If this throws, the events are not marked seen: handled again when redelivered.
+          if (records.length > 0) await sender.send({ topic: TOPICS.acks, acks: -1, messages: records });
+          for (const id of eventIds) {
+            seen.add(id);
+            pending.waiting.delete(id);
           }
           // Resolved only now that the acks are out. kafkajs commits resolved offsets itself,
           // after the batch (and on rebalance and stop): never from inside this handler.
@@ -182,7 +197,16 @@ export function createErasurePartner(input: ErasurePartnerOptions): ErasurePartn
             const handling = processMessage({ topic, partition, message, heartbeat });
             // A slow handler must not hold back the acks of the events before it: if it is
             // still busy after ackLingerMs, those go out (and are committed) meanwhile.
-            if (last !== undefined && (await lingered(handling, o.ackLingerMs))) await flush();
+            if (last !== undefined && (await lingered(handling, o.ackLingerMs))) {
+              try {
+                await flush();
+              } catch (err) {
+                // The handler is still running: the batch ends only once it is done, so its
+                // event is not handled twice at once when kafkajs fetches it again.
+                await handling.catch(() => undefined);
+                throw err;
+              }
+            }
             await handling;
             last = message.offset;
             count++;
@@ -192,9 +216,9 @@ export function createErasurePartner(input: ErasurePartnerOptions): ErasurePartn
             }
           }
         } catch (err) {
-          // What was handled before the failure is kept (its acks out, then committed).
+          // What was handled before the failure is kept (its acks out, then committed). Acks
+          // left in the buffer are never sent: their events are not seen, so handled again.
           await flush().catch(() => undefined);
-          for (const id of pending.eventIds) seen.delete(id);
           throw err;
         }
         await flush();

@@ -1,6 +1,7 @@
 import type { KafkaMessage, Message, Producer } from 'kafkajs';
 import {
   TOPICS,
+  isRetriableRegistryError,
   type AckEvent,
   type EventCodec,
   type RequestedEvent,
@@ -44,11 +45,20 @@ interface Deps {
   readonly sleep: (ms: number) => Promise<void>;
   /**
    * Where acks go. Absent: each ack is sent on its own (acks=-1) before processMessage
-   * resolves. Present: the ack record is handed over instead, and the caller must publish
-   * every handed-over record (acks=-1) before it commits the message's offset, and forget
-   * the eventId (the dedupe set) if that send fails: the batch consumer does, one send per batch.
+   * resolves, and the eventId is then added to `seen`. Present: the ack record is handed
+   * over instead, and the caller must publish every handed-over record (acks=-1) before it
+   * commits the message's offset, and add the eventId to `seen` only once that send has
+   * succeeded: the batch consumer does, one send per batch. An id in `seen` whose ack never
+   * went out would turn the event's redelivery into a "duplicate": no ack, offset committed.
    */
-  readonly ackSink?: (record: Message, eventId: string) => void;
+  readonly ackSink?: AckSink;
+}
+
+export interface AckSink {
+  /** Takes an ack record to publish. */
+  add(record: Message, eventId: string): void;
+  /** An ack for this event was handed over and is not sent yet: another copy is a duplicate. */
+  has(eventId: string): boolean;
 }
 
 const STATUSES = new Set(['deleted', 'not_found']);
@@ -100,8 +110,11 @@ export function createMessageProcessor(deps: Deps) {
       eventId: event.eventId,
     };
     const record = { key: event.requestId, value: await codec.encode(TOPICS.acks, value) };
-    if (deps.ackSink) deps.ackSink(record, event.eventId);
-    else await producer.send({ topic: TOPICS.acks, acks: -1, messages: [record] });
+    if (deps.ackSink) deps.ackSink.add(record, event.eventId);
+    else {
+      await producer.send({ topic: TOPICS.acks, acks: -1, messages: [record] });
+      seen.add(event.eventId);
+    }
   };
 
   return async function processMessage(m: IncomingMessage): Promise<void> {
@@ -113,9 +126,19 @@ export function createMessageProcessor(deps: Deps) {
       await deadLetter(m, 'not in the Confluent wire format', 0);
       return;
     }
-    // Any other decode error is most likely the registry being unreachable: retry here, then
-    // throw so the message is not committed; lag and lastProgressAt show the stall.
-    const decoded = await retryWithBackoff(() => codec.decode<RequestedEvent>(value), o.retry, backoff);
+    // The registry unreachable or failing: retry here, then throw so the message is not
+    // committed; lag and lastProgressAt show the stall until the registry is back. Any other
+    // decode error (an unknown schema id, a corrupt body) fails the same way every time:
+    // dead-lettered like the bytes above, or the partition would stop on it for good.
+    const decoded = await retryWithBackoff(() => codec.decode<RequestedEvent>(value), o.retry, {
+      ...backoff,
+      retriable: isRetriableRegistryError,
+    });
+    if (!decoded.ok && !isRetriableRegistryError(decoded.error)) {
+      // Avro and registry messages may quote what they read: quoted spans are cut out.
+      await deadLetter(m, `not decodable: ${describeError(decoded.error, [])}`, decoded.attempts);
+      return;
+    }
     if (!decoded.ok || !decoded.value) {
       o.logger.error('erasure event not decodable, will be redelivered', {
         partition,
@@ -131,7 +154,7 @@ export function createMessageProcessor(deps: Deps) {
       stats.skipped++;
       return;
     }
-    if (seen.has(event.eventId)) {
+    if (seen.has(event.eventId) || deps.ackSink?.has(event.eventId)) {
       stats.duplicates++;
       return;
     }
@@ -181,7 +204,5 @@ export function createMessageProcessor(deps: Deps) {
       await ack(event, 'failed', truncate(`failed after ${outcome.attempts} attempts: ${error}`));
       stats.failed++;
     }
-    // With a sink the ack is not out yet: the caller forgets the id again if its send fails.
-    seen.add(event.eventId);
   };
 }
