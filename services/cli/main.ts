@@ -2,7 +2,7 @@
  * The `erasure` command line (bin/erasure.mjs). Subcommands are rows of COMMANDS: add one
  * by adding a row; dispatch, usage and `help` follow from the table.
  */
-import { runDatasetBackfill, runDatasetCompact } from './dataset.ts';
+import { runDatasetBackfill, runDatasetCompact, runDatasetSweep } from './dataset.ts';
 import { type CliIo, runJournalVerify } from './journal-verify.ts';
 
 export interface CliCommand {
@@ -28,6 +28,11 @@ export const COMMANDS: readonly CliCommand[] = [
     words: ['dataset', 'backfill'],
     summary: 'rebuild days of the Parquet dataset from the request store',
     run: runDatasetBackfill,
+  },
+  {
+    words: ['dataset', 'sweep'],
+    summary: 'delete replaced Parquet files past their grace period and write _SUCCESS',
+    run: runDatasetSweep,
   },
 ];
 

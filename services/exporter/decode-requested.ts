@@ -17,6 +17,32 @@ export class UndecodableEventError extends Error {
   readonly code = 'ERR_EXPORTER_UNDECODABLE';
 }
 
+const isString = (v: unknown): v is string => typeof v === 'string';
+
+/**
+ * What a decoded event lacks to become dataset rows, or undefined if nothing. avsc decodes
+ * with the writer's schema, so a schema registered under the subject without a field the
+ * dataset needs (or with another type for it) decodes fine and would fail only in the
+ * columnar encoder, leaving the file unwritten and the partition's commits stopped. Names
+ * the field, never a value.
+ */
+export function datasetFieldProblem(e: unknown): string | undefined {
+  const r = e as Record<string, unknown>;
+  for (const f of ['eventId', 'requestId', 'reason', 'priority'])
+    if (!isString(r[f])) return `field ${f} missing or not a string`;
+  if (!Number.isSafeInteger(r['requestedAt'])) return 'field requestedAt missing or not a long';
+  if (!Array.isArray(r['identifiers'])) return 'field identifiers missing or not an array';
+  for (const id of r['identifiers'] as unknown[]) {
+    const i = id as Record<string, unknown> | null;
+    if (!i || !isString(i['type']) || !isString(i['value']))
+      return 'field identifiers[].type or .value missing or not a string';
+  }
+  const redelivery = r['redelivery'] as Record<string, unknown> | null | undefined;
+  if (redelivery != null && !isString(redelivery['target']))
+    return 'field redelivery.target missing or not a string';
+  return undefined;
+}
+
 export function createRequestedDecoder(registryUrl: string) {
   const registry = new SchemaRegistry({ host: registryUrl });
   const types = new Map<number, AvroType>();
@@ -44,12 +70,16 @@ export function createRequestedDecoder(registryUrl: string) {
         throw new UndecodableEventError('not in the Confluent wire format');
       const id = value.readInt32BE(1);
       const type = types.get(id) ?? (await load(id));
+      let event: unknown;
       try {
-        return type.fromBuffer(value.subarray(5)) as RequestedEvent;
+        event = type.fromBuffer(value.subarray(5));
       } catch (err) {
         // avsc's messages can quote the bytes; keep only the class name.
         throw new UndecodableEventError(`avro decoding failed: ${(err as Error).name}`);
       }
+      const problem = datasetFieldProblem(event);
+      if (problem) throw new UndecodableEventError(`schema id ${id}: ${problem}`);
+      return event as RequestedEvent;
     },
     /**
      * The fast path: true if the record's schema is known and has the layout
@@ -61,16 +91,21 @@ export function createRequestedDecoder(registryUrl: string) {
       if (!sameLayout.has(value.readInt32BE(1))) return false;
       return parseRequested(value, 5, out);
     },
-    /** Synchronous when the schema id is known (the common case); undefined otherwise. */
+    /**
+     * Synchronous when the schema id is known (the common case); undefined otherwise, and for
+     * bytes or events decode refuses (decode then says why).
+     */
     decodeKnown(value: Buffer | null): RequestedEvent | undefined {
       if (!value || value.length < 6 || value[0] !== 0) return undefined;
       const type = types.get(value.readInt32BE(1));
       if (!type) return undefined;
+      let event: unknown;
       try {
-        return type.fromBuffer(value.subarray(5)) as RequestedEvent;
+        event = type.fromBuffer(value.subarray(5));
       } catch {
         return undefined;
       }
+      return datasetFieldProblem(event) === undefined ? (event as RequestedEvent) : undefined;
     },
   };
 }

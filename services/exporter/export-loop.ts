@@ -35,7 +35,13 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { createStoppableRetry, STOPPED } from '../shared/stoppable-retry.ts';
 import { utcDate } from '../shared/dataset/dataset-schema.ts';
 import type { DatasetStore } from '../shared/dataset/dataset-store.ts';
-import { coveredRanges, inRanges, mergeRanges, readManifest } from '../shared/dataset/manifest.ts';
+import {
+  coveredRanges,
+  deleteSuccessMarker,
+  inRanges,
+  mergeRanges,
+  readManifest,
+} from '../shared/dataset/manifest.ts';
 import {
   baseName,
   exporterFileKey,
@@ -112,6 +118,8 @@ interface OpenFile {
   /** Opened while the partition was behind (its last batch had not reached the high watermark). */
   openedBehind: boolean;
   maxEventTime: number;
+  /** Its day was sealed (has a manifest) when the file was opened: a late file. */
+  sealedDay: boolean;
 }
 
 const DAY_MS = 86_400_000;
@@ -316,11 +324,20 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
       const key = exporterFileKey(prefix, file.dt, topic, file.partition, file.first, file.last);
       const rows = file.builder.rows;
       const bytes = await file.builder.finish();
-      const put = await retrying(
-        'uploading a dataset file',
-        () => store.put(key, bytes, 'application/vnd.apache.parquet'),
-        isRetriable,
-      );
+      // A late file for a sealed day: `_SUCCESS` says the directory's *.parquet are exactly
+      // the manifest's files, so it goes before the upload, and again after it in case a
+      // sweep wrote it meanwhile (sweep-day.ts; the sweep LISTs again after writing it).
+      const late = file.sealedDay || (p?.sealedDays.has(file.dt) ?? false);
+      const unmark = () =>
+        retrying('deleting a day marker', () => deleteSuccessMarker(store, prefix, file.dt), isRetriable);
+      const put =
+        late && (await unmark()) === STOPPED
+          ? STOPPED
+          : await retrying(
+              'uploading a dataset file',
+              () => store.put(key, bytes, 'application/vnd.apache.parquet'),
+              isRetriable,
+            );
       if (put === STOPPED) {
         logger.warn('upload abandoned at shutdown; its records will be read again', {
           code: 'WARN_EXPORTER_ABANDONED',
@@ -330,6 +347,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
         return;
       }
       durable = true;
+      if (late) await unmark(); // STOPPED: deleted before the upload; only a racing sweep rewrites it
       await deps.afterUpload?.(key);
       filesCounter.inc();
       rowsCounter.inc(rows);
@@ -585,6 +603,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
           openedAt: clock(),
           openedBehind: !p.caughtUp,
           maxEventTime: eventTime,
+          sealedDay: p.sealedDays.has(dt),
         };
         p.open.set(dt, file);
       }

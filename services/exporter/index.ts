@@ -7,9 +7,12 @@
 import { Kafka, logLevel } from 'kafkajs';
 import { Registry } from 'prom-client';
 import { createDatasetStore, createS3Client } from '../shared/dataset/dataset-store.ts';
-import { loadDatasetSettings, type DatasetSettings } from '../shared/dataset/dataset-config.ts';
+import {
+  exporterTopicSetting,
+  loadDatasetSettings,
+  type DatasetSettings,
+} from '../shared/dataset/dataset-config.ts';
 import { ConfigurationError } from '../shared/errors.ts';
-import { TOPICS } from '../shared/event-codec.ts';
 import { collectInfraConfig, intSetting } from '../shared/infra-config.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { createRequestedDecoder } from './decode-requested.ts';
@@ -53,8 +56,7 @@ export function loadExporterConfig(env: NodeJS.ProcessEnv): ExporterConfig {
     intSetting(env, problems, name, dflt, min, max);
   const groupId = env['EXPORTER_GROUP'] || 'erasure-exporter';
   if (!GROUP.test(groupId)) problems.push('EXPORTER_GROUP must be 1 to 200 of A-Z a-z 0-9 . _ -');
-  const topic = env['EXPORTER_TOPIC'] || TOPICS.requested;
-  if (!/^[A-Za-z0-9._-]{1,249}$/.test(topic)) problems.push('EXPORTER_TOPIC is not a valid topic name');
+  const topic = exporterTopicSetting(env, problems);
   const limits: ExportLimits = Object.freeze({
     maxFileRows: int('EXPORTER_MAX_FILE_ROWS', 1_000_000, 1, 100_000_000),
     maxFileBytes: int('EXPORTER_MAX_FILE_BYTES', 128 * 1024 * 1024, 1024, 4 * 1024 * 1024 * 1024),

@@ -10,8 +10,12 @@
  * schemas/avro/privacy.erasure.requested.v1.avsc (the same binary layout), and any other
  * schema goes through avsc. `parseRequested` checks every length against the buffer and that
  * the record ends exactly at the buffer's end; on any doubt it returns false and the caller
- * falls back to avsc, which reports the error properly.
+ * falls back to avsc, which reports the error properly. That includes strings of the
+ * dataset's columns that are not valid UTF-8: copied as bytes they would make Parquet
+ * STRING values readers refuse (and an HMAC over bytes no reader sees), while avsc decodes
+ * them to U+FFFD; through avsc both paths write the same file.
  */
+import { isUtf8 } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import avro from 'avsc';
 
@@ -60,6 +64,35 @@ function long(): number {
     mul *= 128;
   }
   return NaN;
+}
+
+/**
+ * b[start, start+n) is valid UTF-8. Nearly every span is ASCII (ids, types, reasons, most
+ * values): OR-ing the bytes four at a time settles those in a few ns without a native call
+ * and the subarray it needs; a span with a byte ≥ 0x80 goes to isUtf8.
+ */
+function utf8(b: Buffer, start: number, n: number): boolean {
+  const e = start + n;
+  let acc = 0;
+  let i = start;
+  for (; i + 4 <= e; i += 4) acc |= b[i]! | b[i + 1]! | b[i + 2]! | b[i + 3]!;
+  for (; i < e; i++) acc |= b[i]!;
+  return acc < 0x80 || isUtf8(b.subarray(start, e));
+}
+
+/** The dataset's string columns of a parsed record are valid UTF-8 (targets are not a column). */
+function stringsValid(out: RequestedSpans): boolean {
+  const b = out.buf;
+  const ids = out.ids;
+  for (let i = 0; i < 4 * out.idCount; i += 4)
+    if (!utf8(b, ids[i]!, ids[i + 1]!) || !utf8(b, ids[i + 2]!, ids[i + 3]!)) return false;
+  return (
+    utf8(b, out.eventIdStart, out.eventIdLen) &&
+    utf8(b, out.requestIdStart, out.requestIdLen) &&
+    utf8(b, out.reasonStart, out.reasonLen) &&
+    utf8(b, out.priorityStart, out.priorityLen) &&
+    (out.redeliveryTargetStart < 0 || utf8(b, out.redeliveryTargetStart, out.redeliveryTargetLen))
+  );
 }
 
 /** A string's length; its bytes start at p and are skipped. -1 if out of bounds. */
@@ -150,5 +183,5 @@ function parse(out: RequestedSpans): boolean {
     if (out.redeliveryTargetLen < 0) return false;
   } else if (redelivery === 0) out.redeliveryTargetStart = -1;
   else return false;
-  return p === end;
+  return p === end && stringsValid(out);
 }

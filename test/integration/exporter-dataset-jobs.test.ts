@@ -13,9 +13,14 @@ import type { Producer } from 'kafkajs';
 import { loadExporterConfig, start } from '../../services/exporter/index.ts';
 import type pg from 'pg';
 import { runCli } from '../../services/cli/main.ts';
+import { backfillDays } from '../../services/shared/dataset/backfill.ts';
 import { compactDay } from '../../services/shared/dataset/compact-day.ts';
+import { appendEventRows, emptyColumns } from '../../services/shared/dataset/dataset-schema.ts';
 import { createDatasetStore } from '../../services/shared/dataset/dataset-store.ts';
 import { readManifest } from '../../services/shared/dataset/manifest.ts';
+import { exporterFileKey } from '../../services/shared/dataset/object-keys.ts';
+import { encodeParquet } from '../../services/shared/dataset/parquet-file.ts';
+import { sweepDay } from '../../services/shared/dataset/sweep-day.ts';
 import { migrate } from '../../services/shared/db/migrate.ts';
 import { createEventCodec, TOPICS, type RequestedEvent } from '../../services/shared/event-codec.ts';
 import { createLogger } from '../../services/shared/logger.ts';
@@ -30,7 +35,7 @@ import {
   topicEnd,
   uniqueName,
 } from '../helpers/infra.ts';
-import { ensurePyarrow, PY_S3_FS, pythonS3Args } from '../helpers/pyarrow.ts';
+import { ensurePyarrow, PY_S3_FS, pythonS3Args, runPython } from '../helpers/pyarrow.ts';
 
 const TOPIC = TOPICS.requested;
 const HMAC_KEY = 'dataset-jobs-test-hmac-key-0123456789abcdef';
@@ -95,6 +100,24 @@ while time.time() < deadline:
                       "keys": sorted(set(keys)) if a["withKeys"] else None}), flush=True)
 `;
 
+/**
+ * A Hadoop/Spark-style reader: waits for `_SUCCESS`, then reads the glob dt=…/*.parquet
+ * (the documented path) and nothing else of the protocol.
+ */
+const GLOB_READER = String.raw`
+import json, sys, pyarrow.dataset as ds, pyarrow.fs as pafs
+a = json.loads(sys.argv[1])
+${PY_S3_FS}
+base = a["bucket"] + "/" + a["prefix"] + "/dt=" + a["dt"] + "/"
+if fs.get_file_info(base + "_SUCCESS").type == pafs.FileType.NotFound:
+    print(json.dumps({"ready": False}))
+else:
+    names = [i.path for i in fs.get_file_info(pafs.FileSelector(base)) if i.path.endswith(".parquet")]
+    t = ds.dataset(names, filesystem=fs, format="parquet").to_table(columns=["event_id", "identifier_type", "identifier_value"])
+    keys = [f'{r["event_id"]}/{r["identifier_type"]}/{r["identifier_value"]}' for r in t.to_pylist()]
+    print(json.dumps({"ready": True, "rows": len(keys), "distinct": len(set(keys))}))
+`;
+
 describe('dataset jobs: compaction and backfill', () => {
   const prefix = `test/${uniqueName('dataset-jobs')}`;
   const codec = createEventCodec(infra.schemaRegistryUrl);
@@ -116,6 +139,48 @@ describe('dataset jobs: compaction and backfill', () => {
   };
   const keysOf = (es: RequestedEvent[]) =>
     es.flatMap((e) => e.identifiers.map((i) => `${e.eventId}/${i.type}/${i.value}`)).sort();
+  const namesIn = async (dt: string) =>
+    (await store.list(`${prefix}/dt=${dt}/`)).map((o) => o.key.split('/').at(-1)!).sort();
+  const globRead = (dt: string) =>
+    runPython<{ ready: boolean; rows?: number; distinct?: number }>(GLOB_READER, [
+      JSON.stringify({ ...pythonS3Args(prefix), dt }),
+    ]);
+
+  /**
+   * Exporter files of `dt` written straight to S3 (as the exporter names them), `perFile`
+   * events each, one identifier per event; the file at `files` offsets from `firstOffset`.
+   */
+  async function putExporterFiles(
+    dt: string,
+    files: number,
+    perFile: number,
+    topic: string = TOPIC,
+    firstOffset = 0,
+  ): Promise<RequestedEvent[]> {
+    const out: RequestedEvent[] = [];
+    const t0 = Date.parse(`${dt}T12:00:00Z`);
+    for (let f = 0; f < files; f++) {
+      const cols = emptyColumns();
+      for (let i = 0; i < perFile; i++) {
+        const o = firstOffset + f * perFile + i;
+        const e = { ...makeEvent(o, t0), identifiers: [{ type: 'email', value: `g${o}@x.example` }] };
+        out.push(e);
+        appendEventRows(cols, Buffer.from(HMAC_KEY), e, {
+          eventTime: t0 + o,
+          partition: 0,
+          offset: BigInt(o),
+          source: 'exporter',
+        });
+      }
+      const first = BigInt(firstOffset + f * perFile);
+      await store.put(
+        exporterFileKey(prefix, dt, topic, 0, first, first + BigInt(perFile - 1)),
+        encodeParquet(cols),
+        'application/vnd.apache.parquet',
+      );
+    }
+    return out;
+  }
 
   async function produce(n: number): Promise<void> {
     const batch = Array.from({ length: n }, (_, k) => makeEvent(events.length + k, T0 + events.length + k));
@@ -402,5 +467,141 @@ describe('dataset jobs: compaction and backfill', () => {
     } finally {
       await db.drop();
     }
+  });
+
+  it('a glob reader that waits for _SUCCESS reads each row once: compaction removes it, the sweep writes it once replaced files are gone', async () => {
+    const dt = '2001-07-03';
+    const t = Date.now();
+    const es = await putExporterFiles(dt, 3, 10);
+    await store.put(`${prefix}/dt=${dt}/_SUCCESS`, '', 'application/octet-stream'); // from an earlier state
+    const r = await compactDay({ store, prefix, topic: TOPIC, dt, nowMs: t, graceMs: 3_600_000 });
+    assert.equal(r.rows, 30);
+    const names = await namesIn(dt);
+    assert.ok(
+      names.some((n) => n.startsWith('part-')),
+      'replaced files stay for the grace period',
+    );
+    assert.ok(!names.includes('_SUCCESS'), 'no _SUCCESS beside the replaced files');
+    assert.deepEqual(await globRead(dt), { ready: false });
+
+    // Within the grace period a sweep changes nothing; after it, the files go and _SUCCESS comes.
+    assert.equal((await sweepDay({ store, prefix, dt, nowMs: t + 60_000 })).deleted, 0);
+    assert.ok(!(await namesIn(dt)).includes('_SUCCESS'));
+    const swept = await sweepDay({ store, prefix, dt, nowMs: t + 3_600_000 });
+    assert.deepEqual([swept.deleted, swept.pending, swept.success], [3, 0, true]);
+    assert.deepEqual(await namesIn(dt), ['_SUCCESS', '_manifest.json', 'compacted-g000001-0001.parquet']);
+    assert.deepEqual((await readManifest(store, prefix, dt))!.superseded, []);
+    assert.deepEqual(await globRead(dt), { ready: true, rows: 30, distinct: 30 });
+    const read = await readDataset(prefix, { days: [dt], eventIds: es.map((e) => e.eventId) });
+    assert.equal(read.rows.length, 30, 'manifest readers unaffected');
+  });
+
+  it('each daily compaction sweeps the days before it: their replaced files go once due', async () => {
+    const [d1, d2] = ['2001-07-10', '2001-07-11'];
+    const t = Date.now();
+    await putExporterFiles(d1, 2, 5);
+    await putExporterFiles(d2, 2, 5, TOPIC, 100);
+    await compactDay({ store, prefix, topic: TOPIC, dt: d1, nowMs: t, graceMs: 3_600_000 });
+    assert.ok((await namesIn(d1)).some((n) => n.startsWith('part-')));
+    // The next day's compaction, a day later: d1's replaced files are past their grace period.
+    const r = await compactDay({
+      store,
+      prefix,
+      topic: TOPIC,
+      dt: d2,
+      nowMs: t + 86_400_000,
+      graceMs: 3_600_000,
+    });
+    assert.deepEqual(await namesIn(d1), ['_SUCCESS', '_manifest.json', 'compacted-g000001-0001.parquet']);
+    assert.deepEqual((await readManifest(store, prefix, d1))!.superseded, []);
+    assert.equal(r.swept.length, 8, 'its own day and the 7 before');
+    assert.deepEqual(
+      r.swept.map((x) => [x.dt, x.deleted]).filter(([, n]) => n),
+      [[d1, 2]],
+    );
+    assert.ok(
+      !(await namesIn(d2)).includes('_SUCCESS'),
+      "d2's own replaced files are still in their grace period",
+    );
+  });
+
+  it('erasure dataset sweep deletes due replaced files, also those a backfill carried over', async () => {
+    const [d1, d2] = ['2001-07-20', '2001-07-21'];
+    const past = Date.now() - 2 * 3_600_000;
+    await putExporterFiles(d1, 2, 5);
+    await putExporterFiles(d2, 2, 5, TOPIC, 100);
+    for (const dt of [d1, d2])
+      await compactDay({ store, prefix, topic: TOPIC, dt, nowMs: past, graceMs: 3_600_000, sweepDays: 0 });
+    const db = await createTestDatabase();
+    try {
+      await migrate(db.pool, SCHEMAS_SQL);
+      // d2 rebuilt by a backfill now: the exporter files compaction superseded (due) are
+      // carried over into the backfill's manifest and deleted by its sweep.
+      const [b] = await backfillDays({
+        db: db.pool,
+        store,
+        prefix,
+        topic: TOPIC,
+        hmacKey: Buffer.from(HMAC_KEY),
+        from: d2,
+        to: d2,
+        nowMs: Date.now(),
+        graceMs: 1000,
+      });
+      assert.deepEqual([b!.deleted, b!.pending], [2, 1], 'the exporter files go; compacted-g1 waits');
+      assert.deepEqual(await namesIn(d2), ['_manifest.json', 'compacted-g000001-0001.parquet']);
+    } finally {
+      await db.drop();
+    }
+    await sleep(1100);
+    const io = { stdout: new PassThrough(), stderr: new PassThrough() };
+    let stdout = '';
+    let stderr = '';
+    io.stdout.on('data', (d) => (stdout += d));
+    io.stderr.on('data', (d) => (stderr += d));
+    const code = await runCli(['dataset', 'sweep', '--from', d1, '--to', d2], env, io);
+    assert.equal(code, 0, stderr);
+    assert.match(
+      stdout,
+      /2 sealed day\(s\) swept, 3 superseded file\(s\) deleted, 0 pending, _SUCCESS on 2 day\(s\)/,
+    );
+    assert.match(stderr, /sweep 2001-07-20: 2 superseded file\(s\) deleted/);
+    assert.deepEqual(await namesIn(d1), ['_SUCCESS', '_manifest.json', 'compacted-g000001-0001.parquet']);
+    assert.deepEqual(await namesIn(d2), ['_SUCCESS', '_manifest.json']);
+    assert.equal(await runCli(['dataset', 'sweep', '--date', 'soon'], env, io), 2);
+  });
+
+  it('compaction stops, exit 1 and one line, when a file the manifest lists is missing', async () => {
+    const dt = '2001-07-25';
+    await putExporterFiles(dt, 2, 5);
+    await compactDay({ store, prefix, topic: TOPIC, dt, nowMs: Date.now(), graceMs: 3_600_000 });
+    await store.delete([`${prefix}/dt=${dt}/compacted-g000001-0001.parquet`]);
+    await putExporterFiles(dt, 1, 5, TOPIC, 50); // late records: a new generation would be written
+    const io = { stdout: new PassThrough(), stderr: new PassThrough() };
+    let stderr = '';
+    io.stderr.on('data', (d) => (stderr += d));
+    const code = await runCli(['dataset', 'compact', '--date', dt, '--force'], env, io);
+    assert.equal(code, 1);
+    const lines = stderr.trim().split('\n');
+    assert.equal(lines.length, 1, stderr);
+    assert.match(lines[0]!, /compacted-g000001-0001\.parquet .*missing/);
+    assert.equal((await readManifest(store, prefix, dt))!.generation, 1, 'the manifest stands');
+  });
+
+  it('compact reads EXPORTER_TOPIC, as the exporter does', async () => {
+    const dt = '2001-07-27';
+    const topic = `${TOPIC}.bench-copy`;
+    await putExporterFiles(dt, 2, 5, topic);
+    const io = { stdout: new PassThrough(), stderr: new PassThrough() };
+    let stdout = '';
+    io.stdout.on('data', (d) => (stdout += d));
+    const code = await runCli(
+      ['dataset', 'compact', '--date', dt, '--force'],
+      { ...env, EXPORTER_TOPIC: topic },
+      io,
+    );
+    assert.equal(code, 0);
+    assert.match(stdout, /generation 1, 1 file\(s\), 10 rows from 2 input file\(s\)/);
+    assert.equal((await readManifest(store, prefix, dt))!.coverage.topic, topic);
   });
 });

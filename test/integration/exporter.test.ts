@@ -5,9 +5,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
+import avro from 'avsc';
 import type { Producer } from 'kafkajs';
 import { Registry } from 'prom-client';
 import { loadExporterConfig, start } from '../../services/exporter/index.ts';
@@ -122,7 +125,11 @@ describe('exporter', () => {
 
   after(async () => {
     await producer.disconnect();
-    const objects = [...(await store.list(`${prefix}/`)), ...(await store.list(`${prefix}-caught-up/`))];
+    const objects = [
+      ...(await store.list(`${prefix}/`)),
+      ...(await store.list(`${prefix}-caught-up/`)),
+      ...(await store.list(`${prefix}-evolved/`)),
+    ];
     await store.delete(objects.map((o) => o.key));
     s3.destroy();
   });
@@ -320,10 +327,15 @@ describe('exporter', () => {
         coverage: { topic: TOPIC, partitions: {} },
         superseded: [],
       });
+      // The sweep's marker: the directory's *.parquet are exactly the manifest's files.
+      const marker = `${own}/dt=2001-06-01/_SUCCESS`;
+      await store.put(marker, '', 'application/octet-stream');
       await send(day + 1000);
       const late = lines.filter((l) => l.includes('WARN_EXPORTER_LATE_EVENT'));
       assert.equal(late.length, 1, lines.join(''));
       assert.match(late[0]!, /"dt":"2001-06-01"/);
+      const names = (await store.list(`${own}/dt=2001-06-01/`)).map((o) => baseName(o.key));
+      assert.ok(names.some((n) => n.startsWith('part-')) && !names.includes('_SUCCESS'), names.join(' '));
     } finally {
       await exporter.stop();
     }
@@ -357,6 +369,57 @@ describe('exporter', () => {
       keys.length,
       events.reduce((n, e) => n + e.identifiers.length, 0),
       'no row missing',
+    );
+  });
+
+  it('an event whose schema lacks a field the dataset needs is skipped as undecodable; the partition moves on', async () => {
+    const own = `${prefix}-evolved`;
+    const group = uniqueName('exporter-evolved');
+    await positionNewGroup(group, TOPIC, await topicEnd(TOPIC));
+    // A schema without `priority`, registered under a subject of its own (the decoder goes by id).
+    const schema = JSON.parse(
+      readFileSync(join(REPO_ROOT, 'schemas/avro/privacy.erasure.requested.v1.avsc'), 'utf8'),
+    ) as { fields: { name: string }[] };
+    const evolved = { ...schema, fields: schema.fields.filter((f) => f.name !== 'priority') };
+    const res = await fetch(`${infra.schemaRegistryUrl}/subjects/${uniqueName('evolved')}-value/versions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/vnd.schemaregistry.v1+json' },
+      body: JSON.stringify({ schema: JSON.stringify(evolved) }),
+    });
+    assert.ok(res.ok, `registry answered ${res.status}`);
+    const { id } = (await res.json()) as { id: number };
+    const header = Buffer.alloc(5);
+    header.writeInt32BE(id, 1);
+    const key = randomUUID(); // one partition: the good event comes after the bad one
+    const bad: RequestedEvent = { ...events[2]!, eventId: randomUUID(), requestId: key };
+    const good: RequestedEvent = { ...events[4]!, eventId: randomUUID(), requestId: key };
+    await producer.send({
+      topic: TOPIC,
+      messages: [
+        {
+          key,
+          value: Buffer.concat([header, avro.Type.forSchema(evolved as avro.Schema).toBuffer(bad)]),
+          timestamp: String(DAY1),
+        },
+        { key, value: await codec.encode(TOPIC, good), timestamp: String(DAY1) },
+      ],
+    });
+    const registry = new Registry();
+    const exporter = await start(loadExporterConfig(env(group, { DATASET_PREFIX: own })), quiet(), {
+      registry,
+    });
+    try {
+      await caughtUp(group, 20_000, await topicEnd(TOPIC));
+    } finally {
+      await exporter.stop();
+    }
+    const counted = (await registry.getSingleMetric('erasure_dataset_events_total')!.get()).values;
+    assert.equal(counted.find((v) => v.labels['result'] === 'undecodable')?.value, 1);
+    const read = await readDataset(own, { eventIds: [bad.eventId, good.eventId] });
+    assert.deepEqual(
+      [...new Set(read.rows.map((r) => r.event_id))],
+      [good.eventId],
+      'the good event is exported, the bad one skipped',
     );
   });
 });

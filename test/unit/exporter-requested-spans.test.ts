@@ -79,6 +79,106 @@ describe('exporter fast path: requested events from their Avro bytes', () => {
     );
   });
 
+  it('refuses strings that are not valid UTF-8, so the avsc path writes them: the same file either way', async () => {
+    // Avro strings and bytes share one encoding (a length, then the bytes): a copy of the
+    // schema with bytes for strings writes arbitrary bytes where the reader expects UTF-8.
+    const rawType = avro.Type.forSchema(
+      JSON.parse(
+        JSON.stringify(schema)
+          .replaceAll('{"type":"string","logicalType":"uuid"}', '"bytes"')
+          .replaceAll('"type":"string"', '"type":"bytes"')
+          .replaceAll('"items":"string"', '"items":"bytes"'),
+      ) as avro.Schema,
+    );
+    // Mostly valid text, sometimes bytes with invalid sequences (lone continuation bytes,
+    // truncated sequences, overlong forms, surrogates, 0xFE/0xFF).
+    const bytes = (max: number) =>
+      fc.oneof(
+        text(max).map((x) => Buffer.from(x, 'utf8')),
+        fc
+          .tuple(
+            text(max),
+            fc.constantFrom(
+              [0xff],
+              [0xfe, 0x41],
+              [0x80],
+              [0xc3],
+              [0xe2, 0x82],
+              [0xc0, 0xaf],
+              [0xed, 0xa0, 0x80],
+            ),
+            text(4),
+          )
+          .map(([a, bad, b]) => Buffer.concat([Buffer.from(a), Buffer.from(bad), Buffer.from(b)])),
+      );
+    const rawArb = fc.record({
+      eventId: bytes(36),
+      requestId: bytes(36),
+      identifiers: fc.array(fc.record({ type: bytes(12), value: bytes(120) }), {
+        minLength: 1,
+        maxLength: 4,
+      }),
+      reason: bytes(20),
+      requestedAt: fc.integer({ min: 0, max: 4_102_444_800_000 }),
+      targets: fc.array(bytes(15), { maxLength: 3 }),
+      priority: bytes(8),
+      notBefore: fc.constant(null),
+      deadline: fc.integer({ min: 0, max: 4_102_444_800_000 }),
+      redelivery: fc.option(fc.record({ attempt: fc.integer({ min: 2, max: 9 }), target: bytes(20) }), {
+        nil: null,
+      }),
+    });
+    /** As the export loop does: the fast path when it accepts the record, else avsc. */
+    async function fileOfRaw(wires: Buffer[], fast: boolean): Promise<Buffer> {
+      const b = new ColumnarFileBuilder(inlineEncoder(KEY), 7, { 'erasure.dataset.source': 'exporter' });
+      const spans = new RequestedSpans();
+      for (const [i, w] of wires.entries()) {
+        const pos = { eventTime: 1_768_435_200_000, dt: '2026-01-15', partition: 3, offset: BigInt(i) };
+        if (fast && parseRequested(w, 5, spans)) b.appendSpans(spans, { ...pos, source: 'exporter' });
+        else b.appendEvent(type.fromBuffer(w.subarray(5)) as RequestedEvent, { ...pos, source: 'exporter' });
+      }
+      return Buffer.from(await b.finish());
+    }
+    let refused = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(rawArb, { minLength: 1, maxLength: 12 }), async (raws) => {
+        const wires = raws.map((r) => Buffer.concat([Buffer.from([0, 0, 0, 0, 7]), rawType.toBuffer(r)]));
+        for (const w of wires) if (!parseRequested(w, 5, new RequestedSpans())) refused++;
+        assert.deepEqual(await fileOfRaw(wires, true), await fileOfRaw(wires, false));
+      }),
+      { numRuns: 80 },
+    );
+    assert.ok(refused > 0, 'some records had invalid UTF-8');
+    const one = {
+      eventId: Buffer.from('e'),
+      requestId: Buffer.from('r'),
+      identifiers: [{ type: Buffer.from('email'), value: Buffer.from([0xff, 0xfe, 0x41, 0xc3]) }],
+      reason: Buffer.from('ccpa'),
+      requestedAt: 5,
+      targets: [],
+      priority: Buffer.from('legal'),
+      notBefore: null,
+      deadline: 9,
+      redelivery: null,
+    };
+    const w = Buffer.concat([Buffer.from([0, 0, 0, 0, 7]), rawType.toBuffer(one)]);
+    assert.equal(parseRequested(w, 5, new RequestedSpans()), false, 'invalid UTF-8 in a value is refused');
+    assert.ok(
+      parseRequested(
+        Buffer.concat([
+          Buffer.from([0, 0, 0, 0, 7]),
+          rawType.toBuffer({
+            ...one,
+            identifiers: [{ type: Buffer.from('email'), value: Buffer.from('añ€😀', 'utf8') }],
+          }),
+        ]),
+        5,
+        new RequestedSpans(),
+      ),
+      'valid multi-byte UTF-8 is read in place',
+    );
+  });
+
   it('reads arrays written in blocks with byte sizes (negative counts), as Avro allows', () => {
     const e: RequestedEvent = {
       eventId: 'e',

@@ -5,7 +5,11 @@
  * exporter wrote and replaces the day whole: files `backfill-g<n>-<k>.parquet`, then a new
  * manifest (the reader protocol of manifest.ts), the replaced files superseded with a grace
  * period. The exporter's files of those days stay in the manifest's coverage, so a replay
- * of Kafka does not add them again.
+ * of Kafka does not add them again. `_SUCCESS` is deleted before a day's files are written,
+ * and each day is swept after its manifest (sweep-day.ts): superseded entries carried over
+ * from earlier generations whose grace period is over are deleted then; the ones this run
+ * adds are left to a later `erasure dataset sweep` (or compaction's sweep of the days
+ * before it) once their grace period is over.
  *
  * Day boundaries: the exporter files an event under the UTC date of its Kafka timestamp
  * (the relay's clock); the request store knows `sent_at` (the database's clock, just after
@@ -23,6 +27,7 @@ import type { DatasetStore } from './dataset-store.ts';
 import {
   coverageOf,
   coveredRanges,
+  deleteSuccessMarker,
   MANIFEST_FORMAT_VERSION,
   readManifest,
   writeManifest,
@@ -40,6 +45,7 @@ import {
 import { dayEventIds } from './day-event-ids.ts';
 import { ParquetFileBuilder } from './parquet-file.ts';
 import { selectPublishedEvents } from './select-published-events.ts';
+import { sweepDay } from './sweep-day.ts';
 
 export interface BackfillOptions {
   db: pg.Pool;
@@ -64,6 +70,11 @@ export interface BackfillDayResult {
   events: number;
   rows: number;
   files: number;
+  /** Superseded files deleted by the sweep after the manifest (their grace period over). */
+  deleted: number;
+  /** Superseded files left for a later sweep, and when the first of them is due. */
+  pending: number;
+  nextDeleteAfter?: string;
 }
 
 export async function backfillDays(o: BackfillOptions): Promise<BackfillDayResult[]> {
@@ -84,6 +95,8 @@ export async function backfillDays(o: BackfillOptions): Promise<BackfillDayResul
     const old = await readManifest(o.store, o.prefix, dt);
     const generation = (old?.generation ?? 0) + 1;
     const dir = dayPrefix(o.prefix, dt);
+    // Files are about to be added: the marker no longer holds (sweep-day.ts).
+    await deleteSuccessMarker(o.store, o.prefix, dt);
     const outputs: ManifestFile[] = [];
     const events = new Set<string>();
     let rows = 0;
@@ -165,7 +178,17 @@ export async function backfillDays(o: BackfillOptions): Promise<BackfillDayResul
     say(
       `backfill ${dt}: ${events.size} events, ${rows} rows in ${outputs.length} file(s), manifest generation ${generation}`,
     );
-    results.push({ dt, generation, events: events.size, rows, files: outputs.length });
+    const swept = await sweepDay({ store: o.store, prefix: o.prefix, dt, nowMs: o.nowMs, progress: say });
+    results.push({
+      dt,
+      generation,
+      events: events.size,
+      rows,
+      files: outputs.length,
+      deleted: swept.deleted,
+      pending: swept.pending,
+      nextDeleteAfter: swept.nextDeleteAfter,
+    });
   }
   return results;
 }

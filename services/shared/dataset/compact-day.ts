@@ -4,6 +4,8 @@
  *
  * 1. Inputs: the files of the current manifest (if any) plus every exporter file whose
  *    offset range the manifest's coverage does not already hold (files of late records).
+ *    A file the manifest lists and the directory lacks stops the run (its rows would be
+ *    lost silently). `_SUCCESS` is deleted before anything is written (see sweep-day.ts).
  * 2. Their rows are written, deduplicated on (event_id, identifier_type, identifier_value),
  *    to `compacted-g<next generation>-<n>.parquet`. Nothing refers to these names yet.
  *    Rows of an event the previous day already holds in its last `crossDayWindowMs` are
@@ -15,12 +17,15 @@
  * 3. The new manifest (one PutObject) lists only the new files; its coverage adds the
  *    exporter files' ranges, so an exporter replay skips those records. Readers switch from
  *    the old complete list to the new complete list in one step.
- * 4. Files no manifest lists any more are recorded as `superseded` with a deadline; a later
- *    run deletes them once it has passed (grace period for readers still on the old list).
+ * 4. Files no manifest lists any more are recorded as `superseded` with a deadline; a sweep
+ *    deletes them once it has passed (grace period for readers still on the old list), and
+ *    then writes `_SUCCESS`. Each run sweeps its own day and the `sweepDays` days before it,
+ *    so a daily compaction deletes the previous days' replaced files without a second job.
  * A crash anywhere leaves the old manifest in force; re-running redoes the work (the output
  * names of the next generation are rewritten). One compaction per day at a time: it is a
  * daily job, and the manifest is read-modify-written.
  */
+import { ErasureError } from '../errors.ts';
 import {
   DATASET_SCHEMA_VERSION,
   columnLength,
@@ -34,6 +39,7 @@ import {
   coverageOf,
   coveredRanges,
   inRanges,
+  deleteSuccessMarker,
   MANIFEST_FORMAT_VERSION,
   readManifest,
   writeManifest,
@@ -49,6 +55,14 @@ import {
 } from './object-keys.ts';
 import { ParquetFileBuilder } from './parquet-file.ts';
 import { readDatasetFile } from './read-dataset-file.ts';
+import { sweepDay, type SweepDayResult } from './sweep-day.ts';
+
+/** A file the day's manifest lists is not in its directory: compaction would lose its rows. */
+export class ManifestFileMissingError extends ErasureError {
+  constructor(message: string, detail: Record<string, unknown>) {
+    super('ERR_DATASET_FILE_MISSING', message, 500, false, detail);
+  }
+}
 
 export interface CompactOptions {
   store: DatasetStore;
@@ -66,6 +80,8 @@ export interface CompactOptions {
    * again, ms (default 600,000: ten minutes, against the relay's 30 s lease).
    */
   crossDayWindowMs?: number;
+  /** Days before `dt` swept after it (sweep-day.ts), default 7; 0 sweeps only `dt`. */
+  sweepDays?: number;
   progress?: (line: string) => void;
 }
 
@@ -81,7 +97,10 @@ export interface CompactResult {
   duplicatesDropped: number;
   /** Of those, rows of events the previous day holds. */
   crossDayDuplicatesDropped: number;
+  /** Superseded files of `dt` deleted (their grace period over). */
   deleted: number;
+  /** The sweep of `dt` itself, then of each earlier day swept, latest first. */
+  swept: SweepDayResult[];
 }
 
 export async function compactDay(o: CompactOptions): Promise<CompactResult> {
@@ -90,11 +109,31 @@ export async function compactDay(o: CompactOptions): Promise<CompactResult> {
   const old = await readManifest(o.store, o.prefix, o.dt);
   const listed = await o.store.list(dir);
   const names = new Set(listed.map((x) => baseName(x.key)));
+  const oldSuperseded = old?.superseded ?? [];
+  const missing = (old?.files ?? []).filter((f) => !names.has(f.name));
+  if (missing.length > 0)
+    throw new ManifestFileMissingError(
+      `${dir}${missing[0]!.name}${missing.length > 1 ? ` and ${missing.length - 1} more file(s)` : ''} ` +
+        `listed by the manifest (generation ${old!.generation}) missing; compaction stopped so as not ` +
+        `to lose their rows: restore them, or rebuild the day with erasure dataset backfill`,
+      { dt: o.dt, generation: old!.generation, missing: missing.map((f) => f.name) },
+    );
 
-  // Deleting what no manifest lists is safe at any time; only due ones are deleted.
-  const due = (old?.superseded ?? []).filter((s) => Date.parse(s.deleteAfter) <= o.nowMs);
-  const stillPending = (old?.superseded ?? []).filter((s) => Date.parse(s.deleteAfter) > o.nowMs);
-  if (due.length > 0) await o.store.delete(due.map((s) => `${dir}${s.name}`));
+  /** The sweep of this day, then of the days before it (after this day's manifest is written). */
+  const sweep = async (): Promise<SweepDayResult[]> => {
+    const out: SweepDayResult[] = [];
+    for (let d = 0; d <= (o.sweepDays ?? 7); d++)
+      out.push(
+        await sweepDay({
+          store: o.store,
+          prefix: o.prefix,
+          dt: addDays(o.dt, -d),
+          nowMs: o.nowMs,
+          progress: say,
+        }),
+      );
+    return out;
+  };
 
   const fresh = listed
     .map((x) => ({ name: baseName(x.key), f: parseExporterFileName(baseName(x.key)) }))
@@ -103,14 +142,12 @@ export async function compactDay(o: CompactOptions): Promise<CompactResult> {
         x.f &&
         x.f.topic === o.topic &&
         !inRanges(coveredRanges(old, o.topic, x.f.partition), x.f.first) &&
-        !stillPending.some((s) => s.name === x.name),
+        !oldSuperseded.some((s) => s.name === x.name),
     );
   const generation = (old?.generation ?? 0) + 1;
   if (old && fresh.length === 0) {
-    if (due.length > 0) await writeManifest(o.store, o.prefix, { ...old, superseded: stillPending });
-    say(
-      `compact ${o.dt}: nothing new (generation ${old.generation} stands); ${due.length} superseded file(s) deleted`,
-    );
+    say(`compact ${o.dt}: nothing new (generation ${old.generation} stands)`);
+    const swept = await sweep();
     return {
       dt: o.dt,
       generation: old.generation,
@@ -120,13 +157,14 @@ export async function compactDay(o: CompactOptions): Promise<CompactResult> {
       rows: old.rows,
       duplicatesDropped: 0,
       crossDayDuplicatesDropped: 0,
-      deleted: due.length,
+      deleted: swept[0]!.deleted,
+      swept,
     };
   }
 
-  const inputs = [...(old?.files.map((f) => f.name) ?? []), ...fresh.map((x) => x.name)].filter((n) =>
-    names.has(n),
-  );
+  // Files are about to be added: the marker no longer holds (sweep-day.ts).
+  await deleteSuccessMarker(o.store, o.prefix, o.dt);
+  const inputs = [...(old?.files.map((f) => f.name) ?? []), ...fresh.map((x) => x.name)];
   say(`compact ${o.dt}: ${inputs.length} input file(s), generation ${generation}`);
   const earlier = await dayEventIds(o.store, {
     prefix: o.prefix,
@@ -155,7 +193,11 @@ export async function compactDay(o: CompactOptions): Promise<CompactResult> {
 
   for (const name of inputs) {
     const bytes = await o.store.get(`${dir}${name}`);
-    if (!bytes) throw new Error(`${dir}${name} disappeared during compaction`);
+    if (!bytes)
+      throw new ManifestFileMissingError(`${dir}${name} disappeared during compaction`, {
+        dt: o.dt,
+        missing: [name],
+      });
     const cols = await readDatasetFile(bytes);
     const keep: ColumnBuffer = emptyColumns();
     const n = columnLength(cols);
@@ -196,7 +238,7 @@ export async function compactDay(o: CompactOptions): Promise<CompactResult> {
 
   const outputNames = new Set(outputs.map((f) => f.name));
   const deleteAfter = new Date(o.nowMs + o.graceMs).toISOString();
-  const superseded = [...stillPending];
+  const superseded = [...oldSuperseded];
   for (const name of names) {
     const generated = isGenerationFileName(name);
     if (
@@ -223,6 +265,7 @@ export async function compactDay(o: CompactOptions): Promise<CompactResult> {
     `compact ${o.dt}: manifest generation ${generation}: ${outputs.length} file(s), ${rows} rows, ` +
       `${dups} duplicate(s) dropped (${crossDay} of events the previous day holds)`,
   );
+  const swept = await sweep();
   return {
     dt: o.dt,
     generation,
@@ -232,6 +275,7 @@ export async function compactDay(o: CompactOptions): Promise<CompactResult> {
     rows,
     duplicatesDropped: dups,
     crossDayDuplicatesDropped: crossDay,
-    deleted: due.length,
+    deleted: swept[0]!.deleted,
+    swept,
   };
 }

@@ -2,6 +2,7 @@
  * Dataset settings shared by the exporter and the `erasure dataset` commands, read from the
  * environment once by their config loaders.
  */
+import { TOPICS } from '../event-codec.ts';
 import { collectInfraConfig } from '../infra-config.ts';
 
 /**
@@ -54,4 +55,15 @@ export function loadDatasetSettings(env: Env, problems: string[]): DatasetSettin
       secretAccessKey: infra.s3.secretAccessKey,
     }),
   });
+}
+
+/**
+ * EXPORTER_TOPIC, default privacy.erasure.requested.v1 (the contract): the topic the
+ * exporter reads, and so the one the dataset jobs check day closing against, name exporter
+ * files by and backfill from. Read by the exporter's and the jobs' config loaders alike.
+ */
+export function exporterTopicSetting(env: Env, problems: string[]): string {
+  const topic = env['EXPORTER_TOPIC'] || TOPICS.requested;
+  if (!/^[A-Za-z0-9._-]{1,249}$/.test(topic)) problems.push('EXPORTER_TOPIC is not a valid topic name');
+  return topic;
 }

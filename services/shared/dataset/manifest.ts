@@ -8,9 +8,11 @@
  * for a grace period, or leftovers of an interrupted compaction. Each manifest replaces the
  * previous one in a single PutObject, so a reader sees either the old complete list or the
  * new one; files a manifest lists stay readable for at least `graceMs` after it is replaced
- * (they are deleted only by a later compaction run past `superseded[].deleteAfter`), so a
- * reader that fetched the old manifest finishes its scan. `_SUCCESS` is written after the
- * manifest for tools that look for Hadoop's marker; the manifest is what counts.
+ * (they are deleted only by a sweep past `superseded[].deleteAfter`, sweep-day.ts), so a
+ * reader that fetched the old manifest finishes its scan. `_SUCCESS`, for tools that look
+ * for Hadoop's marker, means more: the directory's `*.parquet` files are exactly the
+ * manifest's files (no superseded or late file beside them). Only the sweep writes it;
+ * whoever adds a file to a sealed day deletes it first (deleteSuccessMarker).
  */
 import type { DatasetStore } from './dataset-store.ts';
 import { dayPrefix, MANIFEST_NAME, SUCCESS_NAME } from './object-keys.ts';
@@ -66,10 +68,18 @@ export async function readManifest(
   return m;
 }
 
-/** Publishes a manifest (one PutObject: readers see the old one or this one), then `_SUCCESS`. */
+/**
+ * Publishes a manifest (one PutObject: readers see the old one or this one). `_SUCCESS` is
+ * the sweep's to write (sweep-day.ts): right after a compaction the replaced files are
+ * still in the directory.
+ */
 export async function writeManifest(store: DatasetStore, prefix: string, m: DayManifest): Promise<void> {
   await store.put(manifestKey(prefix, m.dt), `${JSON.stringify(m, null, 1)}\n`, 'application/json');
-  await store.put(`${dayPrefix(prefix, m.dt)}${SUCCESS_NAME}`, '', 'application/octet-stream');
+}
+
+/** Deletes the day's `_SUCCESS`: done before anything adds a `.parquet` file to the day. */
+export async function deleteSuccessMarker(store: DatasetStore, prefix: string, dt: string): Promise<void> {
+  await store.delete([`${dayPrefix(prefix, dt)}${SUCCESS_NAME}`]);
 }
 
 /** Inclusive offset ranges of one partition, as bigints. */

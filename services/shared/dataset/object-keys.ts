@@ -6,7 +6,8 @@
  *   compacted-g<generation>-<n>.parquet                 written by compaction
  *   backfill-g<generation>-<n>.parquet                  written by backfill
  *   _manifest.json                                      the day's complete file list (written last)
- *   _SUCCESS                                            empty marker, written after the manifest
+ *   _SUCCESS                                            empty marker: the directory's *.parquet are
+ *       exactly the manifest's files (written by the sweep once no superseded file remains)
  * Offsets are zero-padded to 19 digits so names sort in offset order.
  */
 export const MANIFEST_NAME = '_manifest.json';
