@@ -47,16 +47,14 @@ export interface ClaimOptions {
  * Per-subject order does not depend on it: the count above holds a row back while an
  * earlier row of its subject is pending, whatever order the candidates came in.
  *
- * Progress does depend on an invariant: within one event_key, pending rows' available_at
- * never decreases as id increases. A held-back row takes a place in the window; if a
- * subject's later row were due before its earlier one, `batchSize` such rows at the front
+ * Progress does depend on the window: a held-back row takes a place in it. If a subject's
+ * later row were due before its earlier one (each failed row backs off with its own jitter,
+ * release-failed-rows.ts; a row written while an earlier row of its subject backs off: a new
+ * request's event, a completed event, a redelivery), `batchSize` such rows at the front
  * would fill the window and every claim would return nothing, forever, with the earlier
- * rows due behind them. Release after a failure keeps it (release-failed-rows.ts: one delay
- * per subject, later rows pushed along). A row inserted while an earlier row of its subject
- * backs off (a new request's event behind a completed event that failed to publish, a
- * redelivery) would break it, so the claim repairs it: a held-back candidate whose earlier
- * rows are due later than it is moved to their time (`deferred`), which takes it out of the
- * window until they are due, and then puts it behind them.
+ * rows due behind them. So the claim moves a held-back candidate whose earlier rows are due
+ * later than it to their time (`deferred`): out of the window until they are due, and then
+ * behind them. This one place covers every way the order can break.
  */
 const CLAIM_OUTBOX_BATCH = `
 WITH candidates AS (
