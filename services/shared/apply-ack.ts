@@ -11,6 +11,7 @@ import type pg from 'pg';
 import { appendJournal, type JournalEntryInput } from './journal.ts';
 import { TOPICS } from './event-codec.ts';
 import { beginKeyed } from './db/begin-keyed.ts';
+import { replaceLoneSurrogates } from './lone-surrogates.ts';
 
 export const ACK_STATUSES = ['deleted', 'not_found', 'failed'] as const;
 export type AckStatus = (typeof ACK_STATUSES)[number];
@@ -39,19 +40,13 @@ const TERMINAL = ['acked', 'failed', 'cancelled'];
 // eslint-disable-next-line no-control-regex
 const CONTROLS = /[\u0000-\u001f\u007f-\u009f]+/g;
 
-// A UTF-16 surrogate without its other half (an Avro string may carry one). JSON.stringify
-// writes it as a \udXXX escape, which PostgreSQL refuses in jsonb (22P02): the evidence, and
-// with it the whole ack, could never be stored. (String.prototype.toWellFormed does this on
-// Node 20, but the ES2022 lib we type-check against does not declare it.)
-const LONE_SURROGATES = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
-
 /**
  * Partner text made safe to store: control characters become spaces, lone surrogates U+FFFD
  * (as a UTF-8 decoder does), then it is cut to size.
  */
 export function sanitizeDetail(detail: string | null): string | null {
   if (detail === null) return null;
-  const clean = detail.replace(CONTROLS, ' ').replace(LONE_SURROGATES, '\uFFFD').trim();
+  const clean = replaceLoneSurrogates(detail.replace(CONTROLS, ' ')).trim();
   // Array.from counts code points, so the cut never splits a surrogate pair.
   return Array.from(clean).slice(0, MAX_DETAIL_CHARS).join('');
 }

@@ -1,5 +1,6 @@
 import type { Request } from 'express';
 import { problem } from '../../shared/errors.ts';
+import { hasLoneSurrogate } from '../../shared/lone-surrogates.ts';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -42,7 +43,7 @@ export async function readJsonBody(req: Request, limitBytes: number): Promise<un
   }
   // Valid UTF-8 can still spell a lone surrogate as a JSON escape ("\ud800"): not a
   // character, and PostgreSQL refuses it in jsonb. Only bodies with such an escape are walked.
-  if (SURROGATE_ESCAPE.test(text) && hasLoneSurrogate(value)) {
+  if (SURROGATE_ESCAPE.test(text) && bodyHasLoneSurrogate(value)) {
     throw problem(
       'ERR_INVALID_UTF8',
       'the body holds a lone UTF-16 surrogate escape (\\uD800 to \\uDFFF without its pair), which is not a character',
@@ -52,20 +53,19 @@ export async function readJsonBody(req: Request, limitBytes: number): Promise<un
 }
 
 const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** Walks the parsed body with a stack of its own: JSON.parse takes nesting a recursion would not. */
-function hasLoneSurrogate(body: unknown): boolean {
+function bodyHasLoneSurrogate(body: unknown): boolean {
   const stack: unknown[] = [body];
   while (stack.length > 0) {
     const v = stack.pop();
     if (typeof v === 'string') {
-      if (LONE_SURROGATE.test(v)) return true;
+      if (hasLoneSurrogate(v)) return true;
     } else if (Array.isArray(v)) {
       for (const x of v) stack.push(x);
     } else if (v !== null && typeof v === 'object') {
       for (const [k, x] of Object.entries(v)) {
-        if (LONE_SURROGATE.test(k)) return true;
+        if (hasLoneSurrogate(k)) return true;
         stack.push(x);
       }
     }

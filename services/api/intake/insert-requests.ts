@@ -30,6 +30,12 @@ interface Row {
   linked_to: string | null;
 }
 
+/** A priority column's rank in SQL, as PRIORITY_RANK has it (lower goes first). */
+function priorityRankSql(column: string): string {
+  const cases = Object.entries(PRIORITY_RANK).map(([p, r]) => `WHEN '${p}' THEN ${r}`);
+  return `(CASE ${column} ${cases.join(' ')} END)`;
+}
+
 /**
  * The accept transaction, for one request or ten thousand: requests, one task per target
  * registered for their identifier types (the plan), a journal entry each, and an outbox
@@ -37,12 +43,6 @@ interface Row {
  * one round trip. Rows that hit a unique index (same idempotency key, or a subject that
  * already has a request in flight) are left out here and resolved by the caller.
  */
-/** A priority column's rank in SQL, as PRIORITY_RANK has it (lower goes first). */
-function priorityRankSql(column: string): string {
-  const cases = Object.entries(PRIORITY_RANK).map(([p, r]) => `WHEN '${p}' THEN ${r}`);
-  return `(CASE ${column} ${cases.join(' ')} END)`;
-}
-
 const INSERT_ACCEPTED = `
 WITH input AS (
   SELECT *

@@ -55,7 +55,7 @@ import {
 } from './object-keys.ts';
 import { ParquetFileBuilder } from './parquet-file.ts';
 import { readDatasetFile } from './read-dataset-file.ts';
-import { sweepDay, type SweepDayResult } from './sweep-day.ts';
+import { sweepDays, type SweepDayResult } from './sweep-day.ts';
 
 /** A file the day's manifest lists is not in its directory: compaction would lose its rows. */
 export class ManifestFileMissingError extends ErasureError {
@@ -120,20 +120,14 @@ export async function compactDay(o: CompactOptions): Promise<CompactResult> {
     );
 
   /** The sweep of this day, then of the days before it (after this day's manifest is written). */
-  const sweep = async (): Promise<SweepDayResult[]> => {
-    const out: SweepDayResult[] = [];
-    for (let d = 0; d <= (o.sweepDays ?? 7); d++)
-      out.push(
-        await sweepDay({
-          store: o.store,
-          prefix: o.prefix,
-          dt: addDays(o.dt, -d),
-          nowMs: o.nowMs,
-          progress: say,
-        }),
-      );
-    return out;
-  };
+  const sweep = (): Promise<SweepDayResult[]> =>
+    sweepDays({
+      store: o.store,
+      prefix: o.prefix,
+      nowMs: o.nowMs,
+      progress: say,
+      days: Array.from({ length: (o.sweepDays ?? 7) + 1 }, (_, d) => addDays(o.dt, -d)),
+    });
 
   const fresh = listed
     .map((x) => ({ name: baseName(x.key), f: parseExporterFileName(baseName(x.key)) }))

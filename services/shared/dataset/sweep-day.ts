@@ -23,7 +23,7 @@
  * offsets are in the coverage, so the exporter does not write them again).
  */
 import type { DatasetStore } from './dataset-store.ts';
-import { readManifest, writeManifest, type DayManifest } from './manifest.ts';
+import { deleteSuccessMarker, readManifest, writeManifest, type DayManifest } from './manifest.ts';
 import { baseName, dayPrefix, SUCCESS_NAME } from './object-keys.ts';
 
 export interface SweepOptions {
@@ -80,7 +80,7 @@ export async function sweepDay(o: SweepOptions): Promise<SweepDayResult> {
     current = { ...m, superseded: pending };
     await writeManifest(o.store, o.prefix, current);
   }
-  result.success = await settleSuccess(o.store, dir, current);
+  result.success = await settleSuccess(o.store, o.prefix, current);
   say(
     `sweep ${o.dt}: ${result.deleted} superseded file(s) deleted, ${pending.length} pending` +
       (nextDeleteAfter ? ` (until ${nextDeleteAfter})` : '') +
@@ -99,19 +99,20 @@ const sameList = (a: readonly string[], b: readonly string[]) =>
   a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** Writes `_SUCCESS` if the directory's *.parquet are exactly `m`'s files, else deletes it. */
-async function settleSuccess(store: DatasetStore, dir: string, m: DayManifest): Promise<boolean> {
+async function settleSuccess(store: DatasetStore, prefix: string, m: DayManifest): Promise<boolean> {
+  const dir = dayPrefix(prefix, m.dt);
   const want = m.files.map((f) => f.name).sort();
   const listed = await store.list(dir);
   const has = listed.some((x) => baseName(x.key) === SUCCESS_NAME);
   if (m.superseded.length > 0 || !sameList(parquetNames(listed), want)) {
-    if (has) await store.delete([`${dir}${SUCCESS_NAME}`]);
+    if (has) await deleteSuccessMarker(store, prefix, m.dt);
     return false;
   }
   if (has) return true;
   await store.put(`${dir}${SUCCESS_NAME}`, '', 'application/octet-stream');
   // A late exporter file may have landed between the LIST and the PUT: look again.
   if (!sameList(parquetNames(await store.list(dir)), want)) {
-    await store.delete([`${dir}${SUCCESS_NAME}`]);
+    await deleteSuccessMarker(store, prefix, m.dt);
     return false;
   }
   return true;
