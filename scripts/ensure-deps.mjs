@@ -3,7 +3,7 @@
 // anything from node_modules (tsx included) can be assumed to exist.
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -31,4 +31,28 @@ if (have !== want) {
     process.exit(1);
   }
   writeFileSync(stamp, want + '\n');
+}
+
+// The exporter's native HMAC (services/exporter/native/hmac_column.c), built when missing or
+// stale. Optional: without a C compiler, or if the build fails, the exporter computes the
+// same HMACs in JS, slower (it logs which one it uses).
+const source = join(root, 'services', 'exporter', 'native', 'hmac_column.c');
+const outDir = join(root, 'build', 'native');
+const addon = join(outDir, 'hmac_column.node');
+const addonStamp = join(outDir, 'hmac_column.sha256');
+const sourceSha = createHash('sha256').update(readFileSync(source)).digest('hex');
+const built = existsSync(addon) && existsSync(addonStamp) ? readFileSync(addonStamp, 'utf8').trim() : '';
+if (built !== sourceSha) {
+  mkdirSync(outDir, { recursive: true });
+  const cc = process.env.CC || 'cc';
+  const headers = join(root, 'node_modules', 'node-api-headers', 'include');
+  const args = ['-O2', '-shared', '-fPIC', '-I', headers, '-o', `${addon}.tmp`, source];
+  const res = spawnSync(cc, args, { cwd: root, encoding: 'utf8', timeout: 120_000 });
+  if (res.status === 0) {
+    renameSync(`${addon}.tmp`, addon);
+    writeFileSync(addonStamp, sourceSha + '\n');
+  } else {
+    const why = res.error ? res.error.message : (res.stderr || '').trim().split('\n')[0];
+    console.error(`setup: the exporter's native HMAC was not built (${cc}: ${why}); it will use its JS HMAC`);
+  }
 }

@@ -11,12 +11,13 @@
  *   share one entry; no hash lookup needed): RLE_DICTIONARY, the ids stored once per event.
  * - identifier_type, reason, priority, dt, redelivery_target, kafka_partition, source,
  *   schema_version: dictionary (a Map per column, looked up once per event).
- * - identifier_value: PLAIN; identifier_hmac: PLAIN FIXED_LEN_BYTE_ARRAY(32), computed in
- *   place (hmac-sha256.ts); requested_at, event_time, kafka_offset: PLAIN INT64.
+ * - identifier_value: PLAIN; identifier_hmac: PLAIN FIXED_LEN_BYTE_ARRAY(32), computed by
+ *   the encoder (hmac-sha256.ts: the native add-on, else JS); requested_at, event_time,
+ *   kafka_offset: PLAIN INT64.
  * - Pages are DATA_PAGE_V2; each column chunk of a row group is one page. Page bodies are
- *   GZIP-compressed (level 1) by node's zlib on the libuv thread pool, so compression runs
- *   on the second core while the loop keeps decoding; identifier_hmac is stored
- *   uncompressed (32 random bytes do not compress). GZIP is a standard Parquet codec.
+ *   snappy-compressed (PLAN below) on the encoder thread, while the loop keeps decoding;
+ *   event_id, request_id and identifier_hmac are stored uncompressed (random bytes do not
+ *   compress).
  * - Statistics: null count everywhere; min/max for timestamps, offsets and the dictionary
  *   columns (computed over the dictionary); none for the per-row unique columns.
  */
@@ -28,7 +29,7 @@ import { writeMetadata } from 'hyparquet-writer/src/metadata.js';
 import { snappyCompress } from 'hyparquet-writer/src/snappy.js';
 import { DATASET_SCHEMA_VERSION, type EventForDataset } from '../shared/dataset/dataset-schema.ts';
 import { fileMetadata, PARQUET_SCHEMA } from '../shared/dataset/parquet-file.ts';
-import { HmacSha256 } from './hmac-sha256.ts';
+import { identifierHmac, type IdentifierHmac } from './hmac-sha256.ts';
 import type { RequestedSpans } from './requested-spans.ts';
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
@@ -291,33 +292,16 @@ function encodeDict(raw: Extract<RawChunk, { kind: 'dict' }>, rows: number, code
 }
 
 /** identifier_hmac of every row: HMAC-SHA256(key, type NUL value), from the raw bytes. */
-function hmacColumn(hmac: HmacSha256, types: RawChunk, values: RawChunk, rows: number): Uint8Array {
+function hmacColumn(hmac: IdentifierHmac, types: RawChunk, values: RawChunk, rows: number): Uint8Array {
   if (types.kind !== 'dict' || values.kind !== 'plain') throw new Error('unexpected raw layout');
-  const typeBytes = types.values.map((t) => Buffer.from(String(t), 'utf8'));
-  const out = new Uint8Array(32 * rows);
-  const v = values.bytes;
-  let scratch = Buffer.allocUnsafe(4096);
-  let pos = 0;
-  for (let row = 0; row < rows; row++) {
-    const len = v[pos]! | (v[pos + 1]! << 8) | (v[pos + 2]! << 16) | (v[pos + 3]! << 24);
-    pos += 4;
-    const t = typeBytes[types.idx[row]!]!;
-    const n = t.length + 1 + len;
-    if (n > scratch.length) scratch = Buffer.allocUnsafe(2 * n);
-    t.copy(scratch, 0);
-    scratch[t.length] = 0;
-    scratch.set(v.subarray(pos, pos + len), t.length + 1);
-    hmac.digestInto(scratch, 0, n, out, 32 * row);
-    pos += len;
-  }
-  return out;
+  return hmac.column(types.values.map(String), types.idx, values.bytes, rows);
 }
 
 /**
  * Encodes a raw row group: HMACs, dictionaries, levels, pages, compression. Pure (the same
  * bytes on any thread); runs on the encoder thread (encode-worker.ts) or in-line.
  */
-export function encodeRawGroup(raw: RawGroup, hmac: HmacSha256): EncodedGroup {
+export function encodeRawGroup(raw: RawGroup, hmac: IdentifierHmac): EncodedGroup {
   const { rows } = raw;
   const chunks = raw.chunks.map((c, i): EncodedChunk => {
     const name = COLUMN_ELEMENTS[i]!.name;
@@ -375,7 +359,7 @@ export interface GroupEncoder {
 }
 
 export function inlineEncoder(hmacKey: Uint8Array): GroupEncoder {
-  const hmac = new HmacSha256(hmacKey);
+  const hmac = identifierHmac(hmacKey);
   return { encode: async (raw) => encodeRawGroup(raw, hmac) };
 }
 

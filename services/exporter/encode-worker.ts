@@ -5,11 +5,11 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { encodedTransferList, encodeRawGroup, type RawGroup } from './columnar-file.ts';
-import { HmacSha256 } from './hmac-sha256.ts';
+import { identifierHmac } from './hmac-sha256.ts';
 
 const port = parentPort;
 if (!port) throw new Error('encode-worker.ts runs as a worker thread');
-const hmac = new HmacSha256((workerData as { hmacKey: Uint8Array }).hmacKey);
+const hmac = identifierHmac((workerData as { hmacKey: Uint8Array }).hmacKey);
 port.on('message', (m: { id: number; raw: RawGroup }) => {
   try {
     const group = encodeRawGroup(m.raw, hmac);

@@ -17,6 +17,7 @@ import { collectInfraConfig, intSetting } from '../shared/infra-config.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { createRequestedDecoder } from './decode-requested.ts';
 import { runExporter, type ExportLimits } from './export-loop.ts';
+import { loadNativeHmac } from './hmac-sha256.ts';
 
 export interface ExporterConfig {
   readonly kafkaBrokers: readonly string[];
@@ -120,6 +121,12 @@ export async function start(
   if (cfg.dataset.hmacKeyIsDevDefault)
     logger.warn('DATASET_HMAC_KEY (or ERASURE_HMAC_KEY) is not set: using the development key', {
       code: 'WARN_DATASET_DEV_HMAC_KEY',
+    });
+  const native = loadNativeHmac();
+  if ('reason' in native)
+    logger.warn('native HMAC unavailable: identifier_hmac is computed in JS (same bytes, slower)', {
+      code: 'WARN_EXPORTER_JS_HMAC',
+      reason: native.reason,
     });
   const s3 = createS3Client(cfg.dataset.s3);
   const store = createDatasetStore(s3, cfg.dataset.bucket);

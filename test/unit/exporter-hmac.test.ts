@@ -1,9 +1,19 @@
-/** The exporter's in-place HMAC-SHA256 (services/exporter/hmac-sha256.ts) against node:crypto. */
+/**
+ * The exporter's HMAC-SHA256 (services/exporter/hmac-sha256.ts): the JS one and the native
+ * add-on (native/hmac_column.c) against node:crypto.
+ */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash, createHmac } from 'node:crypto';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { HmacSha256 } from '../../services/exporter/hmac-sha256.ts';
+import {
+  HmacSha256,
+  jsIdentifierHmac,
+  loadNativeHmac,
+  nativeIdentifierHmac,
+  type IdentifierHmac,
+} from '../../services/exporter/hmac-sha256.ts';
 import { identifierHmac } from '../../services/shared/dataset/dataset-schema.ts';
 
 describe('exporter HMAC-SHA256', () => {
@@ -58,5 +68,115 @@ describe('exporter HMAC-SHA256', () => {
       const m = Buffer.alloc(n, 7);
       assert.deepEqual(Buffer.from(HmacSha256.sha256(m)), createHash('sha256').update(m).digest());
     }
+  });
+});
+
+/** PLAIN BYTE_ARRAY bytes: per value a little-endian uint32 length, then the bytes. */
+function plain(values: readonly Uint8Array[]): Uint8Array {
+  const out = Buffer.alloc(values.reduce((n, v) => n + 4 + v.length, 0));
+  let pos = 0;
+  for (const v of values) {
+    out.writeUInt32LE(v.length, pos);
+    out.set(v, pos + 4);
+    pos += 4 + v.length;
+  }
+  return out;
+}
+
+const native = loadNativeHmac();
+const nativeSkip = 'reason' in native ? `native add-on not loaded: ${native.reason}` : false;
+const implementations: [string, (key: Uint8Array) => IdentifierHmac, string | false][] = [
+  ['js', jsIdentifierHmac, false],
+  [
+    'native',
+    (key) => ('mod' in native ? nativeIdentifierHmac(native.mod, key) : jsIdentifierHmac(key)),
+    nativeSkip,
+  ],
+];
+
+for (const [name, make, skip] of implementations) {
+  describe(`identifier_hmac column (${name})`, { skip }, () => {
+    it('is HMAC(key, type NUL value) of every row, for any key, types and values', () => {
+      fc.assert(
+        fc.property(
+          fc.uint8Array({ minLength: 0, maxLength: 150 }),
+          fc.array(fc.string({ maxLength: 20 }), { minLength: 1, maxLength: 4 }),
+          fc.array(fc.tuple(fc.nat(), fc.uint8Array({ maxLength: 200 })), { maxLength: 40 }),
+          (key, typeNames, rows) => {
+            const idx = Int32Array.from(rows.map(([t]) => t % typeNames.length));
+            const out = make(key).column(typeNames, idx, plain(rows.map(([, v]) => v)), rows.length);
+            assert.equal(out.length, 32 * rows.length);
+            rows.forEach(([, v], row) => {
+              const msg = Buffer.concat([Buffer.from(typeNames[idx[row]!]!, 'utf8'), Buffer.from([0]), v]);
+              const want = createHmac('sha256', key).update(msg).digest();
+              assert.deepEqual(Buffer.from(out.subarray(32 * row, 32 * row + 32)), want, `row ${row}`);
+            });
+          },
+        ),
+        { numRuns: 300 },
+      );
+    });
+
+    it('matches the dataset identifierHmac', () => {
+      const key = Buffer.from('bench-dataset-hmac-key-0123456789abcdef');
+      const values = ['someone@example.org', '+4915112345678', 'ä'.repeat(40)];
+      const out = make(key).column(
+        ['email', 'phone'],
+        Int32Array.from([0, 1, 0]),
+        plain(values.map((v) => Buffer.from(v))),
+        3,
+      );
+      values.forEach((v, i) =>
+        assert.deepEqual(
+          Buffer.from(out.subarray(32 * i, 32 * i + 32)),
+          identifierHmac(key, i === 1 ? 'phone' : 'email', v),
+        ),
+      );
+    });
+  });
+}
+
+describe('native HMAC add-on', () => {
+  it('is built and loads wherever a C compiler is on PATH (scripts/ensure-deps.mjs)', (t) => {
+    if (spawnSync('cc', ['--version']).status !== 0) return t.skip('no cc on PATH');
+    assert.ok('mod' in native, nativeSkip || '');
+  });
+
+  it('refuses malformed input instead of reading past a buffer', { skip: nativeSkip }, () => {
+    if (!('mod' in native)) return;
+    const m = native.mod;
+    const key = m.prepareKey(Buffer.from('k'));
+    const types = Buffer.from('user_id');
+    const ends = Int32Array.from([7]);
+    const values = plain([Buffer.from('123')]);
+    const out = new Uint8Array(64);
+    const call = (over: Partial<Record<'types' | 'ends' | 'idx' | 'len' | 'rows' | 'out', unknown>>) => () =>
+      m.hmacColumn(
+        key,
+        (over.types ?? types) as Uint8Array,
+        (over.ends ?? ends) as Int32Array,
+        (over.idx ?? Int32Array.from([0, 0])) as Int32Array,
+        values,
+        (over.len ?? values.length) as number,
+        (over.rows ?? 1) as number,
+        (over.out ?? out) as Uint8Array,
+      );
+    call({})();
+    const cases: [string, Parameters<typeof call>[0]][] = [
+      ['a value runs past the given length', { len: values.length - 1 }],
+      ['more rows than values', { rows: 2 }],
+      ['a type index out of range', { idx: Int32Array.from([1]) }],
+      ['a type ending past its bytes', { ends: Int32Array.from([8]) }],
+      ['an output too small', { out: new Uint8Array(31) }],
+      ['a length beyond the buffer', { len: values.length + 1 }],
+      ['not a typed array', { types: 'user_id' }],
+    ];
+    for (const [what, over] of cases) assert.throws(call(over), { code: 'ERR_NATIVE_HMAC' }, what);
+    assert.throws(
+      () => m.hmacColumn(Buffer.alloc(3), types, ends, Int32Array.from([0]), values, values.length, 1, out),
+      {
+        code: 'ERR_NATIVE_HMAC',
+      },
+    );
   });
 });
