@@ -1,4 +1,5 @@
 import { ConfigurationError } from '../shared/errors.ts';
+import { BEARER_TOKEN } from './auth/authenticate.ts';
 import { collectInfraConfig, intSetting, type InfraConfig } from '../shared/infra-config.ts';
 
 /** The local development key; a deployment sets ERASURE_HMAC_KEY (start-up warns otherwise). */
@@ -44,6 +45,13 @@ export interface ApiConfig {
    * one worker, 1 with several: bigger groups, fewer commits).
    */
   readonly acceptMaxInFlight: number;
+  /**
+   * HTTP_HEADERS_TIMEOUT_MS (default 20000) and HTTP_REQUEST_TIMEOUT_MS (default 60000): how
+   * long a request's headers, and the whole request with its body, may take to arrive before
+   * it is answered 408 and its connection closed (slow or stalled clients hold sockets).
+   */
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
 }
 
 export function loadApiConfig(env: NodeJS.ProcessEnv): ApiConfig {
@@ -53,8 +61,8 @@ export function loadApiConfig(env: NodeJS.ProcessEnv): ApiConfig {
     intSetting(env, problems, name, dflt, min, max);
   const port = int('PORT', 8080, 0, 65535);
   const adminToken = env['ERASURE_ADMIN_TOKEN'] || undefined;
-  if (adminToken !== undefined && adminToken.length < 16) {
-    problems.push('ERASURE_ADMIN_TOKEN must be at least 16 characters');
+  if (adminToken !== undefined && !BEARER_TOKEN.test(adminToken)) {
+    problems.push('ERASURE_ADMIN_TOKEN must be 16 to 200 of A-Z a-z 0-9 . _ ~ + / = -');
   }
   const hmacRaw = env['ERASURE_HMAC_KEY'] || undefined;
   if (hmacRaw !== undefined && hmacRaw.length < 32)
@@ -73,6 +81,10 @@ export function loadApiConfig(env: NodeJS.ProcessEnv): ApiConfig {
   // workers each keeps one, so the group still has about two (bench-intake: 2 workers at 1
   // each accepted 6–12 % more than 1 worker at 2; at 2 each, no more).
   const acceptMaxInFlight = int('ACCEPT_MAX_IN_FLIGHT', workers > 1 ? 1 : 2, 1, 100);
+  const headersTimeoutMs = int('HTTP_HEADERS_TIMEOUT_MS', 20_000, 1000, 300_000);
+  const requestTimeoutMs = int('HTTP_REQUEST_TIMEOUT_MS', 60_000, 1000, 3_600_000);
+  if (headersTimeoutMs > requestTimeoutMs)
+    problems.push('HTTP_HEADERS_TIMEOUT_MS must not be more than HTTP_REQUEST_TIMEOUT_MS');
   if (problems.length > 0 || !infra) throw new ConfigurationError(problems);
   return Object.freeze({
     infra,
@@ -93,5 +105,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv): ApiConfig {
     workers,
     acceptMaxBatch,
     acceptMaxInFlight,
+    headersTimeoutMs,
+    requestTimeoutMs,
   });
 }

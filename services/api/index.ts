@@ -13,6 +13,7 @@ import { dependencyChecks } from '../shared/readiness.ts';
 import { createTokenStore } from './auth/token-store.ts';
 import type { ApiConfig } from './config.ts';
 import { createApp } from './create-app.ts';
+import { hardenServer } from './http/harden-server.ts';
 
 export interface RunningService {
   /** Where it listens (for logs and the demo). */
@@ -87,8 +88,10 @@ export async function start(
     }),
   });
   const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(cfg.port, cfg.host, () => resolve(s));
+    // Express 5 hands a listen error (port in use) to this callback, not to an 'error' listener.
+    const s = app.listen(cfg.port, cfg.host, (err?: Error) => (err ? reject(err) : resolve(s)));
     s.once('error', reject);
+    hardenServer(s, cfg, logger); // before 'listening', which reads its check interval
   });
   server.keepAliveTimeout = 65_000;
   const addr = server.address();

@@ -9,9 +9,9 @@
  */
 import type pg from 'pg';
 import { appendJournal, type JournalEntryInput } from './journal.ts';
-import { TOPICS } from './event-codec.ts';
 import { beginKeyed } from './db/begin-keyed.ts';
 import { replaceLoneSurrogates } from './lone-surrogates.ts';
+import { writeCompletedEvents } from './write-completed-events.ts';
 
 export const ACK_STATUSES = ['deleted', 'not_found', 'failed'] as const;
 export type AckStatus = (typeof ACK_STATUSES)[number];
@@ -102,8 +102,9 @@ export async function applyAcks(
  * would each see the other's task still open and neither would complete the request.
  * Request before task is the order cancel-request.ts, the relay's dispatch and the
  * redelivery service take them too, and id order keeps two batches from locking the same
- * requests in opposite orders, so none of them can deadlock. NO KEY UPDATE: it does not
- * block inserts of rows that reference these.
+ * requests in opposite orders, so none of them can deadlock. A primary before the requests
+ * linked to it (settling updates those), as cancel-request.ts takes them too. NO KEY UPDATE:
+ * it does not block inserts of rows that reference these.
  */
 const LOCK_REQUESTS = `
 SELECT id, status FROM erasure_requests WHERE id = ANY ($1::uuid[]) ORDER BY id FOR NO KEY UPDATE`;
@@ -244,9 +245,11 @@ async function applyInTransaction(
 
 /**
  * Completes the request when its last task became terminal: `completed` if every task was
- * acked, `needs_attention` if any failed. Otherwise moves a `received` or `scheduled`
- * request to `in_progress`. Callers must hold the request row lock (see LOCK_REQUESTS);
- * any other writer that makes a task terminal should call this too. Returns the status.
+ * acked, `needs_attention` if any failed, with completed_at and its completed event, and
+ * the requests linked to it with it (see COMPLETE_REQUESTS). Otherwise moves a `received`
+ * or `scheduled` request to `in_progress`. Callers must hold the request row lock (see
+ * LOCK_REQUESTS); any other writer that makes a task terminal should call this too.
+ * Returns the status.
  */
 export async function settleRequest(
   client: pg.ClientBase,
@@ -258,11 +261,12 @@ export async function settleRequest(
   return settled.get(requestId) ?? status;
 }
 
-/** Open and not-acked task counts per request, read after the caller's task updates. */
+/** Open, acked and not-acked task counts per request, read after the caller's task updates. */
 const COUNT_OPEN_TASKS = `
 SELECT request_id,
        count(*) FILTER (WHERE state NOT IN ('acked', 'failed', 'cancelled'))::int AS open,
-       count(*) FILTER (WHERE state <> 'acked')::int AS failed
+       count(*) FILTER (WHERE state = 'acked')::int AS acked,
+       count(*) FILTER (WHERE state <> 'acked')::int AS not_acked
   FROM erasure_tasks
  WHERE request_id = ANY ($1::uuid[])
  GROUP BY request_id`;
@@ -286,56 +290,57 @@ journal_row AS (
 SELECT id FROM moved`;
 
 /**
- * The requests whose every task is terminal, in one statement: the status moves, the
- * completed event goes to the outbox and the journal says so. Its guard (`status NOT IN`
- * the final ones, under the request locks) lets exactly one caller emit each request's
- * event. Outcomes are read in the same statement as the status change: the caller's task
- * updates are already visible to it (earlier statements of this transaction).
+ * The requests whose every task is terminal, in one statement: the status moves, with
+ * completed_at (for needs_attention too: it is when every task became terminal), and the
+ * journal says so. Its guard (`status NOT IN` the final ones, under the request locks) lets
+ * exactly one caller settle each request, and so write its completed event (the caller
+ * does, with the ids returned, in a later statement of this transaction: the task updates
+ * are visible to it, and the request locks keep every other task writer out meanwhile).
+ *
+ * The requests linked to these (same subject, not fanned out again: these tasks did their
+ * erasure) settle with them, with the same status and their own journal entry; one
+ * withdrawn before (cancelled) stays as it is. Their rows are locked here, after their
+ * primary's: cancel-request.ts takes a linked request's primary before the request too.
  */
 const COMPLETE_REQUESTS = `
 WITH input AS (
-  SELECT * FROM unnest($1::uuid[], $2::text[]) AS i(id, final_status)
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[]) AS i(id, final_status, acked, not_acked)
 ),
 done AS (
   UPDATE erasure_requests r
-     SET status = i.final_status,
-         completed_at = CASE WHEN i.final_status = 'completed' THEN now() END
+     SET status = i.final_status, completed_at = now()
     FROM input i
    WHERE r.id = i.id AND r.status NOT IN ('completed', 'needs_attention', 'cancelled')
-  RETURNING r.id, r.status, r.subject_hash
+  RETURNING r.id, r.status, i.acked, i.not_acked
 ),
-outcomes AS (
-  SELECT request_id,
-         jsonb_agg(jsonb_build_object(
-           'target', target, 'state', state, 'outcome', outcome, 'ackedAt', acked_at, 'attempts', attempts)
-           ORDER BY target) AS list,
-         count(*) FILTER (WHERE state = 'acked') AS acked,
-         count(*) FILTER (WHERE state <> 'acked') AS not_acked
-    FROM erasure_tasks
-   WHERE request_id IN (SELECT id FROM done)
-   GROUP BY request_id
+linked AS (
+  UPDATE erasure_requests l
+     SET status = d.status, completed_at = now()
+    FROM done d
+   WHERE l.linked_to = d.id AND l.status NOT IN ('completed', 'needs_attention', 'cancelled')
+  RETURNING l.id, l.status, l.linked_to, d.acked, d.not_acked
 ),
-event AS (
-  INSERT INTO outbox (topic, event_key, payload, request_id)
-  SELECT $3, encode(d.subject_hash, 'hex'),
-         jsonb_build_object('requestId', d.id, 'completedAt', now(), 'status', d.status,
-                            'outcomes', coalesce(o.list, '[]'::jsonb)),
-         d.id
-    FROM done d LEFT JOIN outcomes o ON o.request_id = d.id
-   ORDER BY d.id
+finished AS (
+  SELECT id, status, NULL::uuid AS linked_to, acked, not_acked FROM done
+  UNION ALL
+  SELECT id, status, linked_to, acked, not_acked FROM linked
 ),
 journal_row AS (
   INSERT INTO journal (request_id, kind, actor, detail)
-  SELECT d.id, 'request.completed', $4,
-         jsonb_build_object('status', d.status, 'acked', coalesce(o.acked, 0), 'notAcked', coalesce(o.not_acked, 0))
-    FROM done d LEFT JOIN outcomes o ON o.request_id = d.id
-   ORDER BY d.id
+  SELECT id, 'request.completed', $5,
+         jsonb_strip_nulls(jsonb_build_object(
+           'status', status, 'acked', acked, 'notAcked', not_acked, 'linkedTo', linked_to))
+    FROM finished
+   ORDER BY id
 )
-SELECT id, status FROM done`;
+SELECT id, status, coalesce(linked_to, id) AS tasks_of
+  FROM finished
+ ORDER BY linked_to IS NOT NULL, id`;
 
 /**
  * settleRequest for many requests at once (every one locked by the caller): a fixed number
- * of statements. Returns the status of each request that changed.
+ * of statements. Returns the status of each request that changed, linked requests that
+ * settled with their primary included.
  */
 export async function settleRequests(
   client: pg.ClientBase,
@@ -344,7 +349,7 @@ export async function settleRequests(
 ): Promise<Map<string, string>> {
   const changed = new Map<string, string>();
   if (requests.length === 0) return changed;
-  const counts = await client.query<{ request_id: string; open: number; failed: number }>({
+  const counts = await client.query<{ request_id: string; open: number; acked: number; not_acked: number }>({
     name: 'settle_count_open_tasks',
     text: COUNT_OPEN_TASKS,
     values: [requests.map((r) => r.id)],
@@ -360,16 +365,21 @@ export async function settleRequests(
     for (const r of moved.rows) changed.set(r.id, 'in_progress');
   }
   if (finished.length > 0) {
-    const done = await client.query<{ id: string; status: string }>({
+    const done = await client.query<{ id: string; status: string; tasks_of: string }>({
       name: 'settle_complete_requests',
       text: COMPLETE_REQUESTS,
       values: [
         finished.map((c) => c.request_id),
-        finished.map((c) => (c.failed === 0 ? 'completed' : 'needs_attention')),
-        TOPICS.completed,
+        finished.map((c) => (c.not_acked === 0 ? 'completed' : 'needs_attention')),
+        finished.map((c) => c.acked),
+        finished.map((c) => c.not_acked),
         actor,
       ],
     });
+    await writeCompletedEvents(
+      client,
+      done.rows.map((r) => ({ id: r.id, tasksOf: r.tasks_of })),
+    );
     for (const r of done.rows) changed.set(r.id, r.status);
   }
   return changed;

@@ -43,6 +43,7 @@ export class ProblemError extends ErasureError {
 /** Every problem code the HTTP API answers with, its status and its title. */
 export const PROBLEM_CODES = {
   ERR_MALFORMED_JSON: { status: 400, title: 'Malformed JSON' },
+  ERR_DUPLICATE_KEY: { status: 400, title: 'Duplicate JSON key' },
   ERR_INVALID_UTF8: { status: 400, title: 'Body is not valid UTF-8' },
   ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
   ERR_BODY_TOO_LARGE: { status: 413, title: 'Body too large' },
@@ -62,6 +63,10 @@ export const PROBLEM_CODES = {
   ERR_CONFLICT: { status: 409, title: 'Conflict' },
   ERR_INVALID_TARGET: { status: 400, title: 'Invalid target' },
   ERR_INVALID_CURSOR: { status: 400, title: 'Invalid cursor' },
+  ERR_MALFORMED_HTTP: { status: 400, title: 'Malformed HTTP request' },
+  ERR_HEADERS_TOO_LARGE: { status: 431, title: 'Request headers too large' },
+  ERR_REQUEST_TIMEOUT: { status: 408, title: 'Request timed out' },
+  ERR_EXPECTATION_FAILED: { status: 417, title: 'Expectation not supported' },
   ERR_UNAVAILABLE: { status: 503, title: 'Dependency unavailable' },
   ERR_INTERNAL: { status: 500, title: 'Internal error' },
 } as const;

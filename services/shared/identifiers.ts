@@ -36,6 +36,7 @@ export const BUILTIN_TYPES: readonly IdentifierType[] = [
 const EMAIL =
   /^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
 const E164 = /^\+[1-9]\d{6,14}$/;
+const INVISIBLE_ONLY = /^[\p{Cf}\p{Default_Ignorable_Code_Point}\s]+$/u;
 const OPAQUE = /^[\x21-\x7e\u00a0-\uffff](?:[\x20-\x7e\u00a0-\uffff]*[\x21-\x7e\u00a0-\uffff])?$/;
 
 /**
@@ -66,7 +67,10 @@ export function normaliseIdentifier(
   const t = types.get(id.type);
   if (!t) return { code: 'ERR_UNKNOWN_IDENTIFIER_TYPE', message: `unknown identifier type "${id.type}"` };
   let v = id.value.normalize('NFC').trim();
-  if (v.length === 0) return invalid(t, 'is empty');
+  // Made only of characters that show nothing (U+200B zero width space, U+2060 word joiner,
+  // U+FEFF, soft hyphens, variation selectors...): empty to a person reading it, and no
+  // system holds a subject under such an identifier. Checked only for a non-ASCII start.
+  if (v.length === 0 || (v.charCodeAt(0) > 0x7f && INVISIBLE_ONLY.test(v))) return invalid(t, 'is empty');
   if (v.length > t.maxLength) return invalid(t, `is longer than ${t.maxLength} characters`);
   switch (t.name) {
     case 'email':

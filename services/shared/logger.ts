@@ -44,9 +44,16 @@ function redactValue(v: unknown, depth: number): unknown {
   return out;
 }
 
+/**
+ * Keys whose string values are often a foreign error's message (`error: err.message`), or a
+ * partner's free text: scrubbed like an Error's message.
+ */
+const MESSAGE_KEYS = new Set(['error', 'reason', 'cause', 'detail', 'lastError']);
+
 const redact = winston.format((info) => {
   for (const key of Object.keys(info)) {
     if (REDACTED_KEYS.has(key)) info[key] = '[redacted]';
+    else if (MESSAGE_KEYS.has(key) && typeof info[key] === 'string') info[key] = scrub(info[key]);
     else if (
       key === 'error' &&
       typeof info[key] === 'object' &&

@@ -15,7 +15,7 @@ export interface TargetHttp {
   headers: Record<string, string>; // default {}; at most 50; values may be secrets
   bodyTemplate: string | null; // default null; JSON, identifiers JSON-escaped; at most 64 KiB
   timeoutMs: number; // per call, 100..120000, default 10000
-  rateLimitPerSecond: number; // calls per second, above 0 and at most 100000, default 50
+  rateLimitPerSecond: number; // calls per second, 0.01..100000, default 50
   concurrency: number; // calls in flight, 1..256, default 4
   notFoundStatuses: number[]; // statuses that mean "no such subject", 400..499, default [404]
   // The three below are optional and kept only when given, so targets registered before
@@ -73,6 +73,7 @@ const HTTP_FIELDS = new Set(
     ' ',
   ),
 );
+const MIN_RATE_PER_SECOND = 0.01;
 const AUTH_FIELDS = new Set(['type', 'secretRef']);
 const AUTH_TYPES = ['bearer', 'basic', 'hmac_sha256'] as const;
 const SECRET_REF = /^[A-Z][A-Z0-9_]{0,63}$/;
@@ -245,9 +246,11 @@ function parseHttp(c: Checker, v: unknown, types: string[] | undefined): TargetH
       c.add('ERR_INVALID_TARGET', 'http.bodyTemplate', 'is not JSON once filled in (quote each placeholder)');
     }
   }
+  // At least one call per 100 s: 1e-300/s means a wait of 1e303 s between calls, beyond
+  // what a timer can hold (node cuts such a delay to 1 ms), and a target that slow is a typo.
   const rate = v.rateLimitPerSecond ?? 50;
-  if (typeof rate !== 'number' || !(rate > 0 && rate <= 100_000)) {
-    c.add('ERR_VALIDATION', 'http.rateLimitPerSecond', 'must be a number above 0, at most 100000');
+  if (typeof rate !== 'number' || !(rate >= MIN_RATE_PER_SECOND && rate <= 100_000)) {
+    c.add('ERR_VALIDATION', 'http.rateLimitPerSecond', 'must be a number from 0.01 to 100000');
   }
   const statuses = v.notFoundStatuses ?? [404];
   if (!Array.isArray(statuses) || !statuses.every((n) => Number.isInteger(n) && n >= 400 && n <= 499)) {

@@ -148,7 +148,9 @@ describe('acknowledgements', () => {
     assert.equal(res.body.requestStatus, 'needs_attention');
     const s = await snapshot(id);
     assert.equal(s.request[0].status, 'needs_attention');
-    assert.equal(s.request[0].completed_at, null);
+    assert.ok(s.request[0].completed_at, 'every task is terminal: completed_at is when');
+    const read = await api.call('GET', `/v1/erasure-requests/${id}`, { token: intake });
+    assert.equal(read.body.completedAt, new Date(s.request[0].completed_at).toISOString());
     const beta = s.tasks.find((t: any) => t.target === 'beta-events');
     assert.equal(beta.state, 'failed');
     assert.equal(beta.outcome, null);
@@ -159,6 +161,65 @@ describe('acknowledgements', () => {
     assert.equal(events[0].payload.status, 'needs_attention');
     const failed = (await journal(id)).find((j: any) => j.kind === 'task.failed');
     assert.deepEqual(failed.detail, { target: 'beta-events', status: 'failed', detailLength: 1000 });
+  });
+
+  it('settles the requests linked to a request with it: own status, completedAt, event and journal entry', async () => {
+    const subject = `u-${randomUUID()}`;
+    const submit = async (reason: string) => {
+      const res = await api.call('POST', '/v1/erasure-requests', {
+        token: intake,
+        headers: { 'idempotency-key': randomUUID() },
+        body: { identifiers: [{ type: 'user_id', value: subject }], reason },
+      });
+      assert.equal(res.status, 202, JSON.stringify(res.body));
+      return res.body.id as string;
+    };
+    const primary = await submit('gdpr_art17');
+    const linked = await submit('ccpa');
+    const withdrawn = await submit('account_deletion');
+    const cancel = await api.call('POST', `/v1/erasure-requests/${withdrawn}/cancel`, { token: intake });
+    assert.equal(cancel.status, 200);
+
+    await ack('alpha-events', primary, 'deleted');
+    assert.equal((await completedEvents(linked)).length, 0, 'not before the primary settles');
+    assert.equal((await ack('beta-events', primary, 'not_found')).body.requestStatus, 'completed');
+
+    const rows = async (id: string) =>
+      (await api.db.pool.query(`SELECT status, completed_at FROM erasure_requests WHERE id = $1`, [id]))
+        .rows[0];
+    const [p, l, w] = [await rows(primary), await rows(linked), await rows(withdrawn)];
+    assert.deepEqual(l, { status: 'completed', completed_at: p.completed_at }, 'its own row settled');
+    assert.equal(w.status, 'cancelled', 'a withdrawn request stays withdrawn');
+    assert.equal(w.completed_at, null);
+
+    const [primaryEvent] = await completedEvents(primary);
+    const linkedEvents = await completedEvents(linked);
+    assert.equal(linkedEvents.length, 1, 'one completed event of its own');
+    assert.equal(linkedEvents[0].event_key, primaryEvent.event_key, 'keyed by the same subject');
+    assert.deepEqual(linkedEvents[0].payload, { ...primaryEvent.payload, requestId: linked });
+    assert.equal(primaryEvent.payload.outcomes.length, 2, "the primary's outcomes");
+    assert.ok(
+      (await completedEvents(withdrawn)).every((e: any) => e.payload.status === 'cancelled'),
+      'no completion for a withdrawn request',
+    );
+    const completion = (await journal(linked)).filter((j: any) => j.kind === 'request.completed');
+    assert.deepEqual(
+      completion.map((j: any) => j.detail),
+      [{ status: 'completed', acked: 2, notAcked: 0, linkedTo: primary }],
+    );
+    assert.equal((await journal(withdrawn)).at(-1).kind, 'request.cancelled');
+
+    const read = await api.call('GET', `/v1/erasure-requests/${linked}`, { token: intake });
+    assert.equal(read.body.status, 'completed');
+    assert.equal(read.body.completedAt, p.completed_at.toISOString());
+    const listed = await api.call('GET', '/v1/erasure-requests?status=completed&limit=500', {
+      token: intake,
+    });
+    assert.ok(listed.body.items.some((i: any) => i.id === linked && i.completedAt === read.body.completedAt));
+
+    // A duplicate ack settles nothing again, for the primary or the requests linked to it.
+    assert.equal((await ack('beta-events', primary, 'not_found')).body.result, 'duplicate');
+    assert.equal((await completedEvents(linked)).length, 1);
   });
 
   it('duplicates and conflicting later acks change nothing', async () => {

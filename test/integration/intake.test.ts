@@ -3,6 +3,10 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { PassThrough } from 'node:stream';
+import { loadApiConfig } from '../../services/api/config.ts';
+import { start } from '../../services/api/index.ts';
+import { createLogger } from '../../services/shared/logger.ts';
 import { claimOutboxBatch } from '../../services/relay/claim-outbox-batch.ts';
 import { startTestApi, type TestApi } from '../helpers/api.ts';
 
@@ -169,6 +173,38 @@ describe('intake API', () => {
     assert.equal(racers.filter((r) => r.status === 202 && r.body.linkedTo).length, 9);
   });
 
+  it('never links across owners: each owner’s request fans out itself and stays its own', async () => {
+    const alice = await api.token(['submit', 'read'], { owner: 'link-alice' });
+    const bob = await api.token(['submit', 'read'], { owner: 'link-bob' });
+    const a = await submit(api, 'owners-1', gdpr('two-owner-subject', { priority: 'bulk' }), alice);
+    const tasksBefore = await count(api, 'erasure_tasks');
+    const b = await submit(api, 'owners-1', gdpr('two-owner-subject'), bob);
+    assert.equal(b.status, 202);
+    assert.notEqual(b.body.id, a.body.id);
+    assert.equal(b.body.linkedTo ?? null, null, 'not linked to another owner’s request');
+    assert.equal(await count(api, 'erasure_tasks'), tasksBefore + 2, 'its own fan-out');
+    const bView = await api.call('GET', `/v1/erasure-requests/${b.body.id}`, { token: bob });
+    assert.ok(
+      bView.body.journal.every((e: { kind: string }) => e.kind !== 'request.linked'),
+      'no trace of the other owner’s request',
+    );
+    // Alice's request is neither moved forward by Bob's nor kept from being cancelled.
+    const aView = await api.call('GET', `/v1/erasure-requests/${a.body.id}`, { token: alice });
+    assert.ok(aView.body.journal.every((e: { kind: string }) => e.kind !== 'request.escalated'));
+    const cancel = await api.call('POST', `/v1/erasure-requests/${a.body.id}/cancel`, { token: alice });
+    assert.equal(cancel.status, 200);
+    // The same owner's second request still links (one fan-out per subject and owner), to
+    // its own owner's first request even while another owner's is in flight too (ids are
+    // random: six subjects make a wrong pick show up almost surely).
+    for (let k = 0; k < 6; k++) {
+      const subject = gdpr(`two-owner-subject-${k}`);
+      await submit(api, `owners-a-${k}`, subject, alice);
+      const own = await submit(api, `owners-b-${k}`, subject, bob);
+      const again = await submit(api, `owners-b2-${k}`, subject, bob);
+      assert.equal(again.body.linkedTo, own.body.id, `subject ${k}`);
+    }
+  });
+
   it('never links to a primary a cancel is committing; the new request fans out itself', async () => {
     const body = gdpr('link-cancel-race');
     const primary = await submit(api, 'link-cancel-1', body);
@@ -231,6 +267,117 @@ describe('intake API', () => {
     assert.equal(refused.status, 409);
     assert.equal(refused.body.reasonCode, 'not_cancellable_status');
     assert.equal((await api.call('GET', `/v1/erasure-requests/${late.body.id}`)).body.status, 'in_progress');
+  });
+
+  it("writes a cancelled request's completed event in the cancel: its tasks cancelled, none for a linked one", async () => {
+    const primary = await submit(api, 'cxl-event-1', gdpr('cxl-event-subject'));
+    const linked = await submit(api, 'cxl-event-2', { ...gdpr('cxl-event-subject'), reason: 'ccpa' });
+    assert.equal(linked.body.linkedTo, primary.body.id);
+    const completedEvents = async (id: string) =>
+      (
+        await api.db.pool.query(
+          `SELECT event_key, status, payload FROM outbox
+            WHERE request_id = $1 AND topic = 'privacy.erasure.completed.v1' ORDER BY id`,
+          [id],
+        )
+      ).rows;
+    const { rows: subject } = await api.db.pool.query(
+      `SELECT encode(subject_hash, 'hex') AS key FROM erasure_requests WHERE id = $1`,
+      [primary.body.id],
+    );
+    const sameInstant = (a: string, b: string) => Math.abs(Date.parse(a) - Date.parse(b)) < 1;
+
+    // A linked request withdrawn: its own event, with no outcomes (it was routed nowhere).
+    const withdrawn = await api.call('POST', `/v1/erasure-requests/${linked.body.id}/cancel`);
+    assert.equal(withdrawn.status, 200);
+    const [l, ...moreL] = await completedEvents(linked.body.id);
+    assert.equal(moreL.length, 0);
+    assert.equal(l.status, 'pending', 'for the relay to publish');
+    assert.equal(l.event_key, subject[0].key, 'keyed by the subject, after its earlier events');
+    assert.deepEqual(
+      { ...l.payload, completedAt: 'x' },
+      {
+        requestId: linked.body.id,
+        completedAt: 'x',
+        status: 'cancelled',
+        outcomes: [],
+      },
+    );
+    assert.ok(sameInstant(l.payload.completedAt, withdrawn.body.cancelledAt), 'completedAt: when cancelled');
+
+    // The primary, once nothing is linked to it any more: its tasks, every one cancelled.
+    const cancelled = await api.call('POST', `/v1/erasure-requests/${primary.body.id}/cancel`);
+    assert.equal(cancelled.status, 200);
+    const [p, ...moreP] = await completedEvents(primary.body.id);
+    assert.equal(moreP.length, 0);
+    assert.equal(p.status, 'pending', "not cancelled with the request's erasure event");
+    assert.equal(p.event_key, subject[0].key);
+    assert.deepEqual(
+      { ...p.payload, completedAt: 'x' },
+      {
+        requestId: primary.body.id,
+        completedAt: 'x',
+        status: 'cancelled',
+        outcomes: ['orders-db', 'profiles'].map((target) => ({
+          target,
+          state: 'cancelled',
+          outcome: null,
+          ackedAt: null,
+          attempts: 0,
+        })),
+      },
+    );
+    assert.ok(sameInstant(p.payload.completedAt, cancelled.body.cancelledAt));
+
+    // Cancelling again, or a cancel refused, writes no event.
+    assert.equal((await api.call('POST', `/v1/erasure-requests/${primary.body.id}/cancel`)).status, 200);
+    assert.equal((await completedEvents(primary.body.id)).length, 1, 'once per request');
+    const late = await submit(api, 'cxl-event-3', gdpr('cxl-event-subject-2'));
+    await api.db.pool.query(
+      `UPDATE erasure_tasks SET state = 'dispatched' WHERE request_id = $1 AND target = 'profiles'`,
+      [late.body.id],
+    );
+    assert.equal((await api.call('POST', `/v1/erasure-requests/${late.body.id}/cancel`)).status, 409);
+    assert.equal((await completedEvents(late.body.id)).length, 0);
+  });
+
+  it('a cancel of a linked request never deadlocks with the ack that settles its primary', async () => {
+    const primary = await submit(api, 'settle-race-1', gdpr('settle-race-subject'));
+    const linked = await submit(api, 'settle-race-2', { ...gdpr('settle-race-subject'), reason: 'ccpa' });
+    assert.equal(linked.body.linkedTo, primary.body.id);
+    const ack = async (target: string) =>
+      api.call('POST', '/v1/acks', {
+        token: await api.token(['ack'], { target }),
+        body: { requestId: primary.body.id, target, status: 'deleted' },
+      });
+    assert.equal((await ack('orders-db')).status, 200);
+    // Hold the last task so the ack that settles the primary stops holding the primary's lock;
+    // the cancel then waits for that lock too. Settling updates the linked request: a cancel
+    // that had locked the linked request first would wait on the ack while the ack waits on it.
+    const holder = await api.db.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(
+        `SELECT 1 FROM erasure_tasks WHERE request_id = $1 AND target = 'profiles' FOR UPDATE`,
+        [primary.body.id],
+      );
+      const settling = ack('profiles');
+      await waitForLockWait(api, 'erasure_tasks', 'FOR UPDATE OF t');
+      const cancelling = api.call('POST', `/v1/erasure-requests/${linked.body.id}/cancel`);
+      await waitForLockWait(api, 'erasure_requests', 'FOR SHARE');
+      await holder.query('COMMIT');
+      const [settled, refused] = await Promise.all([settling, cancelling]);
+      assert.equal(settled.status, 200, JSON.stringify(settled.body));
+      assert.equal(settled.body.requestStatus, 'completed');
+      assert.equal(refused.status, 409, JSON.stringify(refused.body));
+      assert.equal(refused.body.reasonCode, 'not_cancellable_status');
+    } finally {
+      holder.release();
+    }
+    const { rows } = await api.db.pool.query(`SELECT status FROM erasure_requests WHERE id = $1`, [
+      linked.body.id,
+    ]);
+    assert.equal(rows[0].status, 'completed', 'settled with its primary');
   });
 
   it('brings a primary forward when a request linked to it is due earlier or ranks higher', async () => {
@@ -531,6 +678,71 @@ describe('intake API', () => {
     await new Promise((r) => setTimeout(r, 1600));
     assert.equal((await api.call('GET', '/v1/erasure-requests', { token: expiring.body.token })).status, 401);
     await api.db.pool.query(`UPDATE api_tokens SET revoked_at = now() WHERE owner = 'team-a'`);
+    // The scheme is case-insensitive (RFC 9110); the token is not.
+    const lower = await api.call('GET', '/v1/erasure-requests', {
+      token: null,
+      headers: { authorization: `bEARER ${api.adminToken}` },
+    });
+    assert.equal(lower.status, 200);
+    const wrongCase = await api.call('GET', '/v1/erasure-requests', { token: api.adminToken.toUpperCase() });
+    assert.equal(wrongCase.status, 401);
+  });
+
+  it('revokes the admin token bootstrapped before when ERASURE_ADMIN_TOKEN changes', async () => {
+    const rotated = `adm_${randomUUID()}`;
+    const second = await start(
+      loadApiConfig({
+        ...process.env,
+        DATABASE_URL: api.db.url,
+        PORT: '0',
+        HOST: '127.0.0.1',
+        ERASURE_ADMIN_TOKEN: rotated,
+        TOKEN_CACHE_MS: '0',
+        LOG_LEVEL: 'error',
+      }),
+      createLogger({ service: 'api', level: 'error', stream: new PassThrough() }),
+    );
+    try {
+      const get = (token: string) =>
+        fetch(`${second.url}/v1/erasure-requests?limit=1`, { headers: { authorization: `Bearer ${token}` } });
+      assert.equal((await get(rotated)).status, 200);
+      assert.equal((await get(api.adminToken)).status, 401, 'the earlier admin token is revoked');
+      const { rows } = await api.db.pool.query(
+        `SELECT count(*)::int AS n FROM api_tokens WHERE description = 'ERASURE_ADMIN_TOKEN' AND revoked_at IS NULL`,
+      );
+      assert.equal(rows[0].n, 1);
+    } finally {
+      await second.stop();
+    }
+    const restored = await start(
+      loadApiConfig({
+        ...process.env,
+        DATABASE_URL: api.db.url,
+        PORT: '0',
+        HOST: '127.0.0.1',
+        ERASURE_ADMIN_TOKEN: api.adminToken,
+        LOG_LEVEL: 'error',
+      }),
+      createLogger({ service: 'api', level: 'error', stream: new PassThrough() }),
+    );
+    await restored.stop();
+    // Rolled back to the earlier value: it works again, and the newer one is revoked.
+    assert.equal((await api.call('GET', '/v1/erasure-requests?limit=1')).status, 200);
+    assert.equal((await api.call('GET', '/v1/erasure-requests?limit=1', { token: rotated })).status, 401);
+  });
+
+  it('refuses to start, instead of saying it listens, when its port is taken', async () => {
+    const cfg = loadApiConfig({
+      ...process.env,
+      DATABASE_URL: api.db.url,
+      PORT: new URL(api.url).port,
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'error',
+    });
+    await assert.rejects(
+      start(cfg, createLogger({ service: 'api', level: 'error', stream: new PassThrough() })),
+      /EADDRINUSE/,
+    );
   });
 
   it('registers custom identifier types and validates values against them', async () => {
@@ -723,6 +935,11 @@ describe('intake API', () => {
       (await api.call('GET', `/v1/erasure-requests?cursor=${cursor}`)).body.code,
       'ERR_INVALID_CURSOR',
     );
+    // Year 0000 is a JS date but not a PostgreSQL timestamptz.
+    const yearZero = Buffer.from(JSON.stringify(['0000-01-01T00:00:00.000000Z', randomUUID()])).toString(
+      'base64url',
+    );
+    assert.equal((await api.call('GET', `/v1/erasure-requests?cursor=${yearZero}`)).status, 400);
     const encoding = await api.call('GET', '/v1/erasure-requests/%E0%A4%A');
     assert.equal(encoding.status, 400);
     // A lone surrogate in one batch item, a target or an ack: PostgreSQL's jsonb refuses it.

@@ -47,6 +47,27 @@ describe('identifier normalisation', () => {
     assert.equal((norm('user_id', 'x'.repeat(257)) as { code: string }).code, 'ERR_INVALID_IDENTIFIER');
   });
 
+  it('treats a value made only of invisible characters as empty, in every type', () => {
+    for (const value of [
+      '\u200b',
+      '\u200c\u200d',
+      '\u2060',
+      '\ufeff\u200b',
+      ' \u00ad ',
+      '\u180e',
+      '\u{E0001}\u{E0020}',
+      '\u3164',
+    ])
+      for (const type of ['user_id', 'device_id', 'email', 'phone', 'loyalty_card']) {
+        const res = norm(type, value) as { code: string; message: string };
+        assert.equal(res.code, 'ERR_INVALID_IDENTIFIER', `${type} ${JSON.stringify(value)}`);
+        assert.match(res.message, /is empty/);
+      }
+    // Visible text with such a character in it is still a value (not changed here).
+    assert.deepEqual(norm('user_id', 'a\u200bb'), { value: 'a\u200bb' });
+    assert.deepEqual(norm('user_id', '\u00e9t\u00e9'), { value: '\u00e9t\u00e9' });
+  });
+
   it('applies a custom type’s pattern and length, anchored', () => {
     assert.deepEqual(norm('loyalty_card', 'LC-1234'), { value: 'LC-1234' });
     assert.equal((norm('loyalty_card', 'xLC-1234') as { code: string }).code, 'ERR_INVALID_IDENTIFIER');

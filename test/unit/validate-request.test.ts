@@ -44,6 +44,10 @@ describe('erasure request validation', () => {
       [{ ...valid, notBefore: 'tomorrow' }, 'ERR_VALIDATION'],
       [{ ...valid, notBefore: '2026-01-01T00:00:00' }, 'ERR_VALIDATION'],
       [{ ...valid, notBefore: '2999-01-01T00:00:00Z' }, 'ERR_VALIDATION'],
+      // Year 0 / BC in UTC: PostgreSQL stores it as BC and the relay cannot encode it.
+      [{ ...valid, notBefore: '0000-01-01T00:00:00Z' }, 'ERR_VALIDATION'],
+      [{ ...valid, notBefore: '0001-01-01T00:00:00+01:00' }, 'ERR_VALIDATION'],
+      [{ ...valid, notBefore: '1969-12-31T23:59:59.999Z' }, 'ERR_VALIDATION'],
       [
         { ...valid, identifiers: Array.from({ length: 21 }, (_, i) => ({ type: 'user_id', value: `${i}` })) },
         'ERR_VALIDATION',
@@ -55,6 +59,21 @@ describe('erasure request validation', () => {
         code,
         JSON.stringify(body),
       );
+  });
+
+  it('takes notBefore from 1970-01-01T00:00:00Z to 90 days ahead, past times included', () => {
+    const now = new Date('2026-06-01T00:00:00Z');
+    for (const notBefore of ['1970-01-01T00:00:00Z', '1970-01-01T01:00:00+01:00', '2020-01-01T00:00Z'])
+      assert.equal(
+        validateErasureRequest({ ...valid, notBefore }, types, [], now).notBefore?.toISOString(),
+        new Date(notBefore).toISOString(),
+      );
+    assert.equal(
+      codeOf(() =>
+        validateErasureRequest({ ...valid, notBefore: '1970-01-01T00:59:59+01:00' }, types, [], now),
+      ),
+      'ERR_VALIDATION',
+    );
   });
 
   it('checks Idempotency-Key presence and shape', () => {

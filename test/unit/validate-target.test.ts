@@ -129,6 +129,7 @@ describe('validateTargetCreate: valid targets and defaults', () => {
   it('accepts the range limits', () => {
     valueOf(create(asyncBody({ ackSlaSeconds: 1, owner: 'o'.repeat(200) })));
     valueOf(withHttp({ timeoutMs: 100, concurrency: 1, rateLimitPerSecond: 100_000, notFoundStatuses: [] }));
+    valueOf(withHttp({ rateLimitPerSecond: 0.01 }));
     valueOf(withHttp({ notFoundStatuses: [400, 499] }));
     valueOf(create(asyncBody({ name: 'ab' })));
     valueOf(create(asyncBody({ name: `a${'b'.repeat(62)}` })));
@@ -262,6 +263,8 @@ describe('validateTargetCreate: fields', () => {
       ['rateLimitPerSecond', 0],
       ['rateLimitPerSecond', -1],
       ['rateLimitPerSecond', 100_001],
+      ['rateLimitPerSecond', 1e-300], // a wait of 1e303 s between calls
+      ['rateLimitPerSecond', 0.009],
       ['rateLimitPerSecond', '5'],
       ['concurrency', 0],
       ['concurrency', 257],

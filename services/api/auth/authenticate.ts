@@ -9,6 +9,9 @@ declare module 'express-serve-static-core' {
   }
 }
 
+/** A bearer token's alphabet and length; ERASURE_ADMIN_TOKEN is checked against it at start. */
+export const BEARER_TOKEN = /^[A-Za-z0-9._~+/=-]{16,200}$/;
+
 /** Bearer authentication and the per-token rate limit (429 with Retry-After). */
 export function authenticate(deps: {
   tokens: TokenStore;
@@ -18,9 +21,18 @@ export function authenticate(deps: {
 }): RequestHandler {
   const buckets = new Map<string, TokenBucket>();
   return async (req: Request, res: Response, next: NextFunction) => {
+    // node keeps the first of two Authorization headers and drops the other: which token
+    // is meant is ambiguous (a proxy may have added one), so neither is used.
+    if (authorizationHeaders(req.rawHeaders) > 1) {
+      res.setHeader('WWW-Authenticate', 'Bearer error="invalid_request"');
+      throw problem('ERR_VALIDATION', 'send one Authorization header, not several', {
+        field: 'Authorization',
+      });
+    }
     const header = req.headers.authorization ?? '';
-    const m = /^Bearer ([A-Za-z0-9._~+/=-]{16,200})$/.exec(header);
-    if (!m) {
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    const m = /^Bearer (.*)$/i.exec(header);
+    if (!m || !BEARER_TOKEN.test(m[1]!)) {
       res.setHeader('WWW-Authenticate', 'Bearer');
       throw problem('ERR_UNAUTHENTICATED', 'send Authorization: Bearer <token>');
     }
@@ -46,6 +58,14 @@ export function authenticate(deps: {
     req.principal = principal;
     next();
   };
+}
+
+/** How many Authorization headers the request has (rawHeaders: name, value, name, ...). */
+function authorizationHeaders(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2)
+    if (raw[i]!.length === 13 && raw[i]!.toLowerCase() === 'authorization') n++;
+  return n;
 }
 
 export function requireScope(scope: Scope): RequestHandler {

@@ -92,8 +92,18 @@ export function createTokenStore(deps: { pool: pg.Pool; cacheMs: number; now?: (
       return { id, token };
     },
     async bootstrapAdmin(token) {
+      // Rotation: a changed ERASURE_ADMIN_TOKEN revokes the one bootstrapped before it (the
+      // newest start wins), so an old value in a leaked environment stops working.
       await deps.pool.query(
-        `INSERT INTO api_tokens (id, token_sha256, owner, scopes, description)
+        `WITH earlier AS (
+           UPDATE api_tokens
+              SET revoked_at = now()
+            WHERE owner = 'admin'
+              AND description = 'ERASURE_ADMIN_TOKEN'
+              AND token_sha256 <> $2
+              AND revoked_at IS NULL
+         )
+         INSERT INTO api_tokens (id, token_sha256, owner, scopes, description)
          VALUES ($1, $2, 'admin', ARRAY['admin', 'submit', 'read'], 'ERASURE_ADMIN_TOKEN')
          ON CONFLICT (token_sha256) DO UPDATE SET revoked_at = NULL`,
         [randomUUID(), hashToken(token)],

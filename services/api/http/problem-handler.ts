@@ -1,4 +1,4 @@
-import type { ErrorRequestHandler, Response } from 'express';
+import type { ErrorRequestHandler, Request, Response } from 'express';
 import { ErasureError, PROBLEM_CODES, type ProblemCode } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
 
@@ -23,27 +23,68 @@ export function sendProblem(
 }
 
 /**
+ * Errors meaning a dependency is down or refusing us, not that this request is wrong:
+ * answered 503 with Retry-After so clients retry (with the same Idempotency-Key).
+ * Connection refused; PostgreSQL shutting down or starting (57P01, 57P03), out of
+ * connections (53300), connection lost or never made (08006, 08001); and a PostgreSQL that
+ * refuses our credentials or lacks our database (28P01, 28000, 3D000): a deployment fault,
+ * but the request was fine and nothing was written.
+ */
+const UNAVAILABLE = new Set([
+  'ECONNREFUSED',
+  '57P01',
+  '57P03',
+  '53300',
+  '08006',
+  '08001',
+  '28P01',
+  '28000',
+  '3D000',
+]);
+
+/**
+ * The client went away mid-request: it closed or reset the connection while its body was
+ * being read, or the server closed it (request timeout, see harden-server.ts). Nothing is
+ * wrong on our side, and there is no one to answer.
+ */
+function clientWentAway(err: { code?: string }, req: Request): boolean {
+  return err.code === 'ECONNRESET' && !req.complete;
+}
+
+/**
  * Every error leaves as RFC 9457 problem+json with a stable code. Known errors keep their
  * status; anything unexpected is logged (without the request body) and answered 500, and a
- * dropped database connection answers 503 so clients retry.
+ * dropped database connection answers 503 so clients retry. Nothing is written to a socket
+ * that is already closed.
  */
 export function problemHandler(logger: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
     if (res.headersSent) return;
-    if (err instanceof ErasureError && err.code in PROBLEM_CODES) {
-      sendProblem(res, err.code as ProblemCode, err.message, err.detail ?? {}, err.status);
+    const e = err as { type?: string; status?: number; code?: string };
+    if (clientWentAway(e, req)) {
+      logger.debug('client went away before its request was read', {
+        code: 'ERR_CLIENT_ABORTED',
+        method: req.method,
+        route: req.route?.path,
+      });
       return;
     }
+    // A closed socket (answered 408 by harden-server.ts, or reset) takes no answer.
+    const send: typeof sendProblem = (...args) => {
+      if (!req.socket.destroyed) sendProblem(...args);
+    };
+    if (err instanceof ErasureError && err.code in PROBLEM_CODES) {
+      return send(res, err.code as ProblemCode, err.message, err.detail ?? {}, err.status);
+    }
     // body-parser style errors from any middleware that still uses it.
-    const e = err as { type?: string; status?: number; code?: string };
-    if (e.type === 'entity.too.large') return sendProblem(res, 'ERR_BODY_TOO_LARGE', 'the body is too large');
+    if (e.type === 'entity.too.large') return send(res, 'ERR_BODY_TOO_LARGE', 'the body is too large');
     if (e.type === 'entity.parse.failed')
-      return sendProblem(res, 'ERR_MALFORMED_JSON', 'the body is not valid JSON');
+      return send(res, 'ERR_MALFORMED_JSON', 'the body is not valid JSON');
     // Express's own client errors, e.g. a path parameter that is not valid percent-encoding.
     if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
-      return sendProblem(res, 'ERR_VALIDATION', 'the request could not be parsed', {}, 400);
+      return send(res, 'ERR_VALIDATION', 'the request could not be parsed', {}, 400);
     }
-    const unavailable = ['ECONNREFUSED', '57P01', '57P03', '53300', '08006', '08001'].includes(e.code ?? '');
+    const unavailable = UNAVAILABLE.has(e.code ?? '');
     logger.error('request failed', {
       code: unavailable ? 'ERR_UNAVAILABLE' : 'ERR_INTERNAL',
       method: req.method,
@@ -52,8 +93,8 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
     });
     if (unavailable) {
       res.setHeader('Retry-After', '1');
-      return sendProblem(res, 'ERR_UNAVAILABLE', 'a dependency is unavailable; retry later');
+      return send(res, 'ERR_UNAVAILABLE', 'a dependency is unavailable; retry later');
     }
-    sendProblem(res, 'ERR_INTERNAL', 'internal error');
+    send(res, 'ERR_INTERNAL', 'internal error');
   };
 }

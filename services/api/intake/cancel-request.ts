@@ -1,11 +1,14 @@
 import type pg from 'pg';
 import { problem } from '../../shared/errors.ts';
+import { writeCompletedEvents } from '../../shared/write-completed-events.ts';
 import { REQUESTED_TOPIC } from './insert-requests.ts';
 
 /**
  * Cancels a request that has not been dispatched anywhere yet. Locks the request row, then
  * its outbox row: the relay claims outbox rows with FOR UPDATE SKIP LOCKED and a lease, so
  * either we see the event still pending and unleased (and cancel it), or we answer 409.
+ * A cancelled request gets its completed event (status cancelled) in the same transaction,
+ * as one whose tasks all became terminal does.
  */
 export async function cancelRequest(
   pool: pg.Pool,
@@ -15,6 +18,22 @@ export async function cancelRequest(
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
+    // A linked request's primary is locked first (FOR SHARE), the request itself second:
+    // settling a primary locks it and then updates the requests linked to it (apply-ack.ts),
+    // so the other order could deadlock with it. A dispatch or a cancel of the primary that
+    // is committing now is waited for, then read as it ended. linked_to never changes once
+    // written, so it is read before any lock.
+    const link = await client.query<{ linked_to: string | null }>(
+      `SELECT linked_to FROM erasure_requests WHERE id = $1`,
+      [id],
+    );
+    const primaryId = link.rows[0]?.linked_to ?? null;
+    const primary = primaryId
+      ? await client.query<{ status: string }>(
+          `SELECT status FROM erasure_requests WHERE id = $1 FOR SHARE`,
+          [primaryId],
+        )
+      : null;
     // Row lock: concurrent cancels and dispatch decisions on this request serialise here.
     const { rows } = await client.query(
       `SELECT id, owner, status, linked_to, cancelled_at FROM erasure_requests WHERE id = $1 FOR UPDATE`,
@@ -39,13 +58,8 @@ export async function cancelRequest(
     if (r.linked_to !== null) {
       // A linked request has no fan-out of its own: its erasure is its primary's. It can be
       // withdrawn while the primary has not been sent anywhere; after that the subject's
-      // erasure is under way for it too. The primary is locked FOR SHARE so a dispatch or a
-      // cancel of it that is committing now is waited for, then read as it ended.
-      const primary = await client.query<{ status: string }>(
-        `SELECT status FROM erasure_requests WHERE id = $1 FOR SHARE`,
-        [r.linked_to],
-      );
-      const status = primary.rows[0]?.status ?? 'missing';
+      // erasure is under way for it too.
+      const status = primary?.rows[0]?.status ?? 'missing';
       if (!['received', 'scheduled'].includes(status)) {
         throw problem(
           'ERR_CANCEL_CONFLICT',
@@ -82,6 +96,10 @@ export async function cancelRequest(
       `INSERT INTO journal (request_id, kind, actor, detail) VALUES ($1, 'request.cancelled', $2, '{}')`,
       [id, viewer.actor],
     );
+    // Its outcomes: its own tasks, all cancelled now; none for a linked request, which was
+    // routed to no target of its own. (A primary is cancelled only once every request linked
+    // to it has been, each with its own event: see has_linked_requests above.)
+    await writeCompletedEvents(client, [{ id, tasksOf: r.linked_to === null ? id : null }]);
     await client.query('COMMIT');
     return { id, status: 'cancelled', cancelledAt: upd.rows[0].cancelled_at.toISOString() };
   } catch (err) {

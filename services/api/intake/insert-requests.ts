@@ -127,8 +127,11 @@ completed_events AS (
 SELECT id, idempotency_key, status, deadline, linked_to FROM req`;
 
 /**
- * Links requests whose subject already has one in flight to that request: no second
- * fan-out, a journal entry saying so. Conflicts again (a concurrent duplicate) are left out.
+ * Links requests whose subject already has one of the same owner in flight to that
+ * request: no second fan-out, a journal entry saying so. Conflicts again (a concurrent
+ * duplicate) are left out. Only within one owner (0008_link_within_owner.sql): across
+ * owners each request fans out itself, so an owner never sees, waits on, escalates or
+ * blocks another owner's request.
  *
  * The primary is locked FOR SHARE (in id order, so two linkers and the relay's id-ordered
  * request locks never wait on each other in a cycle): a cancel of the primary that is
@@ -157,6 +160,7 @@ in_flight AS (
     FROM (SELECT id, subject_hash
             FROM erasure_requests
            WHERE subject_hash = ANY ($4::bytea[])
+             AND owner = $10
              AND linked_to IS NULL
              AND status IN ('received', 'scheduled', 'in_progress')
            ORDER BY id

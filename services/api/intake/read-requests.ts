@@ -154,7 +154,8 @@ export interface ListFilter {
 function isCursorInstant(v: unknown): v is string {
   if (typeof v !== 'string') return false;
   const m = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3})(\d{3})?Z$/.exec(v);
-  return m !== null && new Date(`${m[1]}Z`).toISOString() === `${m[1]}Z`;
+  // Year 0000 is a valid JS date but not a PostgreSQL timestamptz (22008 → a 500 before).
+  return m !== null && !m[1]!.startsWith('0000') && new Date(`${m[1]}Z`).toISOString() === `${m[1]}Z`;
 }
 
 function encodeCursor(receivedAt: string, id: string): string {

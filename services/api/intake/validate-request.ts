@@ -123,6 +123,15 @@ export function validateErasureRequest(
     if (nb.getTime() - now.getTime() > maxGraceMs) {
       throw problem('ERR_VALIDATION', 'notBefore may be at most 90 days ahead', { field: 'notBefore' });
     }
+    // A time in the past only means "no grace period", but one before 1970 is a mistake, and
+    // one whose UTC time falls in year 0 or BC ("0000-01-01T00:00:00Z",
+    // "0001-01-01T00:00:00+01:00") is stored by PostgreSQL as BC and cannot be put in the
+    // erasure event: the row would stay unpublished, holding back the subject's later events.
+    if (nb.getTime() < 0) {
+      throw problem('ERR_VALIDATION', 'notBefore may not be before 1970-01-01T00:00:00Z', {
+        field: 'notBefore',
+      });
+    }
   }
   // By type, then value: comparing `type + value` let a type that prefixes another
   // (user_id, user_id_v2) order one set two ways, and a reordered body answered 409.

@@ -143,6 +143,9 @@ export function erasureRequestRoutes(deps: ErasureRequestDeps) {
       if (v === undefined) return undefined;
       if (typeof v !== 'string' || v.length > 200)
         throw problem('ERR_VALIDATION', `${name} must be a single value`);
+      // `status=` is a filter left blank, not "no filter": answering every status would hide
+      // the client's mistake behind a plausible page.
+      if (v === '') throw problem('ERR_VALIDATION', `${name} must not be empty`, { field: name });
       return v;
     };
     const allowed = new Set(['status', 'reason', 'target', 'overdue', 'limit', 'cursor']);
@@ -164,7 +167,8 @@ export function erasureRequestRoutes(deps: ErasureRequestDeps) {
       throw problem('ERR_VALIDATION', 'overdue must be true or false', { field: 'overdue' });
     }
     const limitRaw = str('limit');
-    const limit = limitRaw === undefined ? 50 : Number(limitRaw);
+    // Digits only: Number() would also read "0x10", "1e2", " 5" and "5.0".
+    const limit = limitRaw === undefined ? 50 : /^[0-9]{1,3}$/.test(limitRaw) ? Number(limitRaw) : NaN;
     if (!Number.isInteger(limit) || limit < 1 || limit > 500) {
       throw problem('ERR_VALIDATION', 'limit must be a whole number from 1 to 500', { field: 'limit' });
     }
