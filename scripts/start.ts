@@ -26,13 +26,12 @@ import { startServices, stopOnSignal, SERVICES } from '../services/main.ts';
 import { migrate } from '../services/shared/db/migrate.ts';
 import { loadDatasetSettings } from '../services/shared/dataset/dataset-config.ts';
 import { TOPICS } from '../services/shared/event-codec.ts';
+import { quietAwsSdkNotice } from '../services/shared/quiet-aws-sdk-notice.ts';
 import { ensureTopics, loadTopicDefinitions, registerSchemas } from '../services/shared/event-log.ts';
 import { loadStackConfig, REPO_ROOT } from './stack/stack-config.ts';
 import { PART_NAMES, stackUp } from './stack/stack.ts';
 
-// Node 20 is this project's baseline; the pinned AWS SDK supports it, so its notice about
-// future releases needing Node 22 is noise in every command's output.
-process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
+quietAwsSdkNotice(process.env);
 
 const say = (line: string) => process.stderr.write(`start: ${line}\n`);
 
@@ -78,9 +77,13 @@ async function main(): Promise<void> {
   process.env[crmSecretVar] ||= `demo_${randomBytes(24).toString('base64url')}`;
   const crmCfg = loadCrmPartnerConfig(process.env);
   const running = await startServices(SERVICES, { ...process.env, ERASURE_ADMIN_TOKEN: adminToken });
-  stopOnSignal(running, () => {
-    say('pipeline stopped; the stack is still running (npm run stack:down stops it)');
-    process.exit(0);
+  stopOnSignal(running, (report) => {
+    say(
+      report.ok
+        ? 'pipeline stopped; the stack is still running (npm run stack:down stops it)'
+        : `pipeline stopped with problems (${[...report.failed, ...report.pending].join(', ')}: see the log)`,
+    );
+    process.exit(report.ok ? 0 : 1);
   });
 
   // The example partners run in this process too, and stop first on Ctrl-C (reverse order).

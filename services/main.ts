@@ -1,13 +1,16 @@
 /**
  * One entry point for any subset of services: `tsx services/main.ts api` runs the API;
  * the demo runs all of them in one process, production runs one per process.
- * Exits non-zero with one line when configuration is invalid.
+ * Exits non-zero with one line when configuration is invalid or a service cannot start (the
+ * line names the dependency that failed when the error says which). SIGINT and SIGTERM,
+ * handled from before the first start, stop the services in reverse order within
+ * SHUTDOWN_TIMEOUT_MS; a stop that fails or overruns exits 1 (service-group.ts).
  *
  * Metrics: every service in the process registers into one registry. The API serves it on
  * its /metrics; a process without the API serves it on METRICS_PORT when that is set.
  */
 import { loadApiConfig } from './api/config.ts';
-import { start as startApi, type RunningService } from './api/index.ts';
+import { start as startApi } from './api/index.ts';
 import { startApiCluster } from './api/cluster.ts';
 import { createLogger } from './shared/logger.ts';
 import { loadSealerConfig, start as startSealer } from './journal-sealer/index.ts';
@@ -16,9 +19,21 @@ import { loadRelayConfig, start as startRelay } from './relay/index.ts';
 import { loadRedeliveryConfig, start as startRedelivery } from './redelivery/index.ts';
 import { loadSyncDispatcherConfig, start as startSyncDispatcher } from './sync-dispatcher/index.ts';
 import { loadExporterConfig, start as startExporter } from './exporter/index.ts';
-import { ErasureError } from './shared/errors.ts';
+import { ConfigurationError, ErasureError } from './shared/errors.ts';
+import { collectInfraConfig, intSetting } from './shared/infra-config.ts';
+import { logLevelSetting, type LogLevel } from './shared/log-level-setting.ts';
+import { dependencyPrefix } from './shared/name-dependency.ts';
+import { quietAwsSdkNotice } from './shared/quiet-aws-sdk-notice.ts';
 import { serveMetrics } from './shared/serve-metrics.ts';
+import {
+  createServiceGroup,
+  type RunningService,
+  type ServiceGroup,
+  type StopReport,
+} from './shared/service-group.ts';
 import { collectDefaultMetrics, Registry } from 'prom-client';
+
+export type { RunningService } from './shared/service-group.ts';
 
 export const SERVICES = [
   'api',
@@ -31,60 +46,164 @@ export const SERVICES = [
 ] as const;
 export type ServiceName = (typeof SERVICES)[number];
 
+export interface ProcessConfig {
+  /**
+   * SHUTDOWN_TIMEOUT_MS: how long a stop may take in all, 100 to 600 000 ms. Default 30 000
+   * (a container orchestrator's usual grace period). Past it the process names the services
+   * that did not stop (ERR_SHUTDOWN_TIMEOUT) and exits 1.
+   */
+  readonly shutdownTimeoutMs: number;
+  /** METRICS_PORT: where a process without the API serves /metrics; unset, nowhere. */
+  readonly metricsPort: string | undefined;
+  /** HOST: the metrics listener's interface, default 127.0.0.1 (like the API's). */
+  readonly metricsHost: string;
+  /** LOG_LEVEL, for the process's own lines (stop failures). */
+  readonly logLevel: LogLevel;
+}
+
+/** The process's own settings, read once; every problem is reported together. */
+export function loadProcessConfig(env: NodeJS.ProcessEnv): ProcessConfig {
+  const problems: string[] = [];
+  const shutdownTimeoutMs = intSetting(env, problems, 'SHUTDOWN_TIMEOUT_MS', 30_000, 100, 600_000);
+  const logLevel = logLevelSetting(env, problems);
+  if (problems.length > 0) throw new ConfigurationError(problems);
+  return Object.freeze({
+    shutdownTimeoutMs,
+    metricsPort: env['METRICS_PORT'] || undefined,
+    metricsHost: env['HOST'] || '127.0.0.1',
+    logLevel,
+  });
+}
+
+export function createProcessGroup(cfg: ProcessConfig): ServiceGroup {
+  return createServiceGroup({
+    shutdownTimeoutMs: cfg.shutdownTimeoutMs,
+    logger: createLogger({ service: 'main', level: cfg.logLevel }),
+  });
+}
+
+function startOne(
+  name: ServiceName,
+  env: NodeJS.ProcessEnv,
+  opts: { registry: Registry },
+): Promise<RunningService> {
+  switch (name) {
+    case 'api': {
+      const cfg = loadApiConfig(env);
+      return cfg.workers > 1
+        ? startApiCluster(cfg, createLogger({ service: 'api', level: cfg.logLevel }), opts)
+        : startApi(cfg, undefined, opts);
+    }
+    case 'journal-sealer':
+      return startSealer(loadSealerConfig(env));
+    case 'relay':
+      return startRelay(loadRelayConfig(env), undefined, opts);
+    case 'redelivery':
+      return startRedelivery(loadRedeliveryConfig(env));
+    case 'ack-consumer':
+      return startAckConsumer(loadAckConsumerConfig(env), undefined, opts);
+    case 'sync-dispatcher':
+      return startSyncDispatcher(loadSyncDispatcherConfig(env), undefined, opts);
+    case 'exporter':
+      return startExporter(loadExporterConfig(env), undefined, opts);
+  }
+}
+
+/** A start that failed, with the service it was starting (ERR_START's line names it). */
+export class ServiceStartError extends Error {
+  constructor(
+    readonly serviceName: string,
+    cause: unknown,
+  ) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
+    this.name = 'ServiceStartError';
+  }
+}
+
+/**
+ * Starts `names` in order, into `group` (a new one when not given). Once the group is
+ * stopping (a signal during a slow start) nothing more is started. If a start fails, what has
+ * started is stopped and the start's error thrown as a ServiceStartError.
+ */
 export async function startServices(
   names: readonly ServiceName[],
   env: NodeJS.ProcessEnv,
+  group: ServiceGroup = createProcessGroup(loadProcessConfig(env)),
 ): Promise<RunningService[]> {
-  const running: RunningService[] = [];
+  const cfg = loadProcessConfig(env);
   const registry = new Registry();
   const opts = { registry };
+  let current = 'metrics';
   try {
     if (!names.includes('api')) {
       // Without the API, nobody else collects the process metrics or serves them.
       collectDefaultMetrics({ register: registry, prefix: 'erasure_' });
-      const port = env['METRICS_PORT'];
-      if (port) running.push(await serveMetrics(registry, port, env['HOST'] || '0.0.0.0'));
+      const port = cfg.metricsPort;
+      if (port) await group.add('metrics', () => serveMetrics(registry, port, cfg.metricsHost));
     }
     for (const name of names) {
-      if (name === 'api') {
-        const cfg = loadApiConfig(env);
-        running.push(
-          cfg.workers > 1
-            ? await startApiCluster(cfg, createLogger({ service: 'api', level: cfg.logLevel }), opts)
-            : await startApi(cfg, undefined, opts),
-        );
-      }
-      if (name === 'journal-sealer') running.push(await startSealer(loadSealerConfig(env)));
-      if (name === 'relay') running.push(await startRelay(loadRelayConfig(env), undefined, opts));
-      if (name === 'redelivery') running.push(await startRedelivery(loadRedeliveryConfig(env)));
-      if (name === 'ack-consumer')
-        running.push(await startAckConsumer(loadAckConsumerConfig(env), undefined, opts));
-      if (name === 'sync-dispatcher')
-        running.push(await startSyncDispatcher(loadSyncDispatcherConfig(env), undefined, opts));
-      if (name === 'exporter') running.push(await startExporter(loadExporterConfig(env), undefined, opts));
+      if (group.stopping()) break;
+      current = name;
+      await group.add(name, () => startOne(name, env, opts));
     }
   } catch (err) {
-    for (const r of running.reverse()) await r.stop().catch(() => undefined);
-    throw err;
+    await group.stop();
+    throw new ServiceStartError(current, err);
   }
-  return running;
+  return group.running();
 }
 
-/** Stops services in reverse order of start; a second signal exits at once. */
-export function stopOnSignal(running: RunningService[], onStopped: () => void = () => process.exit(0)): void {
+/**
+ * Stops the services in reverse order of start on SIGINT or SIGTERM, within
+ * SHUTDOWN_TIMEOUT_MS, then calls onStopped with the stop's report (exit 0 when clean, 1
+ * otherwise, by default). A second signal exits at once (130).
+ */
+export function stopOnSignal(
+  running: RunningService[],
+  onStopped: (report: StopReport) => void = (r) => process.exit(r.ok ? 0 : 1),
+  cfg: ProcessConfig = loadProcessConfig(process.env),
+): void {
+  const group = createProcessGroup(cfg);
+  let adopted = false;
+  handleSignals(() => {
+    // Services pushed onto `running` after this call (the demo's partners) stop too.
+    if (!adopted) for (const r of running) group.adopt(r.url, r);
+    adopted = true;
+    return group.stop().then(onStopped);
+  });
+}
+
+function handleSignals(stop: () => Promise<void>): void {
   let stopping = false;
-  const stop = async () => {
+  const onSignal = () => {
     if (stopping) process.exit(130);
     stopping = true;
-    for (const r of [...running].reverse()) await r.stop().catch(() => undefined);
-    onStopped();
+    void stop();
   };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}
+
+/** Exit after the event loop's next turn, so log lines written just before reach stdout. */
+const exitSoon = (code: number): void => {
+  setImmediate(() => process.exit(code));
+};
+
+/** `erasure: ERR_START: relay could not start: Kafka (check KAFKA_BROKERS): Connection error: ...` */
+export function startFailureLine(err: unknown, env: NodeJS.ProcessEnv): string {
+  const service = err instanceof ServiceStartError ? err.serviceName : undefined;
+  const cause = err instanceof ServiceStartError ? err.cause : err;
+  const code = cause instanceof ErasureError ? cause.code : 'ERR_START';
+  const message = cause instanceof Error ? cause.message : String(cause);
+  if (cause instanceof ConfigurationError) return `erasure: ${code}: ${message}`;
+  const what = service ? `${service} could not start: ` : '';
+  return `erasure: ${code}: ${what}${dependencyPrefix(cause, collectInfraConfig(env, []))}${message}`;
 }
 
 const isMain = import.meta.url === `file://${process.argv[1]}`;
 if (isMain) {
+  // Before any AWS SDK client exists (the exporter's, created by its start).
+  quietAwsSdkNotice(process.env);
   const wanted = (process.argv.slice(2).length > 0 ? process.argv.slice(2) : [...SERVICES]) as ServiceName[];
   const unknown = wanted.filter((n) => !SERVICES.includes(n));
   if (unknown.length > 0) {
@@ -93,12 +212,23 @@ if (isMain) {
     );
     process.exit(2);
   }
-  startServices(wanted, process.env).then(
-    (running) => stopOnSignal(running),
-    (err: unknown) => {
-      const code = err instanceof ErasureError ? err.code : 'ERR_START';
-      process.stderr.write(`erasure: ${code}: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exit(1);
-    },
-  );
+  let cfg: ProcessConfig;
+  try {
+    cfg = loadProcessConfig(process.env);
+  } catch (err) {
+    process.stderr.write(`${startFailureLine(err, process.env)}\n`);
+    process.exit(1);
+  }
+  const group = createProcessGroup(cfg);
+  let startFailed = false;
+  // Before anything starts: a signal during a slow start (a dependency that does not
+  // answer) stops what has started, and what is starting once it has.
+  handleSignals(() => group.stop().then((r) => exitSoon(r.ok && !startFailed ? 0 : 1)));
+  startServices(wanted, process.env, group).catch((err: unknown) => {
+    startFailed = true;
+    process.stderr.write(`${startFailureLine(err, process.env)}\n`);
+    // startServices has stopped what had started (bounded by SHUTDOWN_TIMEOUT_MS); when a
+    // signal is stopping the group, its handler exits.
+    void group.stop().then(() => exitSoon(1));
+  });
 }

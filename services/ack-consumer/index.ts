@@ -4,18 +4,26 @@
  * Kafka gives each replica its partitions.
  */
 import { Kafka, logLevel } from 'kafkajs';
-import pg from 'pg';
 import { Registry } from 'prom-client';
 import { ConfigurationError } from '../shared/errors.ts';
 import { createEventCodec, TOPICS } from '../shared/event-codec.ts';
-import { collectInfraConfig, intSetting } from '../shared/infra-config.ts';
+import { createPool } from '../shared/db/create-pool.ts';
+import {
+  boolSetting,
+  collectInfraConfig,
+  intSetting,
+  type DatabaseTimeouts,
+} from '../shared/infra-config.ts';
+import { logLevelSetting } from '../shared/log-level-setting.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { runAckConsumer } from './consume-acks.ts';
 
 export interface AckConsumerConfig {
   readonly databaseUrl: string;
+  readonly databaseTimeouts: DatabaseTimeouts;
   readonly kafkaBrokers: readonly string[];
   readonly schemaRegistryUrl: string;
+  readonly schemaRegistryTimeoutMs: number;
   /** ACK_CONSUMER_GROUP: Kafka consumer group, default 'erasure-ack-consumer'. */
   readonly groupId: string;
   /** The acks topic; always privacy.erasure.acks.v1 (the contract's name). */
@@ -25,6 +33,7 @@ export interface AckConsumerConfig {
   /**
    * ACK_CONSUMER_FROM_BEGINNING (default true): a new group reads every retained ack, so a
    * first deployment misses none; `false` starts at the end (benchmarks, throwaway groups).
+   * `true` or `false` in any case; anything else is a configuration error.
    */
   readonly fromBeginning: boolean;
   /** ACK_CONSUMER_BATCH_SIZE: most acks applied in one transaction, 1 to 5000. Default 500. */
@@ -44,18 +53,22 @@ export function loadAckConsumerConfig(env: NodeJS.ProcessEnv): AckConsumerConfig
   const maxBackoffMs = intSetting(env, problems, 'ACK_CONSUMER_MAX_BACKOFF_MS', 10_000, 100, 300_000);
   const batchSize = intSetting(env, problems, 'ACK_CONSUMER_BATCH_SIZE', 500, 1, 5000);
   const concurrency = intSetting(env, problems, 'ACK_CONSUMER_CONCURRENCY', 3, 1, 64);
+  const logLevel = logLevelSetting(env, problems);
+  const fromBeginning = boolSetting(env, problems, 'ACK_CONSUMER_FROM_BEGINNING', true);
   if (problems.length > 0 || !infra) throw new ConfigurationError(problems);
   return Object.freeze({
     databaseUrl: infra.databaseUrl,
+    databaseTimeouts: infra.databaseTimeouts,
     kafkaBrokers: infra.kafkaBrokers,
     schemaRegistryUrl: infra.schemaRegistryUrl,
+    schemaRegistryTimeoutMs: infra.schemaRegistryTimeoutMs,
     groupId,
     topic: TOPICS.acks,
     maxBackoffMs,
-    fromBeginning: env['ACK_CONSUMER_FROM_BEGINNING'] !== 'false',
+    fromBeginning,
     batchSize,
     concurrency,
-    logLevel: env['LOG_LEVEL'] || 'info',
+    logLevel,
   });
 }
 
@@ -76,8 +89,12 @@ export async function start(
   logger: Logger = createLogger({ service: 'ack-consumer', level: cfg.logLevel }),
   opts: { registry?: Registry } = {},
 ): Promise<RunningAckConsumer> {
-  const pool = new pg.Pool({ connectionString: cfg.databaseUrl, max: cfg.concurrency + 1 });
-  pool.on('error', (err) => logger.warn('idle postgres client failed', { code: 'ERR_PG_IDLE', error: err }));
+  const pool = createPool({
+    connectionString: cfg.databaseUrl,
+    max: cfg.concurrency + 1,
+    timeouts: cfg.databaseTimeouts,
+    logger,
+  });
   const metrics = opts.registry ?? new Registry();
   const kafka = new Kafka({
     clientId: 'erasure-ack-consumer',
@@ -89,7 +106,7 @@ export async function start(
   try {
     running = await runAckConsumer({
       consumer,
-      codec: createEventCodec(cfg.schemaRegistryUrl),
+      codec: createEventCodec(cfg.schemaRegistryUrl, { timeoutMs: cfg.schemaRegistryTimeoutMs }),
       pool,
       logger,
       metrics,

@@ -1,5 +1,6 @@
 import { ConfigurationError } from '../shared/errors.ts';
 import { BEARER_TOKEN } from './auth/authenticate.ts';
+import { logLevelSetting } from '../shared/log-level-setting.ts';
 import { collectInfraConfig, intSetting, type InfraConfig } from '../shared/infra-config.ts';
 
 /** The local development key; a deployment sets ERASURE_HMAC_KEY (start-up warns otherwise). */
@@ -67,9 +68,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv): ApiConfig {
   const hmacRaw = env['ERASURE_HMAC_KEY'] || undefined;
   if (hmacRaw !== undefined && hmacRaw.length < 32)
     problems.push('ERASURE_HMAC_KEY must be at least 32 characters');
-  const logLevel = env['LOG_LEVEL'] || 'info';
-  if (!['error', 'warn', 'info', 'debug'].includes(logLevel))
-    problems.push('LOG_LEVEL must be error, warn, info or debug');
+  const logLevel = logLevelSetting(env, problems);
   const rateLimitPerSecond = int('RATE_LIMIT_PER_SECOND', 5000, 1, 1_000_000);
   const rateLimitBurst = int('RATE_LIMIT_BURST', rateLimitPerSecond * 2, 1, 2_000_000);
   const maxBatchSize = int('MAX_BATCH_SIZE', 10_000, 1, 10_000);

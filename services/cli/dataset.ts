@@ -4,19 +4,20 @@
  * Compact and backfill seal days, so both first check that the exporter is past the day
  * (day-closed.ts) unless given --force; sweep only deletes replaced files past their grace
  * period and writes `_SUCCESS`, safe on any day.
- * Exit codes: 0 done, 1 failed, 2 usage or configuration, 3 a day is not closed yet.
+ * Exit codes: 0 done, 1 failed (backfill also when a day holds events the request store
+ * lacks, unless --allow-fewer), 2 usage or configuration, 3 a day is not closed yet.
  */
 import { Kafka, logLevel } from 'kafkajs';
-import pg from 'pg';
-import { backfillDays } from '../shared/dataset/backfill.ts';
+import { BackfillFewerEventsError, backfillDays } from '../shared/dataset/backfill.ts';
 import { compactDay } from '../shared/dataset/compact-day.ts';
 import { exporterTopicSetting, loadDatasetSettings } from '../shared/dataset/dataset-config.ts';
 import { createDatasetStore, createS3Client } from '../shared/dataset/dataset-store.ts';
 import { checkDayClosed } from '../shared/dataset/day-closed.ts';
 import { daysBetween, isDate } from '../shared/dataset/object-keys.ts';
 import { sweepDays } from '../shared/dataset/sweep-day.ts';
+import { createPool } from '../shared/db/create-pool.ts';
 import { ConfigurationError } from '../shared/errors.ts';
-import { intSetting, loadInfraConfig } from '../shared/infra-config.ts';
+import { intSetting, loadInfraConfig, type DatabaseTimeouts } from '../shared/infra-config.ts';
 import type { CliIo } from './journal-verify.ts';
 
 export const DATASET_COMPACT_USAGE = `usage: erasure dataset compact --date YYYY-MM-DD [--force] [--grace-ms N] [--sweep-days N]
@@ -30,12 +31,15 @@ writing (its end + DATASET_LATENESS_MS, default 3600000, not passed, or the expo
 group EXPORTER_GROUP not past it) unless --force. Reads the topic EXPORTER_TOPIC.
 `;
 
-export const DATASET_BACKFILL_USAGE = `usage: erasure dataset backfill --from YYYY-MM-DD --to YYYY-MM-DD [--force] [--grace-ms N]
+export const DATASET_BACKFILL_USAGE = `usage: erasure dataset backfill --from YYYY-MM-DD --to YYYY-MM-DD [--force] [--allow-fewer] [--grace-ms N]
 
 Rebuilds each day of the range from the request store's published events (DATABASE_URL),
 with the same event ids the exporter wrote, and publishes it with a new _manifest.json.
-Prints progress to stderr. Refuses open days as compact does, unless --force. Replaced
-files are deleted by \`erasure dataset sweep\` once --grace-ms has passed.
+Prints progress to stderr. Refuses open days as compact does, unless --force. Stops with
+exit 1, leaving the day as it was, at a day holding events the request store lacks (its
+outbox rows purged, the wrong database): rebuilding it would drop them. --allow-fewer
+replaces such days anyway. Replaced files are deleted by \`erasure dataset sweep\` once
+--grace-ms has passed.
 `;
 
 export const DATASET_SWEEP_USAGE = `usage: erasure dataset sweep (--date YYYY-MM-DD | --from YYYY-MM-DD --to YYYY-MM-DD)
@@ -46,44 +50,95 @@ day's *.parquet files are exactly the manifest's. Safe to run at any time, and a
 Prints progress to stderr.
 `;
 
-function flags(argv: string[]): Map<string, string | true> {
+/** The options a command takes: `values` as `--name V` or `--name=V`, `switches` bare. */
+export interface FlagSpec {
+  values: readonly string[];
+  switches: readonly string[];
+}
+
+/**
+ * Parses `--name value`, `--name=value` and bare switches. Anything else is a usage error
+ * naming it: an option the command does not take (a typo must not be ignored), a value
+ * given to a switch (`--force=no` must not force), a missing value, an option given twice.
+ */
+export function parseFlags(argv: readonly string[], spec: FlagSpec): Map<string, string | true> {
   const out = new Map<string, string | true>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}`);
-    const [name, inline] = a.slice(2).split('=', 2) as [string, string | undefined];
-    if (name === 'force' || name === 'help') out.set(name, true);
-    else if (inline !== undefined) out.set(name, inline);
-    else if (argv[i + 1] !== undefined) out.set(name, argv[++i]!);
-    else throw new Error(`--${name} needs a value`);
+    if (!a.startsWith('--') || a === '--') throw new Error(`unexpected argument ${a}`);
+    const eq = a.indexOf('=');
+    const name = eq === -1 ? a.slice(2) : a.slice(2, eq);
+    const inline = eq === -1 ? undefined : a.slice(eq + 1);
+    if (out.has(name)) throw new Error(`--${name} is given twice`);
+    if (spec.switches.includes(name)) {
+      if (inline !== undefined) throw new Error(`--${name} takes no value`);
+      out.set(name, true);
+    } else if (spec.values.includes(name)) {
+      const next = argv[i + 1];
+      const value = inline ?? (next === undefined || next.startsWith('--') ? undefined : argv[++i]);
+      if (value === undefined || value === '') throw new Error(`--${name} needs a value`);
+      out.set(name, value);
+    } else throw new Error(`unknown option --${name}`);
   }
   return out;
 }
+
+/** A YYYY-MM-DD option that names a real day, or undefined when it is not given. */
+export function dateFlag(f: ReadonlyMap<string, string | true>, name: string): string | undefined {
+  const v = f.get(name);
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || !isDate(v))
+    throw new Error(`--${name} ${String(v)} is not a date (YYYY-MM-DD)`);
+  return v;
+}
+
+/** A whole-number option in [min, max], or `fallback` when it is not given. */
+export function wholeFlag<T extends number | undefined>(
+  f: ReadonlyMap<string, string | true>,
+  name: string,
+  fallback: T,
+  min: number,
+  max: number,
+): number | T {
+  const v = f.get(name);
+  if (v === undefined) return fallback;
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max)
+    throw new Error(`--${name} must be a whole number from ${min} to ${max}, not ${String(v)}`);
+  return n;
+}
+
+/** --from and --to, both real days, from ≤ to. */
+function rangeFlags(f: ReadonlyMap<string, string | true>): { from: string; to: string } {
+  const from = dateFlag(f, 'from');
+  const to = dateFlag(f, 'to');
+  if (from === undefined || to === undefined) throw new Error('--from and --to (YYYY-MM-DD) are required');
+  if (from > to) throw new Error(`--from ${from} is after --to ${to}`);
+  return { from, to };
+}
+
+/** DATASET_GRACE_MS's range, for --grace-ms too. */
+const MAX_GRACE_MS = 30 * 86_400_000;
 
 interface JobConfig {
   dataset: NonNullable<ReturnType<typeof loadDatasetSettings>>;
   /** EXPORTER_TOPIC: the exporter's topic, which names its files and closes its days. */
   topic: string;
   databaseUrl: string;
+  databaseTimeouts: DatabaseTimeouts;
   kafkaBrokers: readonly string[];
   groupId: string;
   latenessMs: number;
   graceMs: number;
 }
 
-export function loadDatasetJobConfig(env: NodeJS.ProcessEnv, graceFlag?: string): JobConfig {
+/** `graceMsFlag`: --grace-ms, already checked; it overrides DATASET_GRACE_MS. */
+export function loadDatasetJobConfig(env: NodeJS.ProcessEnv, graceMsFlag?: number): JobConfig {
   const problems: string[] = [];
   const dataset = loadDatasetSettings(env, problems);
   const topic = exporterTopicSetting(env, problems);
   const latenessMs = intSetting(env, problems, 'DATASET_LATENESS_MS', 3_600_000, 0, 7 * 86_400_000);
-  const graceMs = intSetting(
-    graceFlag === undefined ? env : { DATASET_GRACE_MS: graceFlag },
-    problems,
-    'DATASET_GRACE_MS',
-    3_600_000,
-    0,
-    30 * 86_400_000,
-  );
+  const graceMs = graceMsFlag ?? intSetting(env, problems, 'DATASET_GRACE_MS', 3_600_000, 0, MAX_GRACE_MS);
   let infra;
   try {
     infra = loadInfraConfig(env);
@@ -96,6 +151,7 @@ export function loadDatasetJobConfig(env: NodeJS.ProcessEnv, graceFlag?: string)
     dataset,
     topic,
     databaseUrl: infra.databaseUrl,
+    databaseTimeouts: infra.databaseTimeouts,
     kafkaBrokers: infra.kafkaBrokers,
     groupId: env['EXPORTER_GROUP'] || 'erasure-exporter',
     latenessMs,
@@ -132,47 +188,58 @@ async function ensureClosed(cfg: JobConfig, days: string[], io: CliIo, nowMs: nu
   }
 }
 
-async function withJob(
+/**
+ * Parses and checks a command's options (usage errors: exit 2 with the usage), loads the
+ * job's settings (exit 2 when invalid), then runs it. `--help`/`-h` anywhere prints the usage.
+ */
+async function withJob<A extends object>(
   argv: string[],
   env: NodeJS.ProcessEnv,
   io: CliIo,
-  usage: string,
-  body: (f: Map<string, string | true>, cfg: JobConfig) => Promise<number>,
+  job: { name: string; usage: string; flags: FlagSpec; parse: (f: Map<string, string | true>) => A },
+  body: (a: A, cfg: JobConfig) => Promise<number>,
 ): Promise<number> {
-  let f: Map<string, string | true>;
+  if (argv.includes('--help') || argv.includes('-h')) {
+    io.stdout.write(job.usage);
+    return 0;
+  }
+  let a: A;
   let cfg: JobConfig;
   try {
-    f = flags(argv);
-    if (f.has('help')) {
-      io.stdout.write(usage);
-      return 0;
-    }
-    const grace = f.get('grace-ms');
-    cfg = loadDatasetJobConfig(env, typeof grace === 'string' ? grace : undefined);
+    a = job.parse(parseFlags(argv, job.flags));
   } catch (err) {
-    io.stderr.write(`erasure dataset: ${(err as Error).message}\n${usage}`);
+    io.stderr.write(`erasure dataset ${job.name}: ${(err as Error).message}\n${job.usage}`);
     return 2;
   }
-  return body(f, cfg);
+  try {
+    cfg = loadDatasetJobConfig(env, 'graceMs' in a && typeof a.graceMs === 'number' ? a.graceMs : undefined);
+  } catch (err) {
+    io.stderr.write(`erasure dataset ${job.name}: ${(err as Error).message}\n`);
+    return 2;
+  }
+  return body(a, cfg);
 }
 
+const COMPACT = {
+  name: 'compact',
+  usage: DATASET_COMPACT_USAGE,
+  flags: { values: ['date', 'grace-ms', 'sweep-days'], switches: ['force'] },
+  parse(f: Map<string, string | true>) {
+    const dt = dateFlag(f, 'date');
+    if (dt === undefined) throw new Error('--date YYYY-MM-DD is required');
+    return {
+      dt,
+      force: f.has('force'),
+      graceMs: wholeFlag(f, 'grace-ms', undefined, 0, MAX_GRACE_MS),
+      sweepDays: wholeFlag(f, 'sweep-days', 7, 0, 366),
+    };
+  },
+};
+
 export function runDatasetCompact(argv: string[], env: NodeJS.ProcessEnv, io: CliIo): Promise<number> {
-  return withJob(argv, env, io, DATASET_COMPACT_USAGE, async (f, cfg) => {
-    const dt = f.get('date');
-    if (typeof dt !== 'string' || !isDate(dt)) {
-      io.stderr.write(`erasure dataset compact: --date YYYY-MM-DD is required\n${DATASET_COMPACT_USAGE}`);
-      return 2;
-    }
-    const sweepFlag = f.get('sweep-days') ?? '7';
-    const sweepDays = Number(sweepFlag);
-    if (!Number.isInteger(sweepDays) || sweepDays < 0 || sweepDays > 366) {
-      io.stderr.write(
-        `erasure dataset compact: --sweep-days must be a whole number from 0 to 366\n${DATASET_COMPACT_USAGE}`,
-      );
-      return 2;
-    }
+  return withJob(argv, env, io, COMPACT, async ({ dt, force, sweepDays }, cfg) => {
     const nowMs = Date.now();
-    if (!f.has('force') && !(await ensureClosed(cfg, [dt], io, nowMs))) return 3;
+    if (!force && !(await ensureClosed(cfg, [dt], io, nowMs))) return 3;
     const s3 = createS3Client(cfg.dataset.s3);
     try {
       const r = await compactDay({
@@ -202,21 +269,24 @@ export function runDatasetCompact(argv: string[], env: NodeJS.ProcessEnv, io: Cl
   });
 }
 
+const BACKFILL = {
+  name: 'backfill',
+  usage: DATASET_BACKFILL_USAGE,
+  flags: { values: ['from', 'to', 'grace-ms'], switches: ['force', 'allow-fewer'] },
+  parse: (f: Map<string, string | true>) => ({
+    ...rangeFlags(f),
+    force: f.has('force'),
+    allowFewer: f.has('allow-fewer'),
+    graceMs: wholeFlag(f, 'grace-ms', undefined, 0, MAX_GRACE_MS),
+  }),
+};
+
 export function runDatasetBackfill(argv: string[], env: NodeJS.ProcessEnv, io: CliIo): Promise<number> {
-  return withJob(argv, env, io, DATASET_BACKFILL_USAGE, async (f, cfg) => {
-    const from = f.get('from');
-    const to = f.get('to');
-    if (typeof from !== 'string' || typeof to !== 'string' || !isDate(from) || !isDate(to) || from > to) {
-      io.stderr.write(
-        `erasure dataset backfill: --from and --to (YYYY-MM-DD, from ≤ to) are required\n${DATASET_BACKFILL_USAGE}`,
-      );
-      return 2;
-    }
+  return withJob(argv, env, io, BACKFILL, async ({ from, to, force, allowFewer }, cfg) => {
     const nowMs = Date.now();
-    if (!f.has('force') && !(await ensureClosed(cfg, daysBetween(from, to), io, nowMs))) return 3;
+    if (!force && !(await ensureClosed(cfg, daysBetween(from, to), io, nowMs))) return 3;
     const s3 = createS3Client(cfg.dataset.s3);
-    const db = new pg.Pool({ connectionString: cfg.databaseUrl, max: 2 });
-    db.on('error', () => undefined);
+    const db = createPool({ connectionString: cfg.databaseUrl, max: 2, timeouts: cfg.databaseTimeouts });
     try {
       const results = await backfillDays({
         db,
@@ -228,6 +298,7 @@ export function runDatasetBackfill(argv: string[], env: NodeJS.ProcessEnv, io: C
         to,
         nowMs,
         graceMs: cfg.graceMs,
+        allowFewer,
         progress: (line) => io.stderr.write(`erasure dataset: ${line}\n`),
       });
       for (const r of results)
@@ -241,6 +312,10 @@ export function runDatasetBackfill(argv: string[], env: NodeJS.ProcessEnv, io: C
             ` once their grace period is over (after ${new Date(nowMs + cfg.graceMs).toISOString()})\n`,
         );
       return 0;
+    } catch (err) {
+      if (!(err instanceof BackfillFewerEventsError)) throw err;
+      io.stderr.write(`erasure dataset backfill: ${err.message}\n`);
+      return 1;
     } finally {
       await db.end();
       s3.destroy();
@@ -248,17 +323,20 @@ export function runDatasetBackfill(argv: string[], env: NodeJS.ProcessEnv, io: C
   });
 }
 
+const SWEEP = {
+  name: 'sweep',
+  usage: DATASET_SWEEP_USAGE,
+  flags: { values: ['date', 'from', 'to'], switches: [] },
+  parse(f: Map<string, string | true>) {
+    const dt = dateFlag(f, 'date');
+    if (dt === undefined) return rangeFlags(f);
+    if (f.has('from') || f.has('to')) throw new Error('--date cannot be combined with --from or --to');
+    return { from: dt, to: dt };
+  },
+};
+
 export function runDatasetSweep(argv: string[], env: NodeJS.ProcessEnv, io: CliIo): Promise<number> {
-  return withJob(argv, env, io, DATASET_SWEEP_USAGE, async (f, cfg) => {
-    const date = f.get('date');
-    const from = f.has('date') ? date : f.get('from');
-    const to = f.has('date') ? date : f.get('to');
-    if (typeof from !== 'string' || typeof to !== 'string' || !isDate(from) || !isDate(to) || from > to) {
-      io.stderr.write(
-        `erasure dataset sweep: --date, or --from and --to (YYYY-MM-DD, from ≤ to), is required\n${DATASET_SWEEP_USAGE}`,
-      );
-      return 2;
-    }
+  return withJob(argv, env, io, SWEEP, async ({ from, to }, cfg) => {
     const s3 = createS3Client(cfg.dataset.s3);
     try {
       const results = await sweepDays({

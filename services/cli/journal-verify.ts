@@ -3,8 +3,8 @@
  * link. Read-only: it seals nothing, so it can run against a live system.
  * Exit codes: 0 chain intact, 1 chain broken, 2 could not verify (connection, usage).
  */
-import pg from 'pg';
-import { loadInfraConfig } from '../shared/infra-config.ts';
+import { createPool } from '../shared/db/create-pool.ts';
+import { loadInfraConfig, type InfraConfig } from '../shared/infra-config.ts';
 import { verifyJournal } from '../shared/journal.ts';
 
 export interface CliIo {
@@ -45,18 +45,18 @@ export async function runJournalVerify(
     io.stderr.write(`erasure journal verify: unexpected argument ${argv[0]}\n${JOURNAL_VERIFY_USAGE}`);
     return 2;
   }
-  let databaseUrl: string;
+  let infra: InfraConfig;
   try {
-    databaseUrl = loadInfraConfig(env).databaseUrl;
+    infra = loadInfraConfig(env);
   } catch (err) {
     io.stderr.write(`erasure journal verify: ${(err as Error).message}\n`);
     return 2;
   }
 
+  const { databaseUrl } = infra;
   const where = describeDatabase(databaseUrl);
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1, connectionTimeoutMillis: 10_000 });
-  // An idle client dropped by the server must not crash the process; the next query reports it.
-  pool.on('error', () => undefined);
+  // Without a logger an idle client dropped by the server is ignored; the next query reports it.
+  const pool = createPool({ connectionString: databaseUrl, max: 1, timeouts: infra.databaseTimeouts });
   try {
     try {
       await pool.query('SELECT 1');

@@ -1,11 +1,13 @@
 import { ConfigurationError } from '../shared/errors.ts';
-import { collectInfraConfig, intSetting } from '../shared/infra-config.ts';
+import { collectInfraConfig, intSetting, type DatabaseTimeouts } from '../shared/infra-config.ts';
+import { logLevelSetting } from '../shared/log-level-setting.ts';
 
 export type CrmAuthType = 'bearer' | 'hmac_sha256';
 
 export interface CrmPartnerConfig {
   /** DATABASE_URL: the admin connection used only to create the partner's own database. */
   readonly adminDatabaseUrl: string;
+  readonly databaseTimeouts: DatabaseTimeouts;
   /** CRM_PARTNER_DATABASE: the partner's own database, created if missing. Default `partner_crm`. */
   readonly database: string;
   /** CRM_PARTNER_HOST: the address the delete API listens on. Default `127.0.0.1`. */
@@ -59,9 +61,11 @@ export function loadCrmPartnerConfig(env: NodeJS.ProcessEnv): CrmPartnerConfig {
       problems.push(`${SECRET_ENV_PREFIX}${secretRef} must be set to at least 16 printable ASCII characters`);
   }
   const hmacMaxSkewSeconds = intSetting(env, problems, 'CRM_PARTNER_HMAC_MAX_SKEW_SECONDS', 300, 1, 3600);
+  const logLevel = logLevelSetting(env, problems);
   if (problems.length > 0 || !infra) throw new ConfigurationError(problems);
   return Object.freeze({
     adminDatabaseUrl: infra.databaseUrl,
+    databaseTimeouts: infra.databaseTimeouts,
     database,
     host,
     port,
@@ -70,6 +74,6 @@ export function loadCrmPartnerConfig(env: NodeJS.ProcessEnv): CrmPartnerConfig {
     secretRef,
     secret,
     hmacMaxSkewSeconds,
-    logLevel: env['LOG_LEVEL'] || 'info',
+    logLevel,
   });
 }

@@ -11,7 +11,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import pg from 'pg';
+import { createPool } from '../shared/db/create-pool.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import type { CrmPartnerConfig } from './config.ts';
 import { createContactsStore, ensureContactsSchema, type ContactRow } from './contacts-store.ts';
@@ -51,9 +51,8 @@ export async function start(
   logger: Logger = createLogger({ service: 'example-partner-crm', level: cfg.logLevel }),
   deps: CrmPartnerDeps = {},
 ): Promise<RunningCrmPartner> {
-  const dbUrl = await ensureDatabase(cfg.adminDatabaseUrl, cfg.database);
-  const pool = new pg.Pool({ connectionString: dbUrl, max: 5 });
-  pool.on('error', (err) => logger.warn('idle postgres client failed', { code: 'ERR_PG_IDLE', error: err }));
+  const dbUrl = await ensureDatabase(cfg.adminDatabaseUrl, cfg.database, cfg.databaseTimeouts);
+  const pool = createPool({ connectionString: dbUrl, max: 5, timeouts: cfg.databaseTimeouts, logger });
   const store = createContactsStore(pool);
   const server = http.createServer(
     createEraseApi({

@@ -1,9 +1,11 @@
 import { ConfigurationError } from '../shared/errors.ts';
-import { collectInfraConfig } from '../shared/infra-config.ts';
+import { collectInfraConfig, type DatabaseTimeouts } from '../shared/infra-config.ts';
+import { logLevelSetting } from '../shared/log-level-setting.ts';
 
 export interface OrdersPartnerConfig {
   /** DATABASE_URL: the admin connection used only to create the partner's own database. */
   readonly adminDatabaseUrl: string;
+  readonly databaseTimeouts: DatabaseTimeouts;
   /** ORDERS_PARTNER_DATABASE: the partner's own database, created if missing. Default `partner_orders`. */
   readonly database: string;
   readonly kafkaBrokers: readonly string[];
@@ -35,15 +37,17 @@ export function loadOrdersPartnerConfig(env: NodeJS.ProcessEnv): OrdersPartnerCo
   const rawFrom = env['ORDERS_PARTNER_FROM_BEGINNING'] || 'true';
   if (rawFrom !== 'true' && rawFrom !== 'false')
     problems.push('ORDERS_PARTNER_FROM_BEGINNING must be true or false');
+  const logLevel = logLevelSetting(env, problems);
   if (problems.length > 0 || !infra) throw new ConfigurationError(problems);
   return Object.freeze({
     adminDatabaseUrl: infra.databaseUrl,
+    databaseTimeouts: infra.databaseTimeouts,
     database,
     kafkaBrokers: infra.kafkaBrokers,
     schemaRegistryUrl: infra.schemaRegistryUrl,
     target,
     groupId,
     fromBeginning: rawFrom === 'true',
-    logLevel: env['LOG_LEVEL'] || 'info',
+    logLevel,
   });
 }

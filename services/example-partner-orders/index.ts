@@ -3,8 +3,8 @@
  * PostgreSQL database and erases them on erasure events through the partner SDK. It shows
  * what a partner team writes: a delete by any identifier, a proof, and an ack with counts.
  */
-import pg from 'pg';
 import { createErasurePartner, type PartnerStats } from '../../packages/partner-sdk/src/index.ts';
+import { createPool } from '../shared/db/create-pool.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import type { OrdersPartnerConfig } from './config.ts';
 import { ensureDatabase } from '../shared/ensure-database.ts';
@@ -30,9 +30,8 @@ export async function start(
   cfg: OrdersPartnerConfig,
   logger: Logger = createLogger({ service: 'example-partner-orders', level: cfg.logLevel }),
 ): Promise<RunningOrdersPartner> {
-  const dbUrl = await ensureDatabase(cfg.adminDatabaseUrl, cfg.database);
-  const pool = new pg.Pool({ connectionString: dbUrl, max: 3 });
-  pool.on('error', (err) => logger.warn('idle postgres client failed', { code: 'ERR_PG_IDLE', error: err }));
+  const dbUrl = await ensureDatabase(cfg.adminDatabaseUrl, cfg.database, cfg.databaseTimeouts);
+  const pool = createPool({ connectionString: dbUrl, max: 3, timeouts: cfg.databaseTimeouts, logger });
   const store = createOrdersStore(pool);
   const partner = createErasurePartner({
     target: cfg.target,

@@ -1,5 +1,6 @@
 import { ConfigurationError } from '../shared/errors.ts';
 import { collectInfraConfig } from '../shared/infra-config.ts';
+import { logLevelSetting } from '../shared/log-level-setting.ts';
 
 export interface ProfilesPartnerConfig {
   readonly kafkaBrokers: readonly string[];
@@ -36,6 +37,7 @@ export function loadProfilesPartnerConfig(env: NodeJS.ProcessEnv): ProfilesPartn
   const scanTimeoutMs = rawScan ? Number(rawScan) : 20_000;
   if (!Number.isInteger(scanTimeoutMs) || scanTimeoutMs < 1000 || scanTimeoutMs > 600_000)
     problems.push('PROFILES_PARTNER_SCAN_TIMEOUT_MS must be a whole number from 1000 to 600000');
+  const logLevel = logLevelSetting(env, problems);
   if (problems.length > 0 || !infra) throw new ConfigurationError(problems);
   return Object.freeze({
     kafkaBrokers: infra.kafkaBrokers,
@@ -45,6 +47,6 @@ export function loadProfilesPartnerConfig(env: NodeJS.ProcessEnv): ProfilesPartn
     groupId,
     fromBeginning: rawFrom === 'true',
     scanTimeoutMs,
-    logLevel: env['LOG_LEVEL'] || 'info',
+    logLevel,
   });
 }

@@ -4,8 +4,8 @@
  * after that decoding is synchronous, which matters at hundreds of thousands of events a
  * second (the registry client's decode is a promise per message).
  */
-import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import type { RequestedEvent } from '../shared/event-codec.ts';
+import { createSchemaRegistry, type RegistryClientOptions } from '../shared/schema-registry-client.ts';
 import { parseRequested, REQUESTED_FINGERPRINT, type RequestedSpans } from './requested-spans.ts';
 
 interface AvroType {
@@ -43,8 +43,8 @@ export function datasetFieldProblem(e: unknown): string | undefined {
   return undefined;
 }
 
-export function createRequestedDecoder(registryUrl: string) {
-  const registry = new SchemaRegistry({ host: registryUrl });
+export function createRequestedDecoder(registryUrl: string, opts: RegistryClientOptions = {}) {
+  const registry = createSchemaRegistry(registryUrl, opts);
   const types = new Map<number, AvroType>();
   /** Schema ids whose layout is the one requested-spans.ts reads. */
   const sameLayout = new Set<number>();

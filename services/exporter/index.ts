@@ -13,7 +13,8 @@ import {
   type DatasetSettings,
 } from '../shared/dataset/dataset-config.ts';
 import { ConfigurationError } from '../shared/errors.ts';
-import { collectInfraConfig, intSetting } from '../shared/infra-config.ts';
+import { boolSetting, collectInfraConfig, intSetting } from '../shared/infra-config.ts';
+import { logLevelSetting } from '../shared/log-level-setting.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { createRequestedDecoder } from './decode-requested.ts';
 import { runExporter, type ExportLimits } from './export-loop.ts';
@@ -22,6 +23,7 @@ import { loadNativeHmac } from './hmac-sha256.ts';
 export interface ExporterConfig {
   readonly kafkaBrokers: readonly string[];
   readonly schemaRegistryUrl: string;
+  readonly schemaRegistryTimeoutMs: number;
   /** Bucket, prefix, HMAC key and S3 connection (DATASET_PREFIX, DATASET_HMAC_KEY, S3_*, AWS_*). */
   readonly dataset: DatasetSettings;
   /** EXPORTER_GROUP: Kafka consumer group, default 'erasure-exporter'. */
@@ -42,6 +44,7 @@ export interface ExporterConfig {
   /**
    * EXPORTER_FROM_BEGINNING (default true): a new group starts at the oldest retained event,
    * as the invariant needs (every published event in the dataset); `false` starts at the end.
+   * `true` or `false` in any case; anything else is a configuration error.
    */
   readonly fromBeginning: boolean;
   readonly logLevel: string;
@@ -73,19 +76,19 @@ export function loadExporterConfig(env: NodeJS.ProcessEnv): ExporterConfig {
     maxConcurrentUploads: int('EXPORTER_MAX_CONCURRENT_UPLOADS', 16, 1, 64),
   });
   const maxBackoffMs = int('EXPORTER_MAX_BACKOFF_MS', 10_000, 100, 300_000);
-  const logLevelName = env['LOG_LEVEL'] || 'info';
-  if (!['error', 'warn', 'info', 'debug'].includes(logLevelName))
-    problems.push('LOG_LEVEL must be error, warn, info or debug');
+  const logLevelName = logLevelSetting(env, problems);
+  const fromBeginning = boolSetting(env, problems, 'EXPORTER_FROM_BEGINNING', true);
   if (problems.length > 0 || !infra || !dataset) throw new ConfigurationError(problems);
   return Object.freeze({
     kafkaBrokers: infra.kafkaBrokers,
     schemaRegistryUrl: infra.schemaRegistryUrl,
+    schemaRegistryTimeoutMs: infra.schemaRegistryTimeoutMs,
     dataset,
     groupId,
     topic,
     limits,
     maxBackoffMs,
-    fromBeginning: env['EXPORTER_FROM_BEGINNING'] !== 'false',
+    fromBeginning,
     logLevel: logLevelName,
   });
 }
@@ -105,6 +108,8 @@ export interface ExporterOptions {
   beforeAppend?: () => void;
   /** How often a file opened for a past day re-reads its manifest, ms (default 60,000). */
   manifestRecheckMs?: number;
+  /** Test hook: the jitter of retry waits, [0, 1) (default Math.random). */
+  random?: () => number;
 }
 
 /**
@@ -148,7 +153,7 @@ export async function start(
   try {
     running = await runExporter({
       consumer,
-      decoder: createRequestedDecoder(cfg.schemaRegistryUrl),
+      decoder: createRequestedDecoder(cfg.schemaRegistryUrl, { timeoutMs: cfg.schemaRegistryTimeoutMs }),
       store,
       logger,
       metrics: opts.registry ?? new Registry(),
@@ -161,6 +166,7 @@ export async function start(
       afterUpload: opts.afterUpload,
       beforeAppend: opts.beforeAppend,
       manifestRecheckMs: opts.manifestRecheckMs,
+      random: opts.random,
     });
   } catch (err) {
     await consumer.disconnect().catch(() => undefined);

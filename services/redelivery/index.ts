@@ -5,15 +5,17 @@
  * REDELIVERY_MAX_ATTEMPTS deliveries the task fails with a reason a person can act on.
  * Any number of replicas may run: tasks are claimed FOR UPDATE SKIP LOCKED.
  */
-import pg from 'pg';
 import type { BackoffPolicy } from '../shared/compute-backoff.ts';
+import { createPool } from '../shared/db/create-pool.ts';
 import { ConfigurationError } from '../shared/errors.ts';
-import { collectInfraConfig, intSetting } from '../shared/infra-config.ts';
+import { collectInfraConfig, intSetting, type DatabaseTimeouts } from '../shared/infra-config.ts';
+import { logLevelSetting } from '../shared/log-level-setting.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { createRedeliveryLoop } from './redelivery-loop.ts';
 
 export interface RedeliveryConfig {
   readonly databaseUrl: string;
+  readonly databaseTimeouts: DatabaseTimeouts;
   /** REDELIVERY_INTERVAL_MS: pause between passes when idle, 10 to 600 000 ms. Default 5000. */
   readonly intervalMs: number;
   /**
@@ -40,15 +42,17 @@ export function loadRedeliveryConfig(env: NodeJS.ProcessEnv): RedeliveryConfig {
   const intervalMs = intSetting(env, problems, 'REDELIVERY_INTERVAL_MS', 5000, 10, 600_000);
   const maxAttempts = intSetting(env, problems, 'REDELIVERY_MAX_ATTEMPTS', 5, 1, 100);
   const batchSize = intSetting(env, problems, 'REDELIVERY_BATCH_SIZE', 500, 1, 5000);
+  const logLevel = logLevelSetting(env, problems);
   if (problems.length > 0 || !infra) throw new ConfigurationError(problems);
   return Object.freeze({
     databaseUrl: infra.databaseUrl,
+    databaseTimeouts: infra.databaseTimeouts,
     intervalMs,
     maxAttempts,
     batchSize,
     backoff: Object.freeze({ initialMs: 60_000, maxMs: 6 * 3_600_000, multiplier: 2 }),
     loopBackoff: Object.freeze({ initialMs: 1000, maxMs: 60_000, multiplier: 2 }),
-    logLevel: env['LOG_LEVEL'] || 'info',
+    logLevel,
   });
 }
 
@@ -56,8 +60,12 @@ export async function start(
   cfg: RedeliveryConfig,
   logger: Logger = createLogger({ service: 'redelivery', level: cfg.logLevel }),
 ): Promise<{ url: string; stop(): Promise<void> }> {
-  const pool = new pg.Pool({ connectionString: cfg.databaseUrl, max: 2 });
-  pool.on('error', (err) => logger.warn('idle postgres client failed', { code: 'ERR_PG_IDLE', error: err }));
+  const pool = createPool({
+    connectionString: cfg.databaseUrl,
+    max: 2,
+    timeouts: cfg.databaseTimeouts,
+    logger,
+  });
   const loop = createRedeliveryLoop({
     pool,
     logger,

@@ -6,12 +6,13 @@
  */
 import { hostname } from 'node:os';
 import { Kafka, logLevel, Partitioners, type logCreator, type ProducerConfig } from 'kafkajs';
-import pg from 'pg';
 import type { Registry } from 'prom-client';
 import type { BackoffPolicy } from '../shared/compute-backoff.ts';
+import { createPool } from '../shared/db/create-pool.ts';
 import { ConfigurationError } from '../shared/errors.ts';
 import { createEventCodec } from '../shared/event-codec.ts';
-import { collectInfraConfig, intSetting } from '../shared/infra-config.ts';
+import { collectInfraConfig, intSetting, type DatabaseTimeouts } from '../shared/infra-config.ts';
+import { logLevelSetting } from '../shared/log-level-setting.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { listenForOutbox } from '../shared/listen-for-outbox.ts';
 import { createPartitionLookup } from './partition-lookup.ts';
@@ -20,8 +21,10 @@ import { createRelayMetrics, type RelayMetrics } from './relay-metrics.ts';
 
 export interface RelayConfig {
   readonly databaseUrl: string;
+  readonly databaseTimeouts: DatabaseTimeouts;
   readonly kafkaBrokers: readonly string[];
   readonly schemaRegistryUrl: string;
+  readonly schemaRegistryTimeoutMs: number;
   /** RELAY_BATCH_SIZE: rows per claim and per Kafka send, 1 to 10 000. Default 500. */
   readonly batchSize: number;
   /**
@@ -49,17 +52,20 @@ export function loadRelayConfig(env: NodeJS.ProcessEnv): RelayConfig {
   const relayId = env['RELAY_ID']?.trim() || `${hostname()}-${process.pid}`;
   if (!/^[\x21-\x7e]{1,200}$/.test(relayId))
     problems.push('RELAY_ID must be 1 to 200 printable ASCII characters without spaces');
+  const logLevel = logLevelSetting(env, problems);
   if (problems.length > 0 || !infra) throw new ConfigurationError(problems);
   return Object.freeze({
     databaseUrl: infra.databaseUrl,
+    databaseTimeouts: infra.databaseTimeouts,
     kafkaBrokers: infra.kafkaBrokers,
     schemaRegistryUrl: infra.schemaRegistryUrl,
+    schemaRegistryTimeoutMs: infra.schemaRegistryTimeoutMs,
     batchSize,
     leaseMs,
     pollIntervalMs,
     relayId,
     backoff: Object.freeze({ initialMs: 500, maxMs: 60_000, multiplier: 2 }),
-    logLevel: env['LOG_LEVEL'] || 'info',
+    logLevel,
   });
 }
 
@@ -97,8 +103,12 @@ export async function start(
   logger: Logger = createLogger({ service: 'relay', level: cfg.logLevel }),
   opts: { registry?: Registry } = {},
 ): Promise<{ url: string; metrics: RelayMetrics; stop(): Promise<void> }> {
-  const pool = new pg.Pool({ connectionString: cfg.databaseUrl, max: 3 });
-  pool.on('error', (err) => logger.warn('idle postgres client failed', { code: 'ERR_PG_IDLE', error: err }));
+  const pool = createPool({
+    connectionString: cfg.databaseUrl,
+    max: 3,
+    timeouts: cfg.databaseTimeouts,
+    logger,
+  });
   const kafka = new Kafka({
     clientId: `erasure-relay-${cfg.relayId}`,
     brokers: [...cfg.kafkaBrokers],
@@ -123,7 +133,7 @@ export async function start(
     metrics,
     publish: {
       producer,
-      codec: createEventCodec(cfg.schemaRegistryUrl),
+      codec: createEventCodec(cfg.schemaRegistryUrl, { timeoutMs: cfg.schemaRegistryTimeoutMs }),
       partitions: createPartitionLookup(admin),
       ackTimeoutMs: 5000,
     },
@@ -137,6 +147,7 @@ export async function start(
   });
   const listener = listenForOutbox({
     connectionString: cfg.databaseUrl,
+    timeouts: cfg.databaseTimeouts,
     onNotify: () => relay.wake(),
     logger,
     listener: 'outbox relay',

@@ -1,4 +1,6 @@
 import pg from 'pg';
+import { connectionOptions, DEFAULT_DATABASE_TIMEOUTS } from './db/create-pool.ts';
+import type { DatabaseTimeouts } from './infra-config.ts';
 
 /**
  * Creates `name` through the admin connection unless it exists, and returns its URL.
@@ -6,8 +8,12 @@ import pg from 'pg';
  * second replica starting; the loser's 42P04 (duplicate_database) means the same as success.
  * `name` must already be validated as a plain identifier (config.ts).
  */
-export async function ensureDatabase(adminUrl: string, name: string): Promise<string> {
-  const admin = new pg.Client({ connectionString: adminUrl });
+export async function ensureDatabase(
+  adminUrl: string,
+  name: string,
+  timeouts: DatabaseTimeouts = DEFAULT_DATABASE_TIMEOUTS,
+): Promise<string> {
+  const admin = new pg.Client(connectionOptions(adminUrl, timeouts));
   await admin.connect();
   try {
     const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);

@@ -1,4 +1,4 @@
-import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
+import { createSchemaRegistry, type RegistryClientOptions } from './schema-registry-client.ts';
 
 /** The contract's topics (schemas/topics.json, schemas/avro). */
 export const TOPICS = {
@@ -48,8 +48,8 @@ export interface CompletedEvent {
  * registered schema of `<topic>-value` (registered at start-up from schemas/avro), decodes
  * by the id in each message, so a consumer reads any version the registry knows.
  */
-export function createEventCodec(registryUrl: string) {
-  const registry = new SchemaRegistry({ host: registryUrl });
+export function createEventCodec(registryUrl: string, opts: RegistryClientOptions = {}) {
+  const registry = createSchemaRegistry(registryUrl, opts);
   const ids = new Map<string, Promise<number>>();
   const idFor = (topic: string) => {
     let id = ids.get(topic);

@@ -9,14 +9,31 @@ export interface InfraConfig {
   readonly databaseUrl: string;
   /** Kafka bootstrap servers. Default: ["127.0.0.1:9092"]. */
   readonly kafkaBrokers: readonly string[];
+  /** How long PostgreSQL may take to connect and to answer a statement. */
+  readonly databaseTimeouts: DatabaseTimeouts;
   /** Confluent-compatible schema registry base URL. Default: local Apicurio ccompat v7. */
   readonly schemaRegistryUrl: string;
+  /**
+   * SCHEMA_REGISTRY_TIMEOUT_MS: longest wait for one registry call, ms (100 to 600 000,
+   * default 10 000). A registry that accepts connections and never answers fails the call
+   * instead of hanging the service.
+   */
+  readonly schemaRegistryTimeoutMs: number;
   readonly s3: {
     readonly endpoint: string;
     readonly bucket: string;
     readonly accessKeyId: string;
     readonly secretAccessKey: string;
     readonly region: string;
+    /** S3_CONNECT_TIMEOUT_MS: longest wait for a TCP connection, ms (100 to 600 000, default 10 000). */
+    readonly connectTimeoutMs: number;
+    /**
+     * S3_SOCKET_TIMEOUT_MS: longest silence on a connection during a call, ms (1000 to
+     * 3 600 000, default 30 000). An idle limit, not a cap on the whole call: a 128 MiB
+     * upload on a slow link keeps sending and never trips it; a server that stops answering
+     * does. The SDK retries a timed-out call (3 attempts in all).
+     */
+    readonly socketTimeoutMs: number;
   };
   /** Which parts the environment points elsewhere (so the local stack leaves them alone). */
   readonly external: {
@@ -25,6 +42,23 @@ export interface InfraConfig {
     readonly registry: boolean;
     readonly s3: boolean;
   };
+}
+
+export interface DatabaseTimeouts {
+  /**
+   * DATABASE_CONNECT_TIMEOUT_MS: longest wait for a new connection, TCP and PostgreSQL's
+   * start-up and authentication included, ms (100 to 600 000, default 10 000).
+   */
+  readonly connectMs: number;
+  /**
+   * DATABASE_QUERY_TIMEOUT_MS: longest wait for one statement's answer, measured by the
+   * client, ms (0 = none, else 1000 to 86 400 000; default 60 000). A safety net against a
+   * connection that stopped answering, far above the longest statement a service runs (a
+   * relay claim of 10 000 rows, a 5 000-ack batch, a redelivery pass, a journal seal of
+   * 5 000 entries take well under a few seconds). The server is not told; a statement that
+   * times out is abandoned with its connection.
+   */
+  readonly queryMs: number;
 }
 
 export const LOCAL_DEFAULTS = Object.freeze({
@@ -91,35 +125,58 @@ export function loadInfraConfig(env: Env): InfraConfig {
     `postgres://${d.postgresUser}:${d.postgresPassword}@127.0.0.1:${d.postgresPort}/${d.postgresDatabase}`;
   checkUrl(problems, 'DATABASE_URL', databaseUrl, ['postgres:', 'postgresql:']);
 
+  const databaseTimeouts = Object.freeze({
+    connectMs: intSetting(env, problems, 'DATABASE_CONNECT_TIMEOUT_MS', 10_000, 100, 600_000),
+    queryMs: intSetting(env, problems, 'DATABASE_QUERY_TIMEOUT_MS', 60_000, 0, 86_400_000),
+  });
+  if (databaseTimeouts.queryMs > 0 && databaseTimeouts.queryMs < 1000)
+    problems.push('DATABASE_QUERY_TIMEOUT_MS must be 0 (no limit) or at least 1000');
+
   const brokersRaw = nonEmpty(env, 'KAFKA_BROKERS') ?? `127.0.0.1:${d.kafkaPort}`;
   const kafkaBrokers = brokersRaw.split(',').map((b) => b.trim());
   for (const b of kafkaBrokers) {
-    if (!/^[A-Za-z0-9.\-[\]:]+:\d{1,5}$/.test(b))
-      problems.push(`KAFKA_BROKERS entry "${b}" is not host:port`);
+    const m = /^[A-Za-z0-9.\-[\]:]+:(\d{1,5})$/.exec(b);
+    if (!m) problems.push(`KAFKA_BROKERS entry "${b}" is not host:port`);
+    else if (Number(m[1]) < 1 || Number(m[1]) > 65_535)
+      problems.push(`KAFKA_BROKERS entry "${b}" has a port outside 1 to 65535`);
   }
 
   const schemaRegistryUrl = (
     nonEmpty(env, 'SCHEMA_REGISTRY_URL') ?? `http://127.0.0.1:${d.registryPort}/apis/ccompat/v7`
   ).replace(/\/+$/, '');
   checkUrl(problems, 'SCHEMA_REGISTRY_URL', schemaRegistryUrl, ['http:', 'https:']);
+  const schemaRegistryTimeoutMs = intSetting(
+    env,
+    problems,
+    'SCHEMA_REGISTRY_TIMEOUT_MS',
+    10_000,
+    100,
+    600_000,
+  );
 
   const endpoint = nonEmpty(env, 'S3_ENDPOINT') ?? `http://127.0.0.1:${d.s3Port}`;
   checkUrl(problems, 'S3_ENDPOINT', endpoint, ['http:', 'https:']);
   const bucket = nonEmpty(env, 'S3_BUCKET') ?? d.s3Bucket;
   if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket))
     problems.push('S3_BUCKET is not a valid bucket name');
+  const s3ConnectTimeoutMs = intSetting(env, problems, 'S3_CONNECT_TIMEOUT_MS', 10_000, 100, 600_000);
+  const s3SocketTimeoutMs = intSetting(env, problems, 'S3_SOCKET_TIMEOUT_MS', 30_000, 1000, 3_600_000);
 
   if (problems.length > 0) throw new ConfigurationError(problems);
   return Object.freeze({
     databaseUrl,
+    databaseTimeouts,
     kafkaBrokers: Object.freeze(kafkaBrokers),
     schemaRegistryUrl,
+    schemaRegistryTimeoutMs,
     s3: Object.freeze({
       endpoint,
       bucket,
       accessKeyId: nonEmpty(env, 'AWS_ACCESS_KEY_ID') ?? d.s3AccessKeyId,
       secretAccessKey: nonEmpty(env, 'AWS_SECRET_ACCESS_KEY') ?? d.s3SecretAccessKey,
       region: nonEmpty(env, 'AWS_REGION') ?? d.s3Region,
+      connectTimeoutMs: s3ConnectTimeoutMs,
+      socketTimeoutMs: s3SocketTimeoutMs,
     }),
     external: Object.freeze({
       postgres: nonEmpty(env, 'DATABASE_URL') !== undefined,
@@ -163,4 +220,20 @@ export function intSetting(
   if (!Number.isInteger(v) || v < min || v > max)
     problems.push(`${name} must be a whole number from ${min} to ${max}`);
   return v;
+}
+
+/**
+ * A true/false setting, for service config loaders: `true` or `false` in any case; an
+ * unset or blank variable takes `fallback`. Anything else (`0`, `no`, `off`) is added to
+ * `problems` rather than read as either: a switch read wrongly changes where a consumer
+ * group starts.
+ */
+export function boolSetting(env: Env, problems: string[], name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const v = raw.trim().toLowerCase();
+  if (v === 'true') return true;
+  if (v === 'false') return false;
+  problems.push(`${name} must be true or false`);
+  return fallback;
 }

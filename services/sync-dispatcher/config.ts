@@ -2,13 +2,15 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { BackoffPolicy } from '../shared/compute-backoff.ts';
 import { ConfigurationError } from '../shared/errors.ts';
-import { collectInfraConfig, intSetting } from '../shared/infra-config.ts';
+import { collectInfraConfig, intSetting, type DatabaseTimeouts } from '../shared/infra-config.ts';
+import { logLevelSetting } from '../shared/log-level-setting.ts';
 import { DEFAULT_AIMD_POLICY, type AimdPolicy } from './aimd-limiter.ts';
 import type { BreakerPolicy } from './circuit-breaker.ts';
 import { SECRET_ENV_PREFIX } from './render-call.ts';
 
 export interface SyncDispatcherConfig {
   readonly databaseUrl: string;
+  readonly databaseTimeouts: DatabaseTimeouts;
   /** SYNC_DISPATCHER_ID: this replica's lease owner name. Default `<hostname>-<pid>-<random>`. */
   readonly dispatcherId: string;
   /** SYNC_POLL_INTERVAL_MS: longest pause between claim passes, 10 to 600 000 ms. Default 1000 (new requests wake it at once). */
@@ -91,9 +93,11 @@ export function loadSyncDispatcherConfig(env: NodeJS.ProcessEnv): SyncDispatcher
       problems.push(`${name} must be non-empty printable Latin-1 (it is sent in a header)`);
     else secrets.set(ref, value);
   }
+  const logLevel = logLevelSetting(env, problems);
   if (problems.length > 0 || !infra) throw new ConfigurationError(problems);
   return Object.freeze({
     databaseUrl: infra.databaseUrl,
+    databaseTimeouts: infra.databaseTimeouts,
     dispatcherId,
     pollIntervalMs,
     targetRefreshMs,
@@ -114,6 +118,6 @@ export function loadSyncDispatcherConfig(env: NodeJS.ProcessEnv): SyncDispatcher
     aimd: Object.freeze({ ...DEFAULT_AIMD_POLICY, intervalMs: aimdIntervalMs }),
     loopBackoff: Object.freeze({ initialMs: 1000, maxMs: 60_000, multiplier: 2 }),
     secrets,
-    logLevel: env['LOG_LEVEL'] || 'info',
+    logLevel,
   });
 }

@@ -5,8 +5,8 @@
  * claimed FOR UPDATE SKIP LOCKED under a lease (claim-sync-tasks.ts). Calls are at least
  * once; every call carries an Idempotency-Key stable per task, so partners can dedupe.
  */
-import pg from 'pg';
 import type { Registry } from 'prom-client';
+import { createPool } from '../shared/db/create-pool.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import type { SyncDispatcherConfig } from './config.ts';
 import { createSyncDispatcher } from './dispatcher-loop.ts';
@@ -21,8 +21,12 @@ export async function start(
   logger: Logger = createLogger({ service: 'sync-dispatcher', level: cfg.logLevel }),
   opts: { registry?: Registry } = {},
 ): Promise<{ url: string; metrics: SyncMetrics; stop(): Promise<void> }> {
-  const pool = new pg.Pool({ connectionString: cfg.databaseUrl, max: 8 });
-  pool.on('error', (err) => logger.warn('idle postgres client failed', { code: 'ERR_PG_IDLE', error: err }));
+  const pool = createPool({
+    connectionString: cfg.databaseUrl,
+    max: 8,
+    timeouts: cfg.databaseTimeouts,
+    logger,
+  });
   const metrics = createSyncMetrics(opts.registry);
   const agents = createAgents();
   const dispatcher = createSyncDispatcher({
@@ -35,6 +39,7 @@ export async function start(
   });
   const listener = listenForOutbox({
     connectionString: cfg.databaseUrl,
+    timeouts: cfg.databaseTimeouts,
     onNotify: () => dispatcher.wake(),
     logger,
     listener: 'sync dispatcher',

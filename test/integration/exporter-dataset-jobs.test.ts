@@ -13,7 +13,7 @@ import type { Producer } from 'kafkajs';
 import { loadExporterConfig, start } from '../../services/exporter/index.ts';
 import type pg from 'pg';
 import { runCli } from '../../services/cli/main.ts';
-import { backfillDays } from '../../services/shared/dataset/backfill.ts';
+import { BackfillFewerEventsError, backfillDays } from '../../services/shared/dataset/backfill.ts';
 import { compactDay } from '../../services/shared/dataset/compact-day.ts';
 import { appendEventRows, emptyColumns } from '../../services/shared/dataset/dataset-schema.ts';
 import { createDatasetStore } from '../../services/shared/dataset/dataset-store.ts';
@@ -433,15 +433,16 @@ describe('dataset jobs: compaction and backfill', () => {
     const db = await createTestDatabase();
     try {
       await migrate(db.pool, SCHEMAS_SQL);
+      // Days of their own: a backfill replaces its days whole (the test above wrote 2001-05-01/02).
       // Sent two minutes before midnight by the database's clock.
-      const e = makeEvent(900, Date.parse('2001-05-02T23:50:00Z'));
-      await insertSent(db.pool, e, new Date('2001-05-02T23:58:00Z'));
+      const e = makeEvent(900, Date.parse('2001-05-12T23:50:00Z'));
+      await insertSent(db.pool, e, new Date('2001-05-12T23:58:00Z'));
       const io = { stdout: new PassThrough(), stderr: new PassThrough() };
       const cliEnv = { ...env, DATABASE_URL: db.url };
       // The later day first: the day before holds nothing, so its first day keeps the event.
       assert.equal(
         await runCli(
-          ['dataset', 'backfill', '--from', '2001-05-03', '--to', '2001-05-03', '--force'],
+          ['dataset', 'backfill', '--from', '2001-05-13', '--to', '2001-05-13', '--force'],
           cliEnv,
           io,
         ),
@@ -450,14 +451,14 @@ describe('dataset jobs: compaction and backfill', () => {
       // Then the days before: the day after holds it now, so the range's last day leaves it.
       assert.equal(
         await runCli(
-          ['dataset', 'backfill', '--from', '2001-05-01', '--to', '2001-05-02', '--force'],
+          ['dataset', 'backfill', '--from', '2001-05-11', '--to', '2001-05-12', '--force'],
           cliEnv,
           io,
         ),
         0,
       );
       const read = await readDataset(prefix, {
-        days: ['2001-05-01', '2001-05-02', '2001-05-03'],
+        days: ['2001-05-11', '2001-05-12', '2001-05-13'],
         eventIds: [e.eventId],
       });
       assert.deepEqual(
@@ -466,6 +467,146 @@ describe('dataset jobs: compaction and backfill', () => {
       );
     } finally {
       await db.drop();
+    }
+  });
+
+  /** A day sealed and swept: `_SUCCESS`, its manifest and one compacted file of `n` events. */
+  async function sealedDay(dt: string, n: number): Promise<RequestedEvent[]> {
+    const es = await putExporterFiles(dt, 1, n);
+    const t = Date.now() - 2 * 3_600_000;
+    await compactDay({ store, prefix, topic: TOPIC, dt, nowMs: t, graceMs: 3_600_000, sweepDays: 0 });
+    assert.equal((await sweepDay({ store, prefix, dt, nowMs: Date.now() })).success, true);
+    return es;
+  }
+
+  /** The day's objects with their sizes, and its manifest: what "left as it was" compares. */
+  const dayState = async (dt: string) => ({
+    objects: (await store.list(`${prefix}/dt=${dt}/`)).map((o) => `${o.key.split('/').at(-1)} ${o.size}`),
+    manifest: await readManifest(store, prefix, dt),
+  });
+
+  it('backfill refuses, exit 1 and one line, a day holding events the request store lacks; the day is left as it was', async () => {
+    const dt = '2001-08-01';
+    const es = await sealedDay(dt, 10);
+    const sealed = await dayState(dt);
+    assert.ok(sealed.objects.some((o) => o.startsWith('_SUCCESS')));
+    const db = await createTestDatabase();
+    try {
+      await migrate(db.pool, SCHEMAS_SQL);
+      const io = { stdout: new PassThrough(), stderr: new PassThrough() };
+      let stderr = '';
+      io.stderr.on('data', (d) => (stderr += d));
+      const cliEnv = { ...env, DATABASE_URL: db.url };
+      const backfill = (...more: string[]) =>
+        runCli(['dataset', 'backfill', '--from', dt, '--to', dt, '--force', ...more], cliEnv, io);
+
+      // An empty request store (the wrong database, its outbox purged): nothing to rebuild from.
+      assert.equal(await backfill(), 1);
+      const lines = stderr.trim().split('\n');
+      assert.equal(lines.length, 1, stderr);
+      assert.match(
+        lines[0]!,
+        /2001-08-01: refused: the request store yields 0 events \(0 rows\) for the day, which holds 10 events \(10 rows\); 10 of them are not in the store.*--allow-fewer/,
+      );
+      assert.deepEqual(await dayState(dt), sealed);
+
+      // Fewer than the day holds, in more files than one (written before the count is known):
+      // they are deleted again and _SUCCESS restored.
+      for (const [i, e] of es.slice(0, 4).entries())
+        await insertSent(db.pool, e, new Date(Date.parse(`${dt}T12:00:00Z`) + i));
+      await assert.rejects(
+        backfillDays({
+          db: db.pool,
+          store,
+          prefix,
+          topic: TOPIC,
+          hmacKey: Buffer.from(HMAC_KEY),
+          from: dt,
+          to: dt,
+          nowMs: Date.now(),
+          graceMs: 1000,
+          fileRows: 1,
+        }),
+        (err: Error) =>
+          err instanceof BackfillFewerEventsError && /yields 4 events.*6 of them/.test(err.message),
+      );
+      assert.deepEqual(await dayState(dt), sealed);
+
+      // --allow-fewer: the operator means it.
+      stderr = '';
+      assert.equal(await backfill('--allow-fewer'), 0, stderr);
+      const m = (await readManifest(store, prefix, dt))!;
+      assert.deepEqual([m.generation, m.events, m.rows], [2, 4, 4]);
+    } finally {
+      await db.drop();
+    }
+  });
+
+  it('backfill does not count an event moved across an inner midnight of its range as lost', async () => {
+    const [d1, d2] = ['2001-08-05', '2001-08-06'];
+    // The exporter filed it on d1 (Kafka timestamp 23:59:59.990); the database marked it sent
+    // at 00:00:00.010 on d2, so the backfill of d1..d2 files it in d2.
+    const e = {
+      ...makeEvent(1, Date.parse(`${d1}T23:50:00Z`)),
+      identifiers: [{ type: 'email', value: 'm@x.example' }],
+    };
+    const cols = emptyColumns();
+    appendEventRows(cols, Buffer.from(HMAC_KEY), e, {
+      eventTime: Date.parse(`${d2}T00:00:00Z`) - 10,
+      partition: 0,
+      offset: 7000n,
+      source: 'exporter',
+    });
+    await store.put(
+      exporterFileKey(prefix, d1, TOPIC, 0, 7000n, 7000n),
+      encodeParquet(cols),
+      'application/vnd.apache.parquet',
+    );
+    const db = await createTestDatabase();
+    try {
+      await migrate(db.pool, SCHEMAS_SQL);
+      await insertSent(db.pool, e, new Date(Date.parse(`${d2}T00:00:00Z`) + 10));
+      const r = await backfillDays({
+        db: db.pool,
+        store,
+        prefix,
+        topic: TOPIC,
+        hmacKey: Buffer.from(HMAC_KEY),
+        from: d1,
+        to: d2,
+        nowMs: Date.now(),
+        graceMs: 1000,
+      });
+      assert.deepEqual(
+        r.map((x) => [x.dt, x.events]),
+        [
+          [d1, 0],
+          [d2, 1],
+        ],
+      );
+    } finally {
+      await db.drop();
+    }
+  });
+
+  it('a backfill that cannot reach the database leaves the day as it was, _SUCCESS included', async () => {
+    const dt = '2001-08-03';
+    await sealedDay(dt, 5);
+    const sealed = await dayState(dt);
+    assert.ok(sealed.objects.some((o) => o.startsWith('_SUCCESS')));
+    const io = { stdout: new PassThrough(), stderr: new PassThrough() };
+    let stderr = '';
+    io.stderr.on('data', (d) => (stderr += d));
+    const unreachable = { ...env, DATABASE_URL: 'postgres://erasure:erasure@127.0.0.1:1/erasure' };
+    for (const more of [[], ['--allow-fewer']]) {
+      const code = await runCli(
+        ['dataset', 'backfill', '--from', dt, '--to', dt, '--force', ...more],
+        unreachable,
+        io,
+      );
+      assert.equal(code, 1, stderr);
+      assert.match(stderr, /ECONNREFUSED/);
+      assert.deepEqual(await dayState(dt), sealed, more.join(' '));
     }
   });
 
@@ -536,7 +677,8 @@ describe('dataset jobs: compaction and backfill', () => {
     try {
       await migrate(db.pool, SCHEMAS_SQL);
       // d2 rebuilt by a backfill now: the exporter files compaction superseded (due) are
-      // carried over into the backfill's manifest and deleted by its sweep.
+      // carried over into the backfill's manifest and deleted by its sweep. The request store
+      // is empty, so the day's 10 events go: only allowFewer lets a backfill drop them.
       const [b] = await backfillDays({
         db: db.pool,
         store,
@@ -547,6 +689,7 @@ describe('dataset jobs: compaction and backfill', () => {
         to: d2,
         nowMs: Date.now(),
         graceMs: 1000,
+        allowFewer: true,
       });
       assert.deepEqual([b!.deleted, b!.pending], [2, 1], 'the exporter files go; compacted-g1 waits');
       assert.deepEqual(await namesIn(d2), ['_manifest.json', 'compacted-g000001-0001.parquet']);

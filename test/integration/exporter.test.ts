@@ -422,4 +422,52 @@ describe('exporter', () => {
       'the good event is exported, the bad one skipped',
     );
   });
+  it('stop() cuts a retry wait short (S3 down) and commits nothing', async () => {
+    const group = uniqueName('exporter-stop');
+    await positionNewGroup(group, TOPIC, startOffsets);
+    // Jitter near 1: retry waits run 200, 400, 800, 1600 ms (EXPORTER_MAX_BACKOFF_MS far above).
+    let longWait!: (ms: number) => void;
+    const waiting = new Promise<number>((resolve) => (longWait = resolve));
+    const stream = new PassThrough();
+    stream.on('data', (d: Buffer) => {
+      const ms = Number(/"retryInMs":(\d+)/.exec(d.toString('utf8'))?.[1] ?? 0);
+      if (ms >= 1500) longWait(ms);
+    });
+    const exporter = await start(
+      loadExporterConfig(
+        env(group, {
+          S3_ENDPOINT: 'http://127.0.0.1:1',
+          EXPORTER_MAX_BACKOFF_MS: '300000',
+          LOG_LEVEL: 'warn',
+        }),
+      ),
+      createLogger({ service: 'exporter', level: 'warn', stream }),
+      { random: () => 0.999 },
+    );
+    let waitMs: number;
+    try {
+      waitMs = await Promise.race([
+        waiting,
+        sleep(30_000).then(() => Promise.reject(new Error('no long retry wait within 30 s'))),
+      ]);
+    } finally {
+      const t0 = Date.now();
+      await exporter.stop();
+      const took = Date.now() - t0;
+      assert.ok(took < 1000, `stop took ${took} ms`);
+    }
+    assert.ok(waitMs >= 1500, 'the stop came during a wait longer than it may take');
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const [c] = await admin.fetchOffsets({ groupId: group, topics: [TOPIC] });
+      assert.deepEqual(
+        c!.partitions.map((p) => [p.partition, p.offset]).sort((a, b) => Number(a[0]) - Number(b[0])),
+        startOffsets.map((p) => [p.partition, p.offset]).sort((a, b) => Number(a[0]) - Number(b[0])),
+        'nothing committed: no record is durable',
+      );
+    } finally {
+      await admin.disconnect();
+    }
+  });
 });

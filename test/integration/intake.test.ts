@@ -8,6 +8,7 @@ import { loadApiConfig } from '../../services/api/config.ts';
 import { start } from '../../services/api/index.ts';
 import { createLogger } from '../../services/shared/logger.ts';
 import { claimOutboxBatch } from '../../services/relay/claim-outbox-batch.ts';
+import { BUILTIN_TYPES } from '../../services/shared/identifiers.ts';
 import { startTestApi, type TestApi } from '../helpers/api.ts';
 
 const submit = (api: TestApi, key: string, body: unknown, token?: string) =>
@@ -782,6 +783,34 @@ describe('intake API', () => {
       body: { name: 'backref_type', pattern: '(a)\\1' },
     });
     assert.equal(backref.body.code, 'ERR_VALIDATION');
+  });
+
+  it('lists the built-in identifier types as their code treats them, and holds them to it', async () => {
+    const list = await api.call('GET', '/v1/identifier-types');
+    assert.equal(list.status, 200);
+    const items: { name: string; maxLength: number; lowercase: boolean }[] = list.body.items ?? list.body;
+    const byName = new Map(items.map((t) => [t.name, t]));
+    for (const b of BUILTIN_TYPES) {
+      const t = byName.get(b.name);
+      assert.ok(t, b.name);
+      assert.equal(t.maxLength, b.maxLength, `${b.name} maxLength`);
+      assert.equal(t.lowercase, b.lowercase, `${b.name} lowercase`);
+    }
+    const email = (local: number) => `${'a'.repeat(local)}@example.org`; // 12 more characters
+    assert.equal(
+      (
+        await submit(api, 'builtin-254', {
+          ...gdpr('x'),
+          identifiers: [{ type: 'email', value: email(242) }],
+        })
+      ).status,
+      202,
+    );
+    const tooLong = await submit(api, 'builtin-255', {
+      ...gdpr('x'),
+      identifiers: [{ type: 'email', value: email(243) }],
+    });
+    assert.equal(tooLong.body.code, 'ERR_INVALID_IDENTIFIER');
   });
 
   it('pauses a target without losing its tasks', async () => {

@@ -4,6 +4,7 @@
  */
 import { TOPICS } from '../event-codec.ts';
 import { collectInfraConfig } from '../infra-config.ts';
+import type { S3Settings } from './dataset-store.ts';
 
 /**
  * The local development key when neither DATASET_HMAC_KEY nor ERASURE_HMAC_KEY is set (the
@@ -22,12 +23,8 @@ export interface DatasetSettings {
    */
   readonly hmacKey: Buffer;
   readonly hmacKeyIsDevDefault: boolean;
-  readonly s3: {
-    readonly endpoint: string;
-    readonly region: string;
-    readonly accessKeyId: string;
-    readonly secretAccessKey: string;
-  };
+  /** S3_ENDPOINT, AWS_*, S3_CONNECT_TIMEOUT_MS, S3_SOCKET_TIMEOUT_MS (infra-config.ts). */
+  readonly s3: S3Settings;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -53,6 +50,8 @@ export function loadDatasetSettings(env: Env, problems: string[]): DatasetSettin
       region: infra.s3.region,
       accessKeyId: infra.s3.accessKeyId,
       secretAccessKey: infra.s3.secretAccessKey,
+      connectTimeoutMs: infra.s3.connectTimeoutMs,
+      socketTimeoutMs: infra.s3.socketTimeoutMs,
     }),
   });
 }

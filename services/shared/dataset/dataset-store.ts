@@ -25,21 +25,47 @@ export interface S3Settings {
   readonly region: string;
   readonly accessKeyId: string;
   readonly secretAccessKey: string;
+  /** Longest wait for a TCP connection, ms. Default 10 000 (S3_CONNECT_TIMEOUT_MS). */
+  readonly connectTimeoutMs?: number;
+  /**
+   * Longest silence on a connection during a call, ms. Default 30 000 (S3_SOCKET_TIMEOUT_MS).
+   * Idle time, not the call's duration: an upload that keeps sending never trips it.
+   */
+  readonly socketTimeoutMs?: number;
 }
 
+/**
+ * The SDK waits forever by default: an endpoint that accepts connections and never answers
+ * would hang the exporter (and its shutdown) and the dataset jobs. Both limits are idle
+ * limits (NodeHttpHandler's connectionTimeout and socketTimeout); requestTimeout, a cap on
+ * the whole call, is left off because a 128 MiB file on a slow link may take minutes. node
+ * holds a socket's idle timer while a write is still draining into the kernel, so an upload
+ * that keeps moving never trips it; what must fit in socketTimeout is the silence after the
+ * last byte leaves: the kernel's send buffer (up to 4 MiB) reaching the server, and the
+ * server's answer.
+ */
 export function createS3Client(s3: S3Settings): S3Client {
   return new S3Client({
     endpoint: s3.endpoint,
     region: s3.region,
     forcePathStyle: true, // S3Proxy and most S3-compatible servers; AWS accepts it too
     credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    requestHandler: {
+      connectionTimeout: s3.connectTimeoutMs ?? 10_000,
+      socketTimeout: s3.socketTimeoutMs ?? 30_000,
+    },
   });
 }
 
-/** Status and name of an SDK error: 5xx, throttling and network failures are worth retrying. */
+/**
+ * Status, name and network code of an SDK error: 5xx, throttling, timeouts and network
+ * failures are worth retrying. The message keeps what names the cause (`ECONNREFUSED`,
+ * `TimeoutError`, the HTTP status); `cause` keeps the SDK's error itself.
+ */
 export function classifyS3Error(err: unknown, what: string): DatasetStoreError {
-  const e = err as {
+  const e = (err ?? {}) as {
     name?: string;
+    message?: string;
     $metadata?: { httpStatusCode?: number };
     $retryable?: unknown;
     code?: string;
@@ -50,15 +76,20 @@ export function classifyS3Error(err: unknown, what: string): DatasetStoreError {
     status === undefined ||
     status >= 500 ||
     status === 429 ||
-    /Throttl|SlowDown|Timeout|ECONN|EPIPE|socket/i.test(`${e.name} ${e.code}`);
-  return new DatasetStoreError(
-    `${what} failed: ${e.name ?? 'Error'}${status ? ` (HTTP ${status})` : ''}`,
+    /Throttl|SlowDown|Timeout|ECONN|EPIPE|ETIMEDOUT|EAI_AGAIN|ENOTFOUND|socket/i.test(`${e.name} ${e.code}`);
+  const name = e.name && e.name !== 'Error' ? e.name : undefined;
+  const kind = [name, e.code].filter(Boolean).join(' ') || 'Error';
+  // The SDK's own message for network errors says where and why ("connect ECONNREFUSED
+  // 127.0.0.1:9000", "... timed out after 30000 ms of inactivity"); S3's for HTTP errors is
+  // its <Message>. Neither carries object contents.
+  const message = typeof e.message === 'string' && e.message !== '' && e.message !== e.name ? e.message : '';
+  const error = new DatasetStoreError(
+    `${what} failed: ${kind}${status ? ` (HTTP ${status})` : ''}${message ? `: ${message}` : ''}`,
     retriable,
-    {
-      s3Error: e.name,
-      status,
-    },
+    { s3Error: e.name, code: e.code, status },
   );
+  error.cause = err;
+  return error;
 }
 
 export interface ListedObject {

@@ -14,16 +14,27 @@ import { coveredRanges, inRanges, readManifest } from './manifest.ts';
 import { baseName, dayPrefix, parseExporterFileName } from './object-keys.ts';
 import { readEventIds } from './read-dataset-file.ts';
 
-export async function dayEventIds(
+export interface DayEventIdsOptions {
+  prefix: string;
+  topic: string;
+  dt: string;
+  /** Only rows whose event_time is at or after this (epoch ms): a day's tail. */
+  eventTimeFrom?: number;
+}
+
+export async function dayEventIds(store: DatasetStore, o: DayEventIdsOptions): Promise<Set<string>> {
+  return (await dayHoldings(store, o)).ids;
+}
+
+/**
+ * The event ids a day holds (as dayEventIds) and the rows they are in: what a job that
+ * replaces the day would drop if it wrote less (backfill's guard). Rows of exporter files
+ * not compacted yet are counted as written, duplicates included.
+ */
+export async function dayHoldings(
   store: DatasetStore,
-  o: {
-    prefix: string;
-    topic: string;
-    dt: string;
-    /** Only rows whose event_time is at or after this (epoch ms): a day's tail. */
-    eventTimeFrom?: number;
-  },
-): Promise<Set<string>> {
+  o: DayEventIdsOptions,
+): Promise<{ ids: Set<string>; rows: number }> {
   const m = await readManifest(store, o.prefix, o.dt);
   const dir = dayPrefix(o.prefix, o.dt);
   const names = new Set(m?.files.map((f) => f.name) ?? []);
@@ -34,9 +45,13 @@ export async function dayEventIds(
       names.add(name);
   }
   const ids = new Set<string>();
+  let rows = 0;
   for (const n of names) {
     const bytes = await store.get(`${dir}${n}`);
-    if (bytes) for (const id of await readEventIds(bytes, o.eventTimeFrom)) ids.add(id);
+    if (!bytes) continue;
+    const fileIds = await readEventIds(bytes, o.eventTimeFrom);
+    rows += fileIds.length;
+    for (const id of fileIds) ids.add(id);
   }
-  return ids;
+  return { ids, rows };
 }

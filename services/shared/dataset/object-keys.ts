@@ -15,8 +15,11 @@ export const SUCCESS_NAME = '_SUCCESS';
 
 const DT = /^\d{4}-\d{2}-\d{2}$/;
 
+/** A real day as YYYY-MM-DD: 2024-02-30, 2024-02-32 and 2024-13-01 are not (and never throw). */
 export function isDate(dt: string): boolean {
-  return DT.test(dt) && new Date(`${dt}T00:00:00Z`).toISOString().slice(0, 10) === dt;
+  if (!DT.test(dt)) return false;
+  const t = Date.parse(`${dt}T00:00:00Z`);
+  return !Number.isNaN(t) && new Date(t).toISOString().slice(0, 10) === dt;
 }
 
 export function dayPrefix(prefix: string, dt: string): string {

@@ -99,7 +99,7 @@ const sameList = (a: readonly string[], b: readonly string[]) =>
   a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** Writes `_SUCCESS` if the directory's *.parquet are exactly `m`'s files, else deletes it. */
-async function settleSuccess(store: DatasetStore, prefix: string, m: DayManifest): Promise<boolean> {
+export async function settleSuccess(store: DatasetStore, prefix: string, m: DayManifest): Promise<boolean> {
   const dir = dayPrefix(prefix, m.dt);
   const want = m.files.map((f) => f.name).sort();
   const listed = await store.list(dir);
