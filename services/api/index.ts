@@ -83,12 +83,21 @@ export async function start(
       bucket: cfg.infra.s3.bucket,
     }),
   });
-  const server: Server = await new Promise((resolve, reject) => {
-    // Express 5 hands a listen error (port in use) to this callback, not to an 'error' listener.
-    const s = app.listen(cfg.port, cfg.host, (err?: Error) => (err ? reject(err) : resolve(s)));
-    s.once('error', reject);
-    hardenServer(s, cfg, logger); // before 'listening', which reads its check interval
-  });
+  let server: Server;
+  try {
+    server = await new Promise((resolve, reject) => {
+      // Express 5 hands a listen error (port in use) to this callback, not to an 'error' listener.
+      const s = app.listen(cfg.port, cfg.host, (err?: Error) => (err ? reject(err) : resolve(s)));
+      s.once('error', reject);
+      hardenServer(s, cfg, logger); // before 'listening', which reads its check interval
+    });
+  } catch (err) {
+    // Nothing listens: close the clients made for it, or their sockets keep the process alive.
+    s3.destroy();
+    await kafkaAdmin.disconnect().catch(() => undefined);
+    await pool.end().catch(() => undefined);
+    throw err;
+  }
   server.keepAliveTimeout = 65_000;
   const addr = server.address();
   const url = `http://${cfg.host}:${typeof addr === 'object' && addr ? addr.port : cfg.port}`;

@@ -667,14 +667,10 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
       stopping = true;
       clearInterval(ticker);
       wakeReader();
-      // A batch waiting out a backoff (a LIST, a manifest read, a schema lookup with S3 or the
-      // registry down) would hold the stop for up to maxBackoffMs: its wait ends now, and it
-      // stops after its last attempts without having moved past the record (nothing committed).
-      wakeAll();
       await processing;
       consumer.pause([{ topic }]);
       for (const p of parts.values()) for (const f of [...p.open.values()]) void roll(f);
-      wakeAll(); // and the uploads': each gets its last attempts
+      wakeAll(); // cut retry waits short: each gets its last attempts
       await Promise.all(uploads.values());
       await Promise.all(commitChains.values());
       await consumer.disconnect();
