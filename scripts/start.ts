@@ -22,7 +22,13 @@ import {
   start as startProfilesPartner,
   type RunningProfilesPartner,
 } from '../services/example-partner-profiles/index.ts';
-import { startServices, stopOnSignal, SERVICES } from '../services/main.ts';
+import {
+  createProcessGroup,
+  handleSignals,
+  loadProcessConfig,
+  startServices,
+  SERVICES,
+} from '../services/main.ts';
 import { migrate } from '../services/shared/db/migrate.ts';
 import { loadDatasetSettings } from '../services/shared/dataset/dataset-config.ts';
 import { TOPICS } from '../services/shared/event-codec.ts';
@@ -76,17 +82,24 @@ async function main(): Promise<void> {
   const crmSecretVar = `ERASURE_SECRET_${process.env['CRM_PARTNER_SECRET_REF'] || 'DEMO_CRM'}`;
   process.env[crmSecretVar] ||= `demo_${randomBytes(24).toString('base64url')}`;
   const crmCfg = loadCrmPartnerConfig(process.env);
-  const running = await startServices(SERVICES, { ...process.env, ERASURE_ADMIN_TOKEN: adminToken });
-  stopOnSignal(running, (report) => {
-    say(
-      report.ok
-        ? 'pipeline stopped; the stack is still running (npm run stack:down stops it)'
-        : `pipeline stopped with problems (${[...report.failed, ...report.pending].join(', ')}: see the log)`,
-    );
-    process.exit(report.ok ? 0 : 1);
-  });
+  const processCfg = loadProcessConfig(process.env);
+  const group = createProcessGroup(processCfg);
+  // Before anything starts: Ctrl-C during a slow start stops what has started too.
+  handleSignals(() =>
+    group.stop().then((report) => {
+      say(
+        report.ok
+          ? 'pipeline stopped; the stack is still running (npm run stack:down stops it)'
+          : `pipeline stopped with problems (${[...report.failed, ...report.pending].join(', ')}: see the log)`,
+      );
+      process.exit(report.ok ? 0 : 1);
+    }),
+  );
+  const env = { ...process.env, ERASURE_ADMIN_TOKEN: adminToken };
+  const running = await startServices(SERVICES, env, group, processCfg);
 
-  // The example partners run in this process too, and stop first on Ctrl-C (reverse order).
+  // The example partners run in this process too, in the same group: they stop first on
+  // Ctrl-C (reverse order).
   // On the dev stack the requested topic also holds every test run's events, some for targets
   // named like the demo's; a partner group would wade through all of them before reaching the
   // demo's. So the demo's groups start at the topic's end on each run. A real partner keeps
@@ -110,12 +123,12 @@ async function main(): Promise<void> {
   } finally {
     await resetAdmin.disconnect();
   }
-  const partners = {
-    orders: await startOrdersPartner(ordersCfg),
-    profiles: await startProfilesPartner(profilesCfg),
-    crm: await startCrmPartner(crmCfg),
-  };
-  running.push(partners.orders, partners.profiles, partners.crm);
+  const orders = await group.add('example-partner-orders', () => startOrdersPartner(ordersCfg));
+  const profiles = await group.add('example-partner-profiles', () => startProfilesPartner(profilesCfg));
+  const crm = await group.add('example-partner-crm', () => startCrmPartner(crmCfg));
+  // Undefined when Ctrl-C came meanwhile: the group is stopping, and its handler exits.
+  if (!orders || !profiles || !crm) return;
+  const partners = { orders, profiles, crm };
   say(
     `example partners started: orders-db (${partners.orders.url}), profiles (${partners.profiles.url}), ` +
       `${crmCfg.target} (delete API ${partners.crm.url}, contacts in ${partners.crm.databaseUrl})`,

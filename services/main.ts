@@ -25,15 +25,8 @@ import { logLevelSetting, type LogLevel } from './shared/log-level-setting.ts';
 import { dependencyPrefix } from './shared/name-dependency.ts';
 import { quietAwsSdkNotice } from './shared/quiet-aws-sdk-notice.ts';
 import { serveMetrics } from './shared/serve-metrics.ts';
-import {
-  createServiceGroup,
-  type RunningService,
-  type ServiceGroup,
-  type StopReport,
-} from './shared/service-group.ts';
+import { createServiceGroup, type RunningService, type ServiceGroup } from './shared/service-group.ts';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-
-export type { RunningService } from './shared/service-group.ts';
 
 export const SERVICES = [
   'api',
@@ -121,16 +114,18 @@ export class ServiceStartError extends Error {
 }
 
 /**
- * Starts `names` in order, into `group` (a new one when not given). Once the group is
- * stopping (a signal during a slow start) nothing more is started. If a start fails, what has
- * started is stopped and the start's error thrown as a ServiceStartError.
+ * Starts `names` in order, into `group` (a new one from `cfg` when not given). Once the group
+ * is stopping (a signal during a slow start) nothing more is started. If a start fails, what
+ * has started is stopped and the start's error thrown as a ServiceStartError. `cfg` defaults
+ * to the process settings read from `env`.
  */
 export async function startServices(
   names: readonly ServiceName[],
   env: NodeJS.ProcessEnv,
-  group: ServiceGroup = createProcessGroup(loadProcessConfig(env)),
+  group?: ServiceGroup,
+  cfg: ProcessConfig = loadProcessConfig(env),
 ): Promise<RunningService[]> {
-  const cfg = loadProcessConfig(env);
+  group ??= createProcessGroup(cfg);
   const registry = new Registry();
   const opts = { registry };
   let current = 'metrics';
@@ -154,26 +149,11 @@ export async function startServices(
 }
 
 /**
- * Stops the services in reverse order of start on SIGINT or SIGTERM, within
- * SHUTDOWN_TIMEOUT_MS, then calls onStopped with the stop's report (exit 0 when clean, 1
- * otherwise, by default). A second signal exits at once (130).
+ * Calls `stop` on the first SIGINT or SIGTERM (it stops the group and exits); a second signal
+ * exits at once (130). Install it before the first start, so a signal during a slow start
+ * stops what has started.
  */
-export function stopOnSignal(
-  running: RunningService[],
-  onStopped: (report: StopReport) => void = (r) => process.exit(r.ok ? 0 : 1),
-  cfg: ProcessConfig = loadProcessConfig(process.env),
-): void {
-  const group = createProcessGroup(cfg);
-  let adopted = false;
-  handleSignals(() => {
-    // Services pushed onto `running` after this call (the demo's partners) stop too.
-    if (!adopted) for (const r of running) group.adopt(r.url, r);
-    adopted = true;
-    return group.stop().then(onStopped);
-  });
-}
-
-function handleSignals(stop: () => Promise<void>): void {
+export function handleSignals(stop: () => Promise<void>): void {
   let stopping = false;
   const onSignal = () => {
     if (stopping) process.exit(130);
@@ -224,7 +204,7 @@ if (isMain) {
   // Before anything starts: a signal during a slow start (a dependency that does not
   // answer) stops what has started, and what is starting once it has.
   handleSignals(() => group.stop().then((r) => exitSoon(r.ok && !startFailed ? 0 : 1)));
-  startServices(wanted, process.env, group).catch((err: unknown) => {
+  startServices(wanted, process.env, group, cfg).catch((err: unknown) => {
     startFailed = true;
     process.stderr.write(`${startFailureLine(err, process.env)}\n`);
     // startServices has stopped what had started (bounded by SHUTDOWN_TIMEOUT_MS); when a

@@ -17,8 +17,8 @@ import { fileURLToPath } from 'node:url';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import { ErasureError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
+import type { RunningService } from '../shared/service-group.ts';
 import type { ApiConfig } from './config.ts';
-import type { RunningService } from './index.ts';
 
 /** One registry's metrics as JSON, as prom-client's cluster aggregation takes them. */
 type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;

@@ -10,16 +10,11 @@ import { createS3Client } from '../shared/dataset/dataset-store.ts';
 import { createPool } from '../shared/db/create-pool.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { dependencyChecks } from '../shared/readiness.ts';
+import type { RunningService } from '../shared/service-group.ts';
 import { createTokenStore } from './auth/token-store.ts';
 import type { ApiConfig } from './config.ts';
 import { createApp } from './create-app.ts';
 import { hardenServer } from './http/harden-server.ts';
-
-export interface RunningService {
-  /** Where it listens (for logs and the demo). */
-  url: string;
-  stop(): Promise<void>;
-}
 
 const REPO_ROOT = join(import.meta.dirname, '..', '..');
 
@@ -83,22 +78,30 @@ export async function start(
       bucket: cfg.infra.s3.bucket,
     }),
   });
+  /**
+   * Closes the clients in reverse order of creation: their sockets keep the process alive.
+   * The first error stops the sequence and rejects, unless ignoreErrors: then every client
+   * is still closed.
+   */
+  const closeClients = async (ignoreErrors = false): Promise<void> => {
+    const onError = ignoreErrors ? () => undefined : undefined;
+    s3.destroy();
+    await kafkaAdmin.disconnect().catch(onError);
+    await pool.end().catch(onError);
+  };
   let server: Server;
   try {
     server = await new Promise((resolve, reject) => {
-      // Express 5 hands a listen error (port in use) to this callback, not to an 'error' listener.
+      // Express 5 also registers this callback with server.once('error'), so a listen error
+      // (port in use) rejects here.
       const s = app.listen(cfg.port, cfg.host, (err?: Error) => (err ? reject(err) : resolve(s)));
-      s.once('error', reject);
       hardenServer(s, cfg, logger); // before 'listening', which reads its check interval
     });
   } catch (err) {
-    // Nothing listens: close the clients made for it, or their sockets keep the process alive.
-    s3.destroy();
-    await kafkaAdmin.disconnect().catch(() => undefined);
-    await pool.end().catch(() => undefined);
+    // Nothing listens: close the clients made for it; the listen error is the one to report.
+    await closeClients(true);
     throw err;
   }
-  server.keepAliveTimeout = 65_000;
   const addr = server.address();
   const url = `http://${cfg.host}:${typeof addr === 'object' && addr ? addr.port : cfg.port}`;
   logger.info('api listening', { url });
@@ -111,9 +114,7 @@ export async function start(
         server.close(() => resolve());
         server.closeIdleConnections();
       });
-      s3.destroy();
-      await kafkaAdmin.disconnect();
-      await pool.end();
+      await closeClients();
       logger.info('api stopped');
     },
   } satisfies RunningService;

@@ -51,7 +51,7 @@ Prints progress to stderr.
 `;
 
 /** The options a command takes: `values` as `--name V` or `--name=V`, `switches` bare. */
-export interface FlagSpec {
+interface FlagSpec {
   values: readonly string[];
   switches: readonly string[];
 }
@@ -84,7 +84,7 @@ export function parseFlags(argv: readonly string[], spec: FlagSpec): Map<string,
 }
 
 /** A YYYY-MM-DD option that names a real day, or undefined when it is not given. */
-export function dateFlag(f: ReadonlyMap<string, string | true>, name: string): string | undefined {
+function dateFlag(f: ReadonlyMap<string, string | true>, name: string): string | undefined {
   const v = f.get(name);
   if (v === undefined) return undefined;
   if (typeof v !== 'string' || !isDate(v))
@@ -93,7 +93,7 @@ export function dateFlag(f: ReadonlyMap<string, string | true>, name: string): s
 }
 
 /** A whole-number option in [min, max], or `fallback` when it is not given. */
-export function wholeFlag<T extends number | undefined>(
+function wholeFlag<T extends number | undefined>(
   f: ReadonlyMap<string, string | true>,
   name: string,
   fallback: T,

@@ -1,5 +1,5 @@
 import { ConfigurationError } from '../shared/errors.ts';
-import { collectInfraConfig, type DatabaseTimeouts } from '../shared/infra-config.ts';
+import { boolSetting, collectInfraConfig, type DatabaseTimeouts } from '../shared/infra-config.ts';
 import { logLevelSetting } from '../shared/log-level-setting.ts';
 
 export interface OrdersPartnerConfig {
@@ -14,7 +14,7 @@ export interface OrdersPartnerConfig {
   readonly target: string;
   /** ORDERS_PARTNER_GROUP: consumer group. Default `erasure-partner.<target>` (the SDK's). */
   readonly groupId: string;
-  /** ORDERS_PARTNER_FROM_BEGINNING: `true` (default) or `false`, where a new group starts. */
+  /** ORDERS_PARTNER_FROM_BEGINNING: `true` (default) or `false` in any case, where a new group starts. */
   readonly fromBeginning: boolean;
   readonly logLevel: string;
 }
@@ -34,9 +34,7 @@ export function loadOrdersPartnerConfig(env: NodeJS.ProcessEnv): OrdersPartnerCo
   if (!NAME.test(target)) problems.push('ORDERS_PARTNER_TARGET must be 1 to 200 of A-Z a-z 0-9 . _ -');
   const groupId = env['ORDERS_PARTNER_GROUP'] || `erasure-partner.${target}`;
   if (!NAME.test(groupId)) problems.push('ORDERS_PARTNER_GROUP must be 1 to 200 of A-Z a-z 0-9 . _ -');
-  const rawFrom = env['ORDERS_PARTNER_FROM_BEGINNING'] || 'true';
-  if (rawFrom !== 'true' && rawFrom !== 'false')
-    problems.push('ORDERS_PARTNER_FROM_BEGINNING must be true or false');
+  const fromBeginning = boolSetting(env, problems, 'ORDERS_PARTNER_FROM_BEGINNING', true);
   const logLevel = logLevelSetting(env, problems);
   if (problems.length > 0 || !infra) throw new ConfigurationError(problems);
   return Object.freeze({
@@ -47,7 +45,7 @@ export function loadOrdersPartnerConfig(env: NodeJS.ProcessEnv): OrdersPartnerCo
     schemaRegistryUrl: infra.schemaRegistryUrl,
     target,
     groupId,
-    fromBeginning: rawFrom === 'true',
+    fromBeginning,
     logLevel,
   });
 }

@@ -1,5 +1,5 @@
 import { ConfigurationError } from '../shared/errors.ts';
-import { collectInfraConfig } from '../shared/infra-config.ts';
+import { boolSetting, collectInfraConfig, intSetting } from '../shared/infra-config.ts';
 import { logLevelSetting } from '../shared/log-level-setting.ts';
 
 export interface ProfilesPartnerConfig {
@@ -11,7 +11,7 @@ export interface ProfilesPartnerConfig {
   readonly target: string;
   /** PROFILES_PARTNER_GROUP: consumer group for erasure events. Default `erasure-partner.<target>`. */
   readonly groupId: string;
-  /** PROFILES_PARTNER_FROM_BEGINNING: `true` (default) or `false`, where a new group starts. */
+  /** PROFILES_PARTNER_FROM_BEGINNING: `true` (default) or `false` in any case, where a new group starts. */
   readonly fromBeginning: boolean;
   /** PROFILES_PARTNER_SCAN_TIMEOUT_MS: longest read of the store to its end, 1 000 to 600 000 ms. Default 20 000. */
   readonly scanTimeoutMs: number;
@@ -30,13 +30,8 @@ export function loadProfilesPartnerConfig(env: NodeJS.ProcessEnv): ProfilesPartn
   if (!NAME.test(target)) problems.push('PROFILES_PARTNER_TARGET must be 1 to 200 of A-Z a-z 0-9 . _ -');
   const groupId = env['PROFILES_PARTNER_GROUP'] || `erasure-partner.${target}`;
   if (!NAME.test(groupId)) problems.push('PROFILES_PARTNER_GROUP must be 1 to 200 of A-Z a-z 0-9 . _ -');
-  const rawFrom = env['PROFILES_PARTNER_FROM_BEGINNING'] || 'true';
-  if (rawFrom !== 'true' && rawFrom !== 'false')
-    problems.push('PROFILES_PARTNER_FROM_BEGINNING must be true or false');
-  const rawScan = env['PROFILES_PARTNER_SCAN_TIMEOUT_MS'];
-  const scanTimeoutMs = rawScan ? Number(rawScan) : 20_000;
-  if (!Number.isInteger(scanTimeoutMs) || scanTimeoutMs < 1000 || scanTimeoutMs > 600_000)
-    problems.push('PROFILES_PARTNER_SCAN_TIMEOUT_MS must be a whole number from 1000 to 600000');
+  const fromBeginning = boolSetting(env, problems, 'PROFILES_PARTNER_FROM_BEGINNING', true);
+  const scanTimeoutMs = intSetting(env, problems, 'PROFILES_PARTNER_SCAN_TIMEOUT_MS', 20_000, 1000, 600_000);
   const logLevel = logLevelSetting(env, problems);
   if (problems.length > 0 || !infra) throw new ConfigurationError(problems);
   return Object.freeze({
@@ -45,7 +40,7 @@ export function loadProfilesPartnerConfig(env: NodeJS.ProcessEnv): ProfilesPartn
     topic,
     target,
     groupId,
-    fromBeginning: rawFrom === 'true',
+    fromBeginning,
     scanTimeoutMs,
     logLevel,
   });

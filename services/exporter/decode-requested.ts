@@ -26,7 +26,7 @@ const isString = (v: unknown): v is string => typeof v === 'string';
  * columnar encoder, leaving the file unwritten and the partition's commits stopped. Names
  * the field, never a value.
  */
-export function datasetFieldProblem(e: unknown): string | undefined {
+function datasetFieldProblem(e: unknown): string | undefined {
   const r = e as Record<string, unknown>;
   for (const f of ['eventId', 'requestId', 'reason', 'priority'])
     if (!isString(r[f])) return `field ${f} missing or not a string`;

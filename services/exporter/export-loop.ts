@@ -118,8 +118,6 @@ interface OpenFile {
   /** Opened while the partition was behind (its last batch had not reached the high watermark). */
   openedBehind: boolean;
   maxEventTime: number;
-  /** Its day was sealed (has a manifest) when the file was opened: a late file. */
-  sealedDay: boolean;
 }
 
 const DAY_MS = 86_400_000;
@@ -327,7 +325,10 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
       // A late file for a sealed day: `_SUCCESS` says the directory's *.parquet are exactly
       // the manifest's files, so it goes before the upload, and again after it in case a
       // sweep wrote it meanwhile (sweep-day.ts; the sweep LISTs again after writing it).
-      const late = file.sealedDay || (p?.sealedDays.has(file.dt) ?? false);
+      // Files are rolled only while their partition state is the current one, so `p` is the
+      // state the file was opened in, and its sealedDays only grows: a day found sealed when
+      // the file opened is in it still.
+      const late = p?.sealedDays.has(file.dt) ?? false;
       const unmark = () =>
         retrying('deleting a day marker', () => deleteSuccessMarker(store, prefix, file.dt), isRetriable);
       const put =
@@ -603,7 +604,6 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
           openedAt: clock(),
           openedBehind: !p.caughtUp,
           maxEventTime: eventTime,
-          sealedDay: p.sealedDays.has(dt),
         };
         p.open.set(dt, file);
       }

@@ -228,9 +228,7 @@ interface NativeHmacModule {
 }
 
 /** Where scripts/ensure-deps.mjs builds native/hmac_column.c. */
-export const NATIVE_HMAC_PATH = fileURLToPath(
-  new URL('../../build/native/hmac_column.node', import.meta.url),
-);
+const NATIVE_HMAC_PATH = fileURLToPath(new URL('../../build/native/hmac_column.node', import.meta.url));
 
 let native: { mod: NativeHmacModule } | { reason: string } | undefined;
 

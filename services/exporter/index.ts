@@ -108,8 +108,6 @@ export interface ExporterOptions {
   beforeAppend?: () => void;
   /** How often a file opened for a past day re-reads its manifest, ms (default 60,000). */
   manifestRecheckMs?: number;
-  /** Test hook: the jitter of retry waits, [0, 1) (default Math.random). */
-  random?: () => number;
 }
 
 /**
@@ -166,7 +164,6 @@ export async function start(
       afterUpload: opts.afterUpload,
       beforeAppend: opts.beforeAppend,
       manifestRecheckMs: opts.manifestRecheckMs,
-      random: opts.random,
     });
   } catch (err) {
     await consumer.disconnect().catch(() => undefined);

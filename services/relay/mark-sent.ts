@@ -96,8 +96,7 @@ UPDATE erasure_tasks t
    AND t.request_id = o.request_id
    AND t.target = o.payload->'redelivery'->>'target'
    AND t.attempts = (o.payload->'redelivery'->>'attempt')::integer
-   AND t.state = 'retrying'
-   AND t.next_attempt_at < now() + (t.next_attempt_at - o.created_at)`;
+   AND t.state = 'retrying'`;
 
 /** Journal actor of the dispatch entries. */
 export const RELAY_ACTOR = 'relay';

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { connectionOptions, DEFAULT_DATABASE_TIMEOUTS } from './db/create-pool.ts';
+import { connectionOptions } from './db/create-pool.ts';
 import type { DatabaseTimeouts } from './infra-config.ts';
 
 /**
@@ -11,7 +11,7 @@ import type { DatabaseTimeouts } from './infra-config.ts';
 export async function ensureDatabase(
   adminUrl: string,
   name: string,
-  timeouts: DatabaseTimeouts = DEFAULT_DATABASE_TIMEOUTS,
+  timeouts: DatabaseTimeouts,
 ): Promise<string> {
   const admin = new pg.Client(connectionOptions(adminUrl, timeouts));
   await admin.connect();

@@ -85,7 +85,7 @@ export function normaliseIdentifier(
     case 'user_id':
     case 'device_id':
       if (!OPAQUE.test(v)) return invalid(t, 'contains characters that are not allowed');
-      return { value: t.name === 'device_id' ? v.toLowerCase() : v };
+      return { value: t.lowercase ? v.toLowerCase() : v };
     default:
       if (t.lowercase) v = v.toLowerCase();
       if (!OPAQUE.test(v)) return invalid(t, 'contains characters that are not allowed');

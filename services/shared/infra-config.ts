@@ -61,6 +61,9 @@ export interface DatabaseTimeouts {
   readonly queryMs: number;
 }
 
+/** The default of SCHEMA_REGISTRY_TIMEOUT_MS, ms (also the registry client's, schema-registry-client.ts). */
+export const DEFAULT_REGISTRY_TIMEOUT_MS = 10_000;
+
 export const LOCAL_DEFAULTS = Object.freeze({
   postgresUser: 'erasure',
   postgresPassword: 'erasure',
@@ -149,7 +152,7 @@ export function loadInfraConfig(env: Env): InfraConfig {
     env,
     problems,
     'SCHEMA_REGISTRY_TIMEOUT_MS',
-    10_000,
+    DEFAULT_REGISTRY_TIMEOUT_MS,
     100,
     600_000,
   );

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { computeBackoff, type BackoffPolicy } from './compute-backoff.ts';
-import { connectionOptions, DEFAULT_DATABASE_TIMEOUTS } from './db/create-pool.ts';
+import { connectionOptions } from './db/create-pool.ts';
 import type { DatabaseTimeouts } from './infra-config.ts';
 import type { Logger } from './logger.ts';
 
@@ -22,11 +22,11 @@ export interface OutboxListener {
 export interface ListenOptions {
   readonly connectionString: string;
   /**
-   * Connect and statement timeouts (default DEFAULT_DATABASE_TIMEOUTS): a server that
+   * Connect and statement timeouts (the config's databaseTimeouts): a server that
    * accepts the connection and never answers fails the attempt, which is retried with
    * `reconnect`'s backoff, instead of holding `ready` (and the service's start) forever.
    */
-  readonly timeouts?: DatabaseTimeouts;
+  readonly timeouts: DatabaseTimeouts;
   /** Called on every notification, and after each (re)connect, since notifications sent while disconnected are lost. */
   readonly onNotify: () => void;
   readonly logger: Logger;
@@ -67,9 +67,7 @@ export function listenForOutbox(opts: ListenOptions): OutboxListener {
     schedule();
   };
   const connect = async (): Promise<void> => {
-    const c = new pg.Client(
-      connectionOptions(opts.connectionString, opts.timeouts ?? DEFAULT_DATABASE_TIMEOUTS),
-    );
+    const c = new pg.Client(connectionOptions(opts.connectionString, opts.timeouts));
     c.on('notification', (m) => {
       if (m.channel === OUTBOX_CHANNEL) opts.onNotify();
     });

@@ -1,7 +1,5 @@
 import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
-
-/** The default of SCHEMA_REGISTRY_TIMEOUT_MS (infra-config.ts), ms. */
-export const DEFAULT_REGISTRY_TIMEOUT_MS = 10_000;
+import { DEFAULT_REGISTRY_TIMEOUT_MS } from './infra-config.ts';
 
 type Middleware = NonNullable<ConstructorParameters<typeof SchemaRegistry>[0]['middlewares']>[number];
 

@@ -34,8 +34,6 @@ export interface ServiceGroup {
    * finishes starting after stop() began is stopped at once; add then resolves undefined.
    */
   add<T extends RunningService>(name: string, start: () => Promise<T>): Promise<T | undefined>;
-  /** Keeps a service started elsewhere. */
-  adopt(name: string, service: RunningService): void;
   /** The services started, in order of start. */
   running(): RunningService[];
   stopping(): boolean;
@@ -97,9 +95,6 @@ export function createServiceGroup(opts: ServiceGroupOptions): ServiceGroup {
       runs.add(settled);
       void settled.then(() => runs.delete(settled));
       return run;
-    },
-    adopt(name, service) {
-      started.push({ name, service });
     },
     running: () => started.map((s) => s.service),
     stopping: () => stopped !== undefined,

@@ -1,9 +1,13 @@
 /**
  * Writes the `privacy.erasure.completed.v1` event of requests that just reached a final
- * status, to the outbox, in the caller's transaction: the one place its payload is built
- * (settleRequests in apply-ack.ts for completed and needs_attention, cancel-request.ts for
- * cancelled). Every request gets its own event: a request linked to another one for the
- * same subject (never fanned out again) included.
+ * status, to the outbox, in the caller's transaction (settleRequests in apply-ack.ts for
+ * completed and needs_attention, cancel-request.ts for cancelled). Its payload is built
+ * here, with one exception: a request no target holds its identifier types for completes
+ * when accepted, and its event (no outcomes) is built by the completed_events CTE of
+ * INSERT_ACCEPTED in api/intake/insert-requests.ts, within that one accept statement and
+ * after the requested event it writes (the relay publishes a subject's events in outbox id
+ * order). Every request gets its own event: a request linked to another one for the same
+ * subject (never fanned out again) included.
  */
 import type pg from 'pg';
 import { TOPICS } from './event-codec.ts';

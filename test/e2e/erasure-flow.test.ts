@@ -26,11 +26,11 @@ import { claimOutboxBatch } from '../../services/relay/claim-outbox-batch.ts';
 import { loadRelayConfig, start as startRelay } from '../../services/relay/index.ts';
 import { createPartitionLookup } from '../../services/relay/partition-lookup.ts';
 import { publishBatch } from '../../services/relay/publish-batch.ts';
-import type { RunningService } from '../../services/api/index.ts';
 import { migrate } from '../../services/shared/db/migrate.ts';
 import { createEventCodec, TOPICS, type CompletedEvent } from '../../services/shared/event-codec.ts';
 import { ensureTopics, loadTopicDefinitions, registerSchemas } from '../../services/shared/event-log.ts';
 import { createLogger } from '../../services/shared/logger.ts';
+import type { RunningService } from '../../services/shared/service-group.ts';
 import { SCHEMAS_SQL } from '../helpers/api.ts';
 import {
   createTestDatabase,

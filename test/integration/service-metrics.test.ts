@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import type { RunningService } from '../../services/api/index.ts';
 import { startServices } from '../../services/main.ts';
 import { migrate } from '../../services/shared/db/migrate.ts';
+import type { RunningService } from '../../services/shared/service-group.ts';
 import { SCHEMAS_SQL } from '../helpers/api.ts';
 import { createTestDatabase, uniqueName } from '../helpers/infra.ts';
 

@@ -1,9 +1,12 @@
 // EXPORTER_FROM_BEGINNING and ACK_CONSUMER_FROM_BEGINNING decide where a new consumer group
 // starts: read as anything but exactly `false` = true, `0`, `no` or `off` started a group at
-// the oldest retained event. They are parsed strictly, as problems of their loader.
+// the oldest retained event. They are parsed strictly, as problems of their loader, as are
+// the example partners' ORDERS_ and PROFILES_PARTNER_FROM_BEGINNING (one boolSetting for all).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { loadAckConsumerConfig } from '../../services/ack-consumer/index.ts';
+import { loadOrdersPartnerConfig } from '../../services/example-partner-orders/config.ts';
+import { loadProfilesPartnerConfig } from '../../services/example-partner-profiles/config.ts';
 import { loadExporterConfig } from '../../services/exporter/index.ts';
 import { ConfigurationError } from '../../services/shared/errors.ts';
 import { boolSetting } from '../../services/shared/infra-config.ts';
@@ -36,6 +39,8 @@ describe('boolSetting', () => {
 const loaders = [
   ['EXPORTER_FROM_BEGINNING', loadExporterConfig, 'EXPORTER_MAX_FILE_ROWS'],
   ['ACK_CONSUMER_FROM_BEGINNING', loadAckConsumerConfig, 'ACK_CONSUMER_BATCH_SIZE'],
+  ['ORDERS_PARTNER_FROM_BEGINNING', loadOrdersPartnerConfig, 'ORDERS_PARTNER_DATABASE'],
+  ['PROFILES_PARTNER_FROM_BEGINNING', loadProfilesPartnerConfig, 'PROFILES_PARTNER_SCAN_TIMEOUT_MS'],
 ] as const;
 
 for (const [name, load, other] of loaders)

@@ -2,6 +2,7 @@ import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } 
 import type { Duplex } from 'node:stream';
 import { PROBLEM_CODES, type ProblemCode } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
+import { problemDocument } from './problem-handler.ts';
 
 export interface ServerBounds {
   /** Time for a request's headers to arrive, ms (HTTP_HEADERS_TIMEOUT_MS, default 20000). */
@@ -16,8 +17,12 @@ export interface ServerBounds {
  */
 const CHECK_INTERVAL_MS = 1000;
 
+/** How long an idle keep-alive connection stays open, ms. */
+const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+
 /**
- * What the HTTP server does before Express sees a request: bounds on slow clients, and a
+ * What the HTTP server does before Express sees a request: bounds on slow clients, how long
+ * an idle keep-alive connection stays open, and a
  * problem+json answer with a stable code where node's parser would answer an empty 400, 408
  * or 431, or node an empty 417. Call it right after listen() (before 'listening': node
  * reads the check interval then).
@@ -29,6 +34,9 @@ export function hardenServer(server: Server, bounds: ServerBounds, logger: Logge
   server.requestTimeout = bounds.requestTimeoutMs;
   (server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval =
     CHECK_INTERVAL_MS;
+  // An idle keep-alive connection outlives a load balancer's usual 60 s idle timeout (node's
+  // default is 5 s), so the server never closes one the balancer is about to reuse.
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   const timeoutDetail =
     `the request did not arrive in time (headers within ${bounds.headersTimeoutMs / 1000} s, ` +
     `the whole request within ${bounds.requestTimeoutMs / 1000} s)`;
@@ -72,8 +80,7 @@ export function hardenServer(server: Server, bounds: ServerBounds, logger: Logge
 }
 
 function problemBody(code: ProblemCode, detail: string): string {
-  const { status, title } = PROBLEM_CODES[code];
-  return JSON.stringify({ type: `https://erasure.dev/problems/${code}`, title, status, code, detail });
+  return JSON.stringify(problemDocument(code, detail));
 }
 
 function problemHeaders(body: string): Record<string, string> {

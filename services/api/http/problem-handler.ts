@@ -2,6 +2,27 @@ import type { ErrorRequestHandler, Request, Response } from 'express';
 import { ErasureError, PROBLEM_CODES, type ProblemCode } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
 
+/**
+ * The RFC 9457 problem document for `code`: what sendProblem answers, and what
+ * harden-server.ts writes itself where Express never sees the request. `extra` members
+ * follow the standard ones; `status` defaults to the code's own.
+ */
+export function problemDocument(
+  code: ProblemCode,
+  detail: string,
+  extra: Record<string, unknown> = {},
+  status: number = PROBLEM_CODES[code].status,
+): Record<string, unknown> {
+  return {
+    type: `https://erasure.dev/problems/${code}`,
+    title: PROBLEM_CODES[code].title,
+    status,
+    code,
+    detail,
+    ...extra,
+  };
+}
+
 export function sendProblem(
   res: Response,
   code: ProblemCode,
@@ -12,14 +33,7 @@ export function sendProblem(
   res
     .status(status)
     .type('application/problem+json')
-    .json({
-      type: `https://erasure.dev/problems/${code}`,
-      title: PROBLEM_CODES[code].title,
-      status,
-      code,
-      detail,
-      ...extra,
-    });
+    .json(problemDocument(code, detail, extra, status));
 }
 
 /**

@@ -69,7 +69,7 @@ export async function readJsonBody(req: Request, limitBytes: number): Promise<un
   if (keyEndsAtLeast(text) > walked.keys) {
     const repeated = findDuplicateKey(text);
     if (repeated !== undefined) {
-      const key = repeated.replace(CONTROL_CHARACTERS_ALL, '?').slice(0, 64);
+      const key = printableKey(repeated);
       throw problem('ERR_DUPLICATE_KEY', `an object in the body has the key "${key}" twice`, {
         field: key,
       });
@@ -179,5 +179,8 @@ function findDuplicateKey(text: string): string | undefined {
 // C0 controls, DEL and C1 controls: never legitimate in an identifier, a reason or a key.
 // eslint-disable-next-line no-control-regex
 export const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/;
-// eslint-disable-next-line no-control-regex
-const CONTROL_CHARACTERS_ALL = /[\u0000-\u001f\u007f-\u009f]/g;
+
+/** A client's key made fit to quote in a problem: control characters as `?`, at most 64 characters. */
+export function printableKey(key: string): string {
+  return key.replace(new RegExp(CONTROL_CHARACTERS, 'g'), '?').slice(0, 64);
+}

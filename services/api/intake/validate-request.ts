@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { problem, type ProblemError } from '../../shared/errors.ts';
 import { normaliseIdentifier, type Identifier, type IdentifierType } from '../../shared/identifiers.ts';
 import { PRIORITIES, REASON_POLICY, REASONS, type Priority, type Reason } from '../../shared/reasons.ts';
-import { CONTROL_CHARACTERS } from '../http/read-json-body.ts';
+import { CONTROL_CHARACTERS, printableKey } from '../http/read-json-body.ts';
 
 export interface ErasureRequestInput {
   identifiers: Identifier[];
@@ -42,13 +42,9 @@ export function validateErasureRequest(
   if (!isObject(body)) throw problem('ERR_VALIDATION', 'the body must be a JSON object');
   for (const key of Object.keys(body)) {
     if (!FIELDS.has(key) && !extraFields.includes(key)) {
-      throw problem(
-        'ERR_UNKNOWN_FIELD',
-        `unknown field "${key.replace(CONTROL_CHARACTERS, '?').slice(0, 64)}"`,
-        {
-          field: key.slice(0, 64),
-        },
-      );
+      throw problem('ERR_UNKNOWN_FIELD', `unknown field "${printableKey(key)}"`, {
+        field: key.slice(0, 64),
+      });
     }
   }
   const { identifiers, reason, priority, notBefore } = body;

@@ -124,7 +124,7 @@ export async function backfillDays(o: BackfillOptions): Promise<BackfillDayResul
     const dir = dayPrefix(o.prefix, dt);
     const held = o.allowFewer
       ? undefined
-      : await dayHoldings(o.store, { prefix: o.prefix, topic: o.topic, dt });
+      : await dayHoldings(o.store, { prefix: o.prefix, topic: o.topic, dt }, old);
     const outputs: ManifestFile[] = [];
     /** Names put (or being put) in this run, for the undo. */
     const written: string[] = [];

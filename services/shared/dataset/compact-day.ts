@@ -38,21 +38,14 @@ import { dayEventIds } from './day-event-ids.ts';
 import {
   coverageOf,
   coveredRanges,
-  inRanges,
   deleteSuccessMarker,
   MANIFEST_FORMAT_VERSION,
   readManifest,
+  uncoveredExporterFiles,
   writeManifest,
   type ManifestFile,
 } from './manifest.ts';
-import {
-  addDays,
-  baseName,
-  dayPrefix,
-  generationFileName,
-  isGenerationFileName,
-  parseExporterFileName,
-} from './object-keys.ts';
+import { addDays, baseName, dayPrefix, generationFileName, isGenerationFileName } from './object-keys.ts';
 import { ParquetFileBuilder } from './parquet-file.ts';
 import { readDatasetFile } from './read-dataset-file.ts';
 import { sweepDays, type SweepDayResult } from './sweep-day.ts';
@@ -129,15 +122,9 @@ export async function compactDay(o: CompactOptions): Promise<CompactResult> {
       days: Array.from({ length: (o.sweepDays ?? 7) + 1 }, (_, d) => addDays(o.dt, -d)),
     });
 
-  const fresh = listed
-    .map((x) => ({ name: baseName(x.key), f: parseExporterFileName(baseName(x.key)) }))
-    .filter(
-      (x) =>
-        x.f &&
-        x.f.topic === o.topic &&
-        !inRanges(coveredRanges(old, o.topic, x.f.partition), x.f.first) &&
-        !oldSuperseded.some((s) => s.name === x.name),
-    );
+  const fresh = uncoveredExporterFiles(old, o.topic, names).filter(
+    (x) => !oldSuperseded.some((s) => s.name === x.name),
+  );
   const generation = (old?.generation ?? 0) + 1;
   if (old && fresh.length === 0) {
     say(`compact ${o.dt}: nothing new (generation ${old.generation} stands)`);
@@ -226,8 +213,8 @@ export async function compactDay(o: CompactOptions): Promise<CompactResult> {
   const byPartition = new Map<number, [bigint, bigint][]>();
   for (const p of Object.keys(old?.coverage.partitions ?? {}))
     byPartition.set(Number(p), coveredRanges(old, o.topic, Number(p)));
-  for (const { f } of fresh)
-    byPartition.set(f!.partition, [...(byPartition.get(f!.partition) ?? []), [f!.first, f!.last]]);
+  for (const { file: f } of fresh)
+    byPartition.set(f.partition, [...(byPartition.get(f.partition) ?? []), [f.first, f.last]]);
   const coverage = coverageOf(o.topic, byPartition);
 
   const outputNames = new Set(outputs.map((f) => f.name));

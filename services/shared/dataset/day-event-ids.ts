@@ -10,8 +10,8 @@
  * and that would then never count.
  */
 import type { DatasetStore } from './dataset-store.ts';
-import { coveredRanges, inRanges, readManifest } from './manifest.ts';
-import { baseName, dayPrefix, parseExporterFileName } from './object-keys.ts';
+import { readManifest, uncoveredExporterFiles, type DayManifest } from './manifest.ts';
+import { baseName, dayPrefix } from './object-keys.ts';
 import { readEventIds } from './read-dataset-file.ts';
 
 export interface DayEventIdsOptions {
@@ -29,21 +29,19 @@ export async function dayEventIds(store: DatasetStore, o: DayEventIdsOptions): P
 /**
  * The event ids a day holds (as dayEventIds) and the rows they are in: what a job that
  * replaces the day would drop if it wrote less (backfill's guard). Rows of exporter files
- * not compacted yet are counted as written, duplicates included.
+ * not compacted yet are counted as written, duplicates included. `manifest` is the day's
+ * manifest if the caller has read it already; without it, it is read here.
  */
 export async function dayHoldings(
   store: DatasetStore,
   o: DayEventIdsOptions,
+  manifest?: DayManifest,
 ): Promise<{ ids: Set<string>; rows: number }> {
-  const m = await readManifest(store, o.prefix, o.dt);
+  const m = manifest ?? (await readManifest(store, o.prefix, o.dt));
   const dir = dayPrefix(o.prefix, o.dt);
   const names = new Set(m?.files.map((f) => f.name) ?? []);
-  for (const x of await store.list(dir)) {
-    const name = baseName(x.key);
-    const f = parseExporterFileName(name);
-    if (f && f.topic === o.topic && !inRanges(coveredRanges(m, o.topic, f.partition), f.first))
-      names.add(name);
-  }
+  const listed = (await store.list(dir)).map((x) => baseName(x.key));
+  for (const { name } of uncoveredExporterFiles(m, o.topic, listed)) names.add(name);
   const ids = new Set<string>();
   let rows = 0;
   for (const n of names) {

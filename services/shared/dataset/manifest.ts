@@ -15,7 +15,13 @@
  * whoever adds a file to a sealed day deletes it first (deleteSuccessMarker).
  */
 import type { DatasetStore } from './dataset-store.ts';
-import { dayPrefix, MANIFEST_NAME, SUCCESS_NAME } from './object-keys.ts';
+import {
+  dayPrefix,
+  MANIFEST_NAME,
+  parseExporterFileName,
+  SUCCESS_NAME,
+  type ExporterFileName,
+} from './object-keys.ts';
 
 export const MANIFEST_FORMAT_VERSION = 1;
 
@@ -119,4 +125,23 @@ export function mergeRanges(ranges: readonly [bigint, bigint][]): [bigint, bigin
 export function inRanges(ranges: readonly [bigint, bigint][], offset: bigint): boolean {
   for (const [a, b] of ranges) if (offset >= a && offset <= b) return true;
   return false;
+}
+
+/**
+ * The exporter files of `topic` among `names` (object names in a day directory, in order)
+ * whose first offset `m`'s coverage does not hold: late records no manifest has taken in
+ * yet, or every exporter file of a day with no manifest.
+ */
+export function uncoveredExporterFiles(
+  m: DayManifest | undefined,
+  topic: string,
+  names: Iterable<string>,
+): { name: string; file: ExporterFileName }[] {
+  const out: { name: string; file: ExporterFileName }[] = [];
+  for (const name of names) {
+    const file = parseExporterFileName(name);
+    if (file && file.topic === topic && !inRanges(coveredRanges(m, topic, file.partition), file.first))
+      out.push({ name, file });
+  }
+  return out;
 }

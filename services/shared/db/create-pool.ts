@@ -8,12 +8,6 @@ import pg from 'pg';
 import type { DatabaseTimeouts } from '../infra-config.ts';
 import type { Logger } from '../logger.ts';
 
-/** The defaults of DATABASE_CONNECT_TIMEOUT_MS and DATABASE_QUERY_TIMEOUT_MS (infra-config.ts). */
-export const DEFAULT_DATABASE_TIMEOUTS: DatabaseTimeouts = Object.freeze({
-  connectMs: 10_000,
-  queryMs: 60_000,
-});
-
 /**
  * Options for one connection. `connectionTimeoutMillis` covers TCP, start-up and
  * authentication; `query_timeout` is the client's own limit on each statement's answer
@@ -35,8 +29,8 @@ export interface PoolOptions {
   readonly connectionString: string;
   /** Most connections the pool opens. */
   readonly max: number;
-  /** Default DEFAULT_DATABASE_TIMEOUTS (10 s to connect, 60 s per statement). */
-  readonly timeouts?: DatabaseTimeouts;
+  /** Connect and statement timeouts: the config's databaseTimeouts (infra-config.ts). */
+  readonly timeouts: DatabaseTimeouts;
   /** Where an idle connection's failure is reported (ERR_PG_IDLE); the pool replaces it. */
   readonly logger?: Logger;
   /** Server settings for every connection, e.g. `-c jit=off` (the API's intake). Default none. */
@@ -45,7 +39,7 @@ export interface PoolOptions {
 
 export function createPool(opts: PoolOptions): pg.Pool {
   const pool = new pg.Pool({
-    ...connectionOptions(opts.connectionString, opts.timeouts ?? DEFAULT_DATABASE_TIMEOUTS),
+    ...connectionOptions(opts.connectionString, opts.timeouts),
     max: opts.max,
     ...(opts.options ? { options: opts.options } : {}),
   });
