@@ -7,13 +7,14 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { uniqueName } from './infra.ts';
-import { PY_S3_FS, pythonS3Args, runPython } from './pyarrow.ts';
+import { PY_READ_MANIFEST, PY_S3_FS, pythonS3Args, runPython } from './pyarrow.ts';
 
 const READER = String.raw`
 import json, sys, hmac, hashlib
 import pyarrow as pa, pyarrow.parquet as pq, pyarrow.fs as pafs, pyarrow.compute as pc
 a = args = json.load(open(sys.argv[1]))
 ${PY_S3_FS}
+${PY_READ_MANIFEST}
 root = args["bucket"] + "/" + args["prefix"]
 days = sorted(i.base_name[3:] for i in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
               if i.type == pafs.FileType.Directory and i.base_name.startswith("dt="))
@@ -21,12 +22,11 @@ if args.get("days"): days = [d for d in days if d in args["days"]]
 tables, report = [], {}
 for d in days:
     base = f"{root}/dt={d}/"
-    try:
-        with fs.open_input_stream(base + "_manifest.json") as f:
-            m = json.loads(f.read())
+    m = read_manifest(fs, base + "_manifest.json")
+    if m is not None:
         names = [x["name"] for x in m["files"]]
         report[d] = {"sealed": True, "generation": m["generation"], "files": len(names)}
-    except FileNotFoundError:
+    else:
         names = sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(base))
                        if i.base_name.startswith("part-") and i.base_name.endswith(".parquet"))
         report[d] = {"sealed": False, "files": len(names)}

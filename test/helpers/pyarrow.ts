@@ -38,6 +38,27 @@ export function pythonS3Args(prefix: string) {
 export const PY_S3_FS =
   'fs = pafs.S3FileSystem(endpoint_override=a["endpoint"], scheme="http", access_key=a["key"], secret_key=a["secret"], region=a["region"])';
 
+/**
+ * Python: `read_manifest(fs, path)`, a day's manifest as a dict, or None when the day has none.
+ * pyarrow's S3 filesystem reads an object with a HEAD, then a ranged GET of the size the HEAD
+ * gave; a manifest replaced between the two reads as the new one cut short or padded with
+ * stray bytes (it failed CI that way). Such a read never parses, so the reader reads again,
+ * as README's reader protocol tells pyarrow users to.
+ */
+export const PY_READ_MANIFEST = String.raw`
+def read_manifest(fs, path):
+    import json, time
+    for attempt in range(50):
+        try:
+            with fs.open_input_stream(path) as f:
+                return json.loads(f.read())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            time.sleep(0.02)
+    raise RuntimeError("manifest torn on 50 reads in a row: " + path)
+`;
+
 let ready: Promise<string> | undefined;
 
 /** The venv's python with pyarrow importable; installs what is missing (minutes, once). */

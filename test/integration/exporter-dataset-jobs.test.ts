@@ -35,7 +35,7 @@ import {
   topicEnd,
   uniqueName,
 } from '../helpers/infra.ts';
-import { ensurePyarrow, PY_S3_FS, pythonS3Args, runPython } from '../helpers/pyarrow.ts';
+import { ensurePyarrow, PY_READ_MANIFEST, PY_S3_FS, pythonS3Args, runPython } from '../helpers/pyarrow.ts';
 
 const TOPIC = TOPICS.requested;
 const HMAC_KEY = 'dataset-jobs-test-hmac-key-0123456789abcdef';
@@ -83,19 +83,20 @@ import json, sys, time
 import pyarrow.parquet as pq, pyarrow.fs as pafs
 a = json.load(open(sys.argv[1]))
 ${PY_S3_FS}
+${PY_READ_MANIFEST}
 base = f'{a["bucket"]}/{a["prefix"]}/dt={a["dt"]}/'
 deadline = time.time() + a["seconds"]
-while time.time() < deadline:
-    try:
-        with fs.open_input_stream(base + "_manifest.json") as f:
-            m = json.loads(f.read())
-    except FileNotFoundError:
+last_reads = 0
+while time.time() < deadline and last_reads < 2:
+    m = read_manifest(fs, base + "_manifest.json")
+    if m is None:
         print(json.dumps({"sealed": False}), flush=True); time.sleep(0.05); continue
     keys = []
     for x in m["files"]:
         t = pq.read_table(base + x["name"], filesystem=fs, columns=["event_id", "identifier_type", "identifier_value"])
         keys += [f'{r["event_id"]}/{r["identifier_type"]}/{r["identifier_value"]}' for r in t.to_pylist()]
         time.sleep(0.05)
+    last_reads += m["generation"] == a["lastGeneration"]
     print(json.dumps({"sealed": True, "generation": m["generation"], "rows": len(keys), "distinct": len(set(keys)),
                       "keys": sorted(set(keys)) if a["withKeys"] else None}), flush=True)
 `;
@@ -255,7 +256,9 @@ describe('dataset jobs: compaction and backfill', () => {
       JSON.stringify({
         ...pythonS3Args(prefix),
         dt: DAY,
-        seconds: 8,
+        // It reads until it has read the second generation twice (or for at most a minute).
+        seconds: 60,
+        lastGeneration: 2,
         withKeys: true,
       }),
     );
