@@ -73,8 +73,8 @@ describe('exporter', () => {
   }
 
   /** Exactly the produced events, each identifier once: no duplicate, no gap. */
-  async function assertExactlyOnce(): Promise<Awaited<ReturnType<typeof readDataset>>> {
-    const read = await readDataset(prefix, { eventIds: events.map((e) => e.eventId) });
+  async function assertExactlyOnce(under = prefix): Promise<Awaited<ReturnType<typeof readDataset>>> {
+    const read = await readDataset(under, { eventIds: events.map((e) => e.eventId) });
     const seen = new Map<string, number>();
     for (const r of read.rows) {
       const k = `${r.event_id}/${r.identifier_type}/${r.identifier_value}`;
@@ -362,14 +362,49 @@ describe('exporter', () => {
       await exporter.stop();
     }
     assert.ok(appended > 100, 'both failures happened');
-    const read = await readDataset(own, { eventIds: events.map((e) => e.eventId) });
-    const keys = read.rows.map((r) => `${r.event_id}/${r.identifier_type}/${r.identifier_value}`);
-    assert.equal(new Set(keys).size, keys.length, 'no row twice');
-    assert.equal(
-      keys.length,
-      events.reduce((n, e) => n + e.identifiers.length, 0),
-      'no row missing',
+    await assertExactlyOnce(own);
+  });
+
+  it('stopped while S3 is unreachable: commits nothing past what is durable; a restart writes every row once', async () => {
+    const own = `${prefix}-caught-up/s3-down`;
+    const group = uniqueName('exporter-s3-down');
+    await positionNewGroup(group, TOPIC, startOffsets);
+    const down = await start(
+      loadExporterConfig(
+        env(group, {
+          DATASET_PREFIX: own,
+          S3_ENDPOINT: 'http://127.0.0.1:1',
+          EXPORTER_MAX_BACKOFF_MS: '300',
+        }),
+      ),
+      quiet(),
     );
+    try {
+      // It joins, reads, and retries its first S3 call (the LIST of what is durable) with
+      // backoff; stop() comes in the middle of that.
+      await sleep(4000);
+    } finally {
+      await down.stop();
+    }
+    const admin = kafka.admin();
+    await admin.connect();
+    const [c] = await admin.fetchOffsets({ groupId: group, topics: [TOPIC] });
+    await admin.disconnect();
+    assert.deepEqual(
+      c!.partitions
+        .map((p) => ({ partition: p.partition, offset: p.offset }))
+        .sort((a, b) => a.partition - b.partition),
+      [...startOffsets].sort((a, b) => a.partition - b.partition),
+      'the group is where it was: nothing was durable',
+    );
+
+    const exporter = await start(loadExporterConfig(env(group, { DATASET_PREFIX: own })), quiet());
+    try {
+      await caughtUp(group);
+    } finally {
+      await exporter.stop();
+    }
+    await assertExactlyOnce(own);
   });
 
   it('an event whose schema lacks a field the dataset needs is skipped as undecodable; the partition moves on', async () => {

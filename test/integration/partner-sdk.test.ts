@@ -87,6 +87,8 @@ describe('partner SDK', () => {
   const kafka = testKafka();
   const codec = createEventCodec(infra.schemaRegistryUrl);
   const acks: AckEvent[] = [];
+  /** Each ack's Kafka key, by the event id it answers. */
+  const ackKeys = new Map<string, string | undefined>();
   const logs: string[] = [];
   const sentinels: string[] = [];
   const groups: string[] = [];
@@ -191,7 +193,9 @@ describe('partner SDK', () => {
       eachMessage: async ({ message }) => {
         // Other suites share the topic and may publish malformed acks on purpose: never get stuck on one.
         const ack = await codec.decode<AckEvent>(message.value ?? Buffer.alloc(0)).catch(() => undefined);
-        if (ack) acks.push(ack);
+        if (!ack) return;
+        acks.push(ack);
+        if (ack.eventId) ackKeys.set(ack.eventId, message.key?.toString());
       },
     });
   });
@@ -325,14 +329,16 @@ describe('partner SDK', () => {
     });
     await partner.start();
     const event = requested([target]);
-    // The marker shares the request id: acks are keyed by it, so the marker's ack lands on
-    // the same acks partition after the event's (with another request id it could be read
+    // The marker shares the event's key: an ack is keyed like its event, so the marker's ack
+    // lands on the same acks partition after the event's (under another key it could be read
     // first from another partition, and the event's ack not be seen yet).
-    const marker = requested([target], { requestId: event.requestId });
-    await publish([event, event, marker]);
+    const marker = requested([target]);
+    const subjectKey = randomUUID();
+    await publish([event, event, marker], subjectKey);
     const acksOf = (eventId: string) => acks.filter((a) => a.eventId === eventId);
     await waitFor('the marker ack', () => acksOf(marker.eventId).length === 1);
     assert.equal(acksOf(event.eventId).length, 1);
+    assert.equal(ackKeys.get(event.eventId), subjectKey, 'the ack is keyed like its event');
     assert.equal(calls, 2);
     assert.equal(partner.stats().duplicates, 1);
   });

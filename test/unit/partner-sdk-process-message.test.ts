@@ -51,11 +51,11 @@ function setup(handler: ErasureHandler, failSendTo?: string, eventCodec = codec)
     seen: new BoundedSet(10),
     sleep: async () => {},
   });
-  const deliver = (value: Buffer | null, offset = '5') =>
+  const deliver = (value: Buffer | null, offset = '5', key: Buffer | null = null) =>
     process({
       topic: 'privacy.erasure.requested.v1',
       partition: 2,
-      message: { value, offset } as never,
+      message: { value, offset, key } as never,
       heartbeat: async () => {},
     });
   return { sent, stats, logs, deliver };
@@ -123,12 +123,13 @@ describe('partner sdk: processMessage', () => {
     assert.equal(stats.failed, 1);
   });
 
-  it('redacts identifier values the handler put in its own detail, and keys the ack by requestId', async () => {
+  it('redacts identifier values the handler put in its own detail, and keys the ack like its event (the subject)', async () => {
     const { sent, logs, deliver } = setup(async (e) => ({
       status: 'deleted',
       detail: `erased rows of ${e.identifiers[0]!.value}`,
     }));
-    await deliver(wire(event));
+    const subjectKey = Buffer.from('subject-hmac-of-alice');
+    await deliver(wire(event), '5', subjectKey);
     const ack = decodeAck(sent[0]!);
     assert.deepEqual(ack, {
       requestId: 'r-1',
@@ -138,9 +139,15 @@ describe('partner sdk: processMessage', () => {
       ackedAt: 1000,
       eventId: 'e-1',
     });
-    assert.equal(sent[0]!.messages[0]!.key, 'r-1');
+    assert.deepEqual(sent[0]!.messages[0]!.key, subjectKey);
     assert.equal(sent[0]!.acks, -1);
     assert.ok(!logs.some((l) => l.includes('alice@example.test')));
+  });
+
+  it('keys the ack of an event without a key (not written by the relay) by its request id', async () => {
+    const { sent, deliver } = setup(async () => ({ status: 'not_found' }));
+    await deliver(wire(event));
+    assert.equal(sent[0]!.messages[0]!.key, 'r-1');
   });
 
   it('surfaces a failed ack send, so the offset is not committed, and handles the event again next time', async () => {

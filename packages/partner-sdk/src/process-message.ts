@@ -100,7 +100,12 @@ export function createMessageProcessor(deps: Deps) {
     });
   };
 
-  const ack = async (event: RequestedEvent, status: string, detail: string | null) => {
+  /**
+   * The ack is keyed like the event it answers (the relay derives that key from the subject),
+   * so one subject's acks stay in order on one partition, as DESIGN's event log requires. An
+   * event without a key (not written by the relay) is answered under its request id.
+   */
+  const ack = async (m: IncomingMessage, event: RequestedEvent, status: string, detail: string | null) => {
     const value: AckEvent = {
       requestId: event.requestId,
       target: o.target,
@@ -109,7 +114,7 @@ export function createMessageProcessor(deps: Deps) {
       ackedAt: o.now(),
       eventId: event.eventId,
     };
-    const record = { key: event.requestId, value: await codec.encode(TOPICS.acks, value) };
+    const record = { key: m.message.key ?? event.requestId, value: await codec.encode(TOPICS.acks, value) };
     if (deps.ackSink) deps.ackSink.add(record, event.eventId);
     else {
       await producer.send({ topic: TOPICS.acks, acks: -1, messages: [record] });
@@ -194,14 +199,14 @@ export function createMessageProcessor(deps: Deps) {
     if (outcome.ok && outcome.value) {
       const detail =
         outcome.value.detail === undefined ? null : truncate(redactValues(outcome.value.detail, values));
-      await ack(event, outcome.value.status, detail);
+      await ack(m, event, outcome.value.status, detail);
       stats.acked++;
       o.logger.debug?.('erasure acked', { ...ids, status: outcome.value.status, attempts: outcome.attempts });
     } else {
       const error = describeError(outcome.error, values);
       // Dead letter first: once a failed ack is out, the event is already where a person can replay it.
       await deadLetter(m, error, outcome.attempts, event);
-      await ack(event, 'failed', truncate(`failed after ${outcome.attempts} attempts: ${error}`));
+      await ack(m, event, 'failed', truncate(`failed after ${outcome.attempts} attempts: ${error}`));
       stats.failed++;
     }
   };
