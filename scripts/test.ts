@@ -72,7 +72,17 @@ async function main(): Promise<number> {
   say(`running ${files.length} test files: ${files.map((f) => relative(REPO_ROOT, f)).join(' ')}`);
   const res = spawnSync(
     process.execPath,
-    ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=1', ...files],
+    // --test-force-exit: a file whose tests are done but that left a handle open (a consumer a
+    // failed test never disconnected) ends instead of hanging the run until CI's time limit.
+    [
+      '--import',
+      'tsx',
+      '--test',
+      '--test-reporter=spec',
+      '--test-concurrency=1',
+      '--test-force-exit',
+      ...files,
+    ],
     { cwd: REPO_ROOT, stdio: 'inherit', env: { ...process.env, NODE_NO_WARNINGS: '1' } },
   );
   ok = res.status === 0 && ok;

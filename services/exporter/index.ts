@@ -4,7 +4,7 @@
  * in one consumer group; each file belongs to one partition, so replicas never write the
  * same object. Compaction and backfill are CLI jobs (`erasure dataset compact|backfill`).
  */
-import { Kafka, logLevel } from 'kafkajs';
+import { Kafka, logLevel, type logCreator } from 'kafkajs';
 import { Registry } from 'prom-client';
 import { createDatasetStore, createS3Client } from '../shared/dataset/dataset-store.ts';
 import {
@@ -116,6 +116,24 @@ export interface ExporterOptions {
  * offsets, then leaves the group: reverse order of creation. Nothing is committed for rows
  * not yet durable, so a stop that cannot upload (S3 down) loses nothing either.
  */
+/**
+ * Of kafkajs' own log lines, the exporter keeps one: a partition's committed offset fell below
+ * its log start (the records were deleted, by retention, before they were exported), and
+ * kafkajs moved the group to the earliest record it still has. Those records are missing from
+ * the dataset and only a backfill from the request store can bring them back, so it is an
+ * error an operator must see. The rest (connection retries, rebalances) is routine here.
+ */
+function expiredRecordsLog(logger: Logger): logCreator {
+  return () =>
+    ({ log }) => {
+      if (!/^Offset out of range, resetting/.test(String(log.message))) return;
+      logger.error(
+        'records were deleted from Kafka before they were exported; the dataset misses them: backfill the days they belong to',
+        { code: 'ERR_EXPORTER_RECORDS_EXPIRED', topic: log['topic'], partition: log['partition'] },
+      );
+    };
+}
+
 export async function start(
   cfg: ExporterConfig,
   logger: Logger = createLogger({ service: 'exporter', level: cfg.logLevel }),
@@ -136,7 +154,8 @@ export async function start(
   const kafka = new Kafka({
     clientId: 'erasure-exporter',
     brokers: [...cfg.kafkaBrokers],
-    logLevel: logLevel.NOTHING,
+    logLevel: logLevel.ERROR,
+    logCreator: expiredRecordsLog(logger),
   });
   const consumer = kafka.consumer({
     groupId: cfg.groupId,

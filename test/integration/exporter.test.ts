@@ -53,13 +53,18 @@ describe('exporter', () => {
   });
 
   /** Waits until the group has committed up to the end offsets taken after producing. */
-  async function caughtUp(group: string, timeoutMs = 40_000, ends = endOffsets): Promise<void> {
+  async function caughtUp(
+    group: string,
+    timeoutMs = 40_000,
+    ends = endOffsets,
+    topic: string = TOPIC,
+  ): Promise<void> {
     const admin = kafka.admin();
     await admin.connect();
     try {
       const t0 = Date.now();
       for (;;) {
-        const [c] = await admin.fetchOffsets({ groupId: group, topics: [TOPIC] });
+        const [c] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
         const committed = new Map(c!.partitions.map((p) => [p.partition, BigInt(p.offset)]));
         if (ends.every((e) => (committed.get(e.partition) ?? -1n) >= BigInt(e.offset))) return;
         if (process.env['DEBUG_EXPORTER_TEST'])
@@ -405,6 +410,59 @@ describe('exporter', () => {
       await exporter.stop();
     }
     await assertExactlyOnce(own);
+  });
+
+  it('says so, as ERR_EXPORTER_RECORDS_EXPIRED, when records were deleted from Kafka before it exported them', async () => {
+    // Its own one-partition topic: deleting records of the shared one would take other tests' data.
+    const topic = uniqueName('test.exporter.expired');
+    const own = `${prefix}-caught-up/expired`;
+    const group = uniqueName('exporter-expired');
+    const admin = kafka.admin();
+    await admin.connect();
+    const lines: string[] = [];
+    const stream = new PassThrough();
+    stream.on('data', (d: Buffer) => lines.push(...d.toString('utf8').trim().split('\n')));
+    try {
+      await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
+      await producer.send({
+        topic,
+        messages: await Promise.all(
+          events.slice(0, 4).map(async (e) => ({
+            key: e.requestId,
+            value: await codec.encode(TOPIC, e),
+            timestamp: String(DAY1),
+          })),
+        ),
+      });
+      // The group committed offset 0; then retention (here: DeleteRecords) takes records 0 and 1.
+      await admin.setOffsets({ groupId: group, topic, partitions: [{ partition: 0, offset: '0' }] });
+      await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: '2' }] });
+      const exporter = await start(
+        loadExporterConfig(env(group, { DATASET_PREFIX: own, EXPORTER_TOPIC: topic })),
+        createLogger({ service: 'exporter', level: 'error', stream }),
+      );
+      try {
+        await caughtUp(group, 40_000, [{ partition: 0, offset: '4' }], topic);
+      } finally {
+        await exporter.stop();
+      }
+    } finally {
+      await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
+      await admin.disconnect();
+    }
+    const expired = lines.map((l) => JSON.parse(l)).filter((l) => l.code === 'ERR_EXPORTER_RECORDS_EXPIRED');
+    assert.equal(expired.length, 1, lines.join('\n'));
+    assert.equal(expired[0].partition, 0);
+    assert.equal(expired[0].topic, topic);
+    // What was still in Kafka is exported; the deleted records are not (the log says so).
+    const read = await readDataset(own, { eventIds: events.map((e) => e.eventId) });
+    assert.deepEqual(
+      [...new Set(read.rows.map((r) => r.event_id))].sort(),
+      events
+        .slice(2, 4)
+        .map((e) => e.eventId)
+        .sort(),
+    );
   });
 
   it('an event whose schema lacks a field the dataset needs is skipped as undecodable; the partition moves on', async () => {
