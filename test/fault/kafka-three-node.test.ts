@@ -80,21 +80,28 @@ describe('Kafka three-node mode', () => {
 
     const consumer = kafka.consumer({ groupId: `fault-${Date.now()}` });
     await consumer.connect();
-    await consumer.subscribe({ topic, fromBeginning: true });
     const seen = new Set<string>();
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`only ${seen.size} of 100 records read back`)), 60_000);
-      void consumer.run({
-        eachMessage: async ({ message }) => {
-          seen.add(message.value!.toString());
-          if (seen.size === 100) {
-            clearTimeout(timer);
-            resolve();
-          }
-        },
+    try {
+      await consumer.subscribe({ topic, fromBeginning: true });
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`only ${seen.size} of 100 records read back`)),
+          60_000,
+        );
+        void consumer.run({
+          eachMessage: async ({ message }) => {
+            seen.add(message.value!.toString());
+            if (seen.size === 100) {
+              clearTimeout(timer);
+              resolve();
+            }
+          },
+        });
       });
-    });
-    await consumer.disconnect();
+    } finally {
+      // Also when the read-back fails: a connected consumer keeps the test process (and CI) alive.
+      await consumer.disconnect();
+    }
     assert.equal(seen.size, 100);
   });
 });

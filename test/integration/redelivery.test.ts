@@ -26,7 +26,7 @@ describe('targeted redelivery', () => {
   logStream.on('data', (d: Buffer) => logChunks.push(d.toString('utf8')));
   const logger = createLogger({ service: 'redelivery', level: 'debug', stream: logStream });
 
-  /** No backoff on top of the 1 s SLA, so each step waits about a second. */
+  /** No backoff on top of the SLA, so each step waits about one SLA. */
   const options = (extra: Partial<RedeliveryOptions> = {}): RedeliveryOptions => ({
     intervalMs: 50,
     batchSize: 100,
@@ -45,12 +45,16 @@ describe('targeted redelivery', () => {
   after(async () => api?.stop());
 
   let targetSeq = 0;
-  /** Fresh async_event targets with a 1 s ack SLA, so tests do not see each other's tasks. */
-  async function newTargets(n: number, identifierType: string): Promise<string[]> {
+  /**
+   * Fresh async_event targets, so tests do not see each other's tasks. A 1 s ack SLA unless a
+   * test must also see a task *before* its SLA runs out: that needs an SLA comfortably longer
+   * than the queries in between take on a slow machine.
+   */
+  async function newTargets(n: number, identifierType: string, ackSlaSeconds = 1): Promise<string[]> {
     const names: string[] = [];
     for (let i = 0; i < n; i++) {
       const name = `late-${process.pid}-${++targetSeq}`;
-      const body = { name, kind: 'async_event', identifierTypes: [identifierType], ackSlaSeconds: 1 };
+      const body = { name, kind: 'async_event', identifierTypes: [identifierType], ackSlaSeconds };
       assert.equal((await api.call('POST', '/v1/targets', { body })).status, 201);
       names.push(name);
     }
@@ -108,8 +112,25 @@ describe('targeted redelivery', () => {
     );
   const journalKinds = async (id: string) =>
     (await q(`SELECT kind FROM journal WHERE request_id = $1 ORDER BY id`, [id])).map((j) => j.kind);
+  /**
+   * Seconds from a redelivery row's `created_at` or `sent_at` to its task's next look, both
+   * as the database stored them: no wall clock, so no race with the queries in between.
+   */
+  const nextLookAfter = async (redeliveryId: string, from: 'created_at' | 'sent_at') =>
+    Number(
+      (
+        await q(
+          `SELECT extract(epoch FROM t.next_attempt_at - o.${from}) AS s
+             FROM outbox o
+             JOIN erasure_tasks t
+               ON t.request_id = o.request_id AND t.target = o.payload->'redelivery'->>'target'
+            WHERE o.id = $1`,
+          [redeliveryId],
+        )
+      )[0].s,
+    );
 
-  /** Runs passes until the loop claims something (the SLA is about 1 s away). */
+  /** Runs passes until the loop claims something (the SLA is a few seconds away at most). */
   async function passUntilClaimed(loop: ReturnType<typeof loopWith>, timeoutMs = 5000) {
     const until = Date.now() + timeoutMs;
     for (;;) {
@@ -184,7 +205,8 @@ describe('targeted redelivery', () => {
 
   it('a late target gets its own redelivery (attempt 2, fresh eventId); an ack then completes the request', async () => {
     const type = await newIdentifierType();
-    const [fast, slow] = await newTargets(2, type);
+    const sla = 3; // the "not late yet" checks below must run within it
+    const [fast, slow] = await newTargets(2, type, sla);
     const id = await newRequest(type);
     await publish([id]);
     await applyAck(
@@ -193,12 +215,12 @@ describe('targeted redelivery', () => {
       'test',
     );
     const loop = loopWith();
-    assert.equal((await loop.runOnce()).claimed, 0, 'not late yet: the SLA is 1 s');
+    assert.equal((await loop.runOnce()).claimed, 0, `not late yet: the SLA is ${sla} s`);
 
     const view0 = await api.call('GET', `/v1/erasure-requests/${id}`, { token: intake });
     assert.deepEqual(view0.body.lateTargets, []);
 
-    await sleep(1100);
+    await sleep(sla * 1000 + 100);
     const view1 = await api.call('GET', `/v1/erasure-requests/${id}`, { token: intake });
     assert.deepEqual(view1.body.lateTargets, [slow]);
     const slowView = view1.body.tasks.find((t: { target: string }) => t.target === slow);
@@ -229,7 +251,8 @@ describe('targeted redelivery', () => {
     const t = await task(id, slow!);
     assert.equal(t.state, 'retrying');
     assert.equal(t.attempts, 2);
-    assert.ok(t.next_attempt_at.getTime() > Date.now() + 500, 'next look a whole SLA away');
+    const wait = await nextLookAfter(redelivery.id, 'created_at');
+    assert.ok(wait >= sla, `next look a whole SLA after the redelivery, not ${wait} s`);
     assert.equal((await loop.runOnce()).claimed, 0, 'not again before the next look');
 
     // Publishing a redelivery changes no task state; its next look counts from now.
@@ -270,7 +293,7 @@ describe('targeted redelivery', () => {
       [id],
     );
     assert.deepEqual(entry.detail, { target: slow, attempt: 2 });
-    await sleep(1100);
+    await sleep(sla * 1000 + 100); // past the next look the task had before its ack
     assert.equal((await loop.runOnce()).claimed, 0, 'an acked task is never redelivered');
     await park([fast!, slow!]);
   });
@@ -336,20 +359,20 @@ describe('targeted redelivery', () => {
 
   it('a redelivery published late gets its whole wait from its publication, not from when it was written', async () => {
     const type = await newIdentifierType();
-    const [silent] = await newTargets(1, type);
+    const sla = 3; // the loop's pass after the publication must run within it
+    const [silent] = await newTargets(1, type, sla);
     const id = await newRequest(type);
     await publish([id]);
     const loop = loopWith();
-    await passUntilClaimed(loop);
-    // The relay is down past the redelivery's next look (the 1 s SLA).
-    await sleep(1300);
+    await passUntilClaimed(loop, 10_000);
+    // The relay is down past the redelivery's next look (one SLA).
+    await sleep(sla * 1000 + 300);
     await publish([id]);
     const t = await task(id, silent!);
     assert.equal(t.attempts, 2);
-    assert.ok(
-      t.next_attempt_at.getTime() > Date.now() + 500,
-      `next look a whole SLA after the publication, not ${t.next_attempt_at.getTime() - Date.now()} ms`,
-    );
+    const [redelivery] = await redeliveries(id);
+    const wait = await nextLookAfter(redelivery.id, 'sent_at');
+    assert.ok(wait >= sla, `next look a whole SLA after the publication, not ${wait} s`);
     assert.equal((await loop.runOnce()).claimed, 0, 'the partner has its SLA to answer the redelivery');
     assert.equal((await redeliveries(id)).length, 1);
     await park([silent!]);

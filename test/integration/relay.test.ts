@@ -259,7 +259,10 @@ describe('outbox relay', () => {
     assert.deepEqual(msgDone!.value.outcomes, []);
   });
 
-  it('(b) wakes on NOTIFY at commit: a new row is published within 2 s while the poll interval is 60 s', async (t) => {
+  it('(b) wakes on NOTIFY at commit: a new row is published within 10 s while the poll interval is 60 s', async (t) => {
+    // Far enough above a wake on a slow, loaded machine, and far enough below the 60 s poll
+    // that a row published in time can only have been picked up by a wake-up.
+    const wakeBoundMs = 10_000;
     const relay = await start(
       loadRelayConfig({
         ...process.env,
@@ -271,24 +274,34 @@ describe('outbox relay', () => {
     );
     try {
       await sleep(300); // the first cycle (empty outbox) is done; the loop now sleeps 60 s
+      // Untimed: the first row on a fresh relay also pays for its registry lookups and
+      // producer metadata, which are not what this test measures.
+      const warmUp = await insertRequested();
+      await collector.waitFor(() => collector.about([warmUp.eventId]).length > 0);
       const latencies: number[] = [];
       for (let i = 0; i < 5; i++) {
         const t0 = performance.now();
         const row = await insertRequested();
-        await collector.waitFor(() => collector.about([row.eventId]).length > 0, 5000);
+        await collector.waitFor(() => collector.about([row.eventId]).length > 0, 2 * wakeBoundMs);
         latencies.push(performance.now() - t0);
         await sleep(100);
       }
       latencies.sort((x, y) => x - y);
       t.diagnostic(`insert → consumed latency ms: ${latencies.map((l) => l.toFixed(0)).join(', ')}`);
       assert.ok(
-        latencies.at(-1)! < 2000,
-        `every wake under 2 s (slowest ${latencies.at(-1)!.toFixed(0)} ms)`,
+        latencies.at(-1)! < wakeBoundMs,
+        `every wake under ${wakeBoundMs} ms (slowest ${latencies.at(-1)!.toFixed(0)} ms)`,
       );
-      const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM outbox WHERE status = 'sent'`);
-      assert.equal(rows[0].n, 5);
+      // The warm-up row and the five timed ones. Mark-sent commits after the broker's ack,
+      // about when the collector sees the message: wait for it rather than race it.
+      let sent = 0;
+      for (const t1 = Date.now(); sent < 6 && Date.now() - t1 < 10_000; await sleep(50)) {
+        const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM outbox WHERE status = 'sent'`);
+        sent = rows[0].n;
+      }
+      assert.equal(sent, 6);
       const text = await relay.metrics.registry.metrics();
-      assert.match(text, /erasure_relay_published_total 5/);
+      assert.match(text, /erasure_relay_published_total 6/);
 
       // The listener's connection dies (failover, idle kill): it reconnects and wakes again.
       const killed = await db.pool.query(
@@ -299,10 +312,13 @@ describe('outbox relay', () => {
       await sleep(1000); // reconnect backoff: full jitter under 500 ms
       const t0 = performance.now();
       const row = await insertRequested();
-      await collector.waitFor(() => collector.about([row.eventId]).length > 0, 5000);
+      await collector.waitFor(() => collector.about([row.eventId]).length > 0, 2 * wakeBoundMs);
       const reconnected = performance.now() - t0;
       t.diagnostic(`after the listener was killed: ${reconnected.toFixed(0)} ms`);
-      assert.ok(reconnected < 2000, `woken by the reconnected listener (${reconnected.toFixed(0)} ms)`);
+      assert.ok(
+        reconnected < wakeBoundMs,
+        `woken by the reconnected listener (${reconnected.toFixed(0)} ms)`,
+      );
     } finally {
       await relay.stop();
     }
@@ -313,14 +329,16 @@ describe('outbox relay', () => {
     // Relay A claims and publishes, then "crashes": it never marks the row sent.
     const claimed = await claimOutboxBatch(db.pool, { owner: 'relay-a', batchSize: 10, leaseMs: 1000 });
     assert.equal(claimed.length, 1);
+    // Relay B tries while A's lease is surely live: before A's publish, whose acks=all round
+    // trip can take most of the lease on a loaded machine.
+    const relayB = relayWith('relay-b', { leaseMs: 1000 });
+    assert.equal((await relayB.runOnce()).claimed, 0, 'a live lease keeps other relays off the row');
     const published = await publishBatch({ producer, codec, partitions }, claimed);
     assert.equal(published.published.length, 1);
     let r = await outboxRow(row.id);
     assert.equal(r.status, 'pending');
     assert.equal(r.lease_owner, 'relay-a');
 
-    const relayB = relayWith('relay-b', { leaseMs: 1000 });
-    assert.equal((await relayB.runOnce()).claimed, 0, 'a live lease keeps other relays off the row');
     await sleep(1100);
     assert.equal((await relayB.runOnce()).published, 1, 'after the lease expired, relay B republishes');
 

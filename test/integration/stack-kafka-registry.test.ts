@@ -56,17 +56,22 @@ describe('Kafka + schema registry', () => {
 
     const consumer = kafka.consumer({ groupId: uniqueName('smoke') });
     await consumer.connect();
-    await consumer.subscribe({ topic, fromBeginning: true });
-    const raw = await new Promise<Buffer>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('no record consumed within 30 s')), 30_000);
-      void consumer.run({
-        eachMessage: async ({ message }) => {
-          clearTimeout(timer);
-          resolve(message.value!);
-        },
+    let raw: Buffer;
+    try {
+      await consumer.subscribe({ topic, fromBeginning: true });
+      raw = await new Promise<Buffer>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no record consumed within 30 s')), 30_000);
+        void consumer.run({
+          eachMessage: async ({ message }) => {
+            clearTimeout(timer);
+            resolve(message.value!);
+          },
+        });
       });
-    });
-    await consumer.disconnect();
+    } finally {
+      // Also when nothing is consumed: a connected consumer keeps the test process (and CI) alive.
+      await consumer.disconnect();
+    }
 
     assert.equal(raw.readUInt8(0), 0, 'magic byte');
     assert.equal(raw.readInt32BE(1), id, 'schema id after the magic byte');
