@@ -111,12 +111,6 @@ export interface ExporterOptions {
 }
 
 /**
- * Starts the exporter. The topic and its schema must exist (the API or `npm run stack:up`
- * creates and registers them). stop() stops reading, writes the open files, commits their
- * offsets, then leaves the group: reverse order of creation. Nothing is committed for rows
- * not yet durable, so a stop that cannot upload (S3 down) loses nothing either.
- */
-/**
  * Of kafkajs' own log lines, the exporter keeps one: a partition's committed offset fell below
  * its log start (the records were deleted, by retention, before they were exported), and
  * kafkajs moved the group to the earliest record it still has. Those records are missing from
@@ -134,6 +128,12 @@ function expiredRecordsLog(logger: Logger): logCreator {
     };
 }
 
+/**
+ * Starts the exporter. The topic and its schema must exist (the API or `npm run stack:up`
+ * creates and registers them). stop() stops reading, writes the open files, commits their
+ * offsets, then leaves the group: reverse order of creation. Nothing is committed for rows
+ * not yet durable, so a stop that cannot upload (S3 down) loses nothing either.
+ */
 export async function start(
   cfg: ExporterConfig,
   logger: Logger = createLogger({ service: 'exporter', level: cfg.logLevel }),

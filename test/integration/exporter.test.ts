@@ -77,6 +77,20 @@ describe('exporter', () => {
     }
   }
 
+  /** The group's committed offset of each partition of the topic, in partition order. */
+  async function committedOffsets(group: string): Promise<{ partition: number; offset: string }[]> {
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const [c] = await admin.fetchOffsets({ groupId: group, topics: [TOPIC] });
+      return c!.partitions
+        .map((p) => ({ partition: p.partition, offset: p.offset }))
+        .sort((a, b) => a.partition - b.partition);
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
   /** Exactly the produced events, each identifier once: no duplicate, no gap. */
   async function assertExactlyOnce(under = prefix): Promise<Awaited<ReturnType<typeof readDataset>>> {
     const read = await readDataset(under, { eventIds: events.map((e) => e.eventId) });
@@ -153,11 +167,7 @@ describe('exporter', () => {
     assert.equal(exit.signal, 'SIGKILL', 'the child died in the window, by its own hand');
 
     // The crash left at least one object whose records are not committed.
-    const admin = kafka.admin();
-    await admin.connect();
-    const [c] = await admin.fetchOffsets({ groupId: group, topics: [TOPIC] });
-    await admin.disconnect();
-    const committed = new Map(c!.partitions.map((p) => [p.partition, BigInt(p.offset)]));
+    const committed = new Map((await committedOffsets(group)).map((p) => [p.partition, BigInt(p.offset)]));
     const files = (await store.list(`${prefix}/`))
       .map((o) => parseExporterFileName(baseName(o.key)))
       .filter((f) => f);
@@ -391,14 +401,8 @@ describe('exporter', () => {
     } finally {
       await down.stop();
     }
-    const admin = kafka.admin();
-    await admin.connect();
-    const [c] = await admin.fetchOffsets({ groupId: group, topics: [TOPIC] });
-    await admin.disconnect();
     assert.deepEqual(
-      c!.partitions
-        .map((p) => ({ partition: p.partition, offset: p.offset }))
-        .sort((a, b) => a.partition - b.partition),
+      await committedOffsets(group),
       [...startOffsets].sort((a, b) => a.partition - b.partition),
       'the group is where it was: nothing was durable',
     );
