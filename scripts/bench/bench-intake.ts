@@ -329,8 +329,11 @@ function pgbenchPath(): string {
   return found;
 }
 
-/** What the API binds to INSERT_ACCEPTED's array parameters, in order, for one request. */
-const ONE_ROW: readonly [string, string][] = [
+/**
+ * What the API binds to INSERT_ACCEPTED's array parameters, by parameter number ($1 first),
+ * for one request; null for the scalars ($13 owner, $14 actor).
+ */
+const ONE_ROW: readonly ([string, string] | null)[] = [
   ['uuid', 'gen_random_uuid()'],
   ['text', `'bench-' || :client_id || '-' || :n`],
   ['bytea', `sha256(('body-' || :client_id || '-' || :n)::bytea)`],
@@ -348,6 +351,10 @@ const ONE_ROW: readonly [string, string][] = [
   ['timestamptz', 'NULL'],
   ['interval', `'1 month'`],
   ['uuid', 'gen_random_uuid()'],
+  null,
+  null,
+  // deadline_from: a gdpr_art17 deadline counts from receipt.
+  ['timestamptz', 'NULL'],
 ];
 
 /**
@@ -370,7 +377,8 @@ function pgbenchScript(owner: string, actor: string): string {
     })
     .replace(/\$13\b/g, `'${owner}'`)
     .replace(/\$14\b/g, `'${actor}'`);
-  if (types.join() !== ONE_ROW.map((r) => r[0]).join() || /\$\d|\$\{|<unexpected/.test(sql)) {
+  const arrayTypes = ONE_ROW.flatMap((r) => (r ? [r[0]] : []));
+  if (types.join() !== arrayTypes.join() || /\$\d|\$\{|<unexpected/.test(sql)) {
     throw new Error(
       `INSERT_ACCEPTED's parameters changed (${types.join(', ')}): update ONE_ROW in bench-intake.ts`,
     );

@@ -28,7 +28,7 @@ export const BUILTIN_TYPES: readonly IdentifierType[] = [
   { name: 'user_id', builtin: true, pattern: null, maxLength: 256, lowercase: false },
   { name: 'email', builtin: true, pattern: null, maxLength: 254, lowercase: true },
   { name: 'phone', builtin: true, pattern: null, maxLength: 32, lowercase: false },
-  { name: 'device_id', builtin: true, pattern: null, maxLength: 256, lowercase: true },
+  { name: 'device_id', builtin: true, pattern: null, maxLength: 256, lowercase: false },
 ];
 
 // Pragmatic address check (RFC 5321 lengths, dot-atom local part, hostname labels); the

@@ -465,6 +465,63 @@ describe('intake API', () => {
     assert.equal(t.rows[0].next_attempt_at.toISOString(), nb.toISOString());
   });
 
+  it('counts a legal deadline from receipt and refuses a grace period past it; a house deadline counts from the grace period', async () => {
+    const day = 24 * 3600 * 1000;
+    const before = await count(api, 'erasure_requests');
+    // GDPR: one month from receipt, which no grace period moves.
+    const late = await submit(
+      api,
+      'deadline-late',
+      gdpr('deadline-late', { notBefore: new Date(Date.now() + 40 * day).toISOString() }),
+    );
+    assert.equal(late.status, 400);
+    assert.equal(late.body.code, 'ERR_VALIDATION');
+    assert.equal(late.body.field, 'notBefore');
+    assert.match(late.body.detail, /legal deadline/);
+    assert.equal(await count(api, 'erasure_requests'), before, 'a refused request leaves no row');
+    const ccpaLate = await submit(api, 'deadline-ccpa-late', {
+      identifiers: [{ type: 'user_id', value: 'deadline-ccpa-late' }],
+      reason: 'ccpa',
+      notBefore: new Date(Date.now() + 46 * day).toISOString(),
+    });
+    assert.equal(ccpaLate.status, 400);
+    const inTime = await submit(
+      api,
+      'deadline-in-time',
+      gdpr('deadline-in-time', { notBefore: new Date(Date.now() + 20 * day).toISOString() }),
+    );
+    assert.equal(inTime.status, 202);
+    const legal = await api.db.pool.query(
+      `SELECT deadline = received_at + interval '1 month' AS from_receipt FROM erasure_requests WHERE id = $1`,
+      [inTime.body.id],
+    );
+    assert.equal(legal.rows[0].from_receipt, true);
+
+    // An account deletion with a 40-day restore window: due 30 days after the window closes,
+    // alone and when linked to a request already in flight for the subject.
+    const nb = new Date(Date.now() + 40 * day);
+    const accountDeletion = (userId: string) => ({
+      identifiers: [{ type: 'user_id', value: userId }],
+      reason: 'account_deletion',
+      notBefore: nb.toISOString(),
+    });
+    const house = await submit(api, 'deadline-house', accountDeletion('deadline-house'));
+    assert.equal(house.status, 202);
+    assert.equal(
+      new Date(house.body.deadline).toISOString(),
+      new Date(nb.getTime() + 30 * day).toISOString(),
+    );
+    const primary = await submit(api, 'deadline-primary', gdpr('deadline-linked'));
+    assert.equal(primary.status, 202);
+    const linked = await submit(api, 'deadline-linked', accountDeletion('deadline-linked'));
+    assert.equal(linked.status, 202);
+    const row = await api.db.pool.query(`SELECT linked_to, deadline FROM erasure_requests WHERE id = $1`, [
+      linked.body.id,
+    ]);
+    assert.equal(row.rows[0].linked_to, primary.body.id);
+    assert.equal(row.rows[0].deadline.toISOString(), new Date(nb.getTime() + 30 * day).toISOString());
+  });
+
   it('a request with no target and a grace period: its completed event waits too, and never clogs the relay', async () => {
     const nb = new Date(Date.now() + 2 * 24 * 3600 * 1000);
     const held = [];

@@ -40,9 +40,12 @@ describe('identifier normalisation', () => {
     }
   });
 
-  it('keeps user ids verbatim (trimmed) and lower-cases device ids', () => {
+  it('keeps user ids and device ids verbatim (trimmed): a partner may keep them case-sensitively', () => {
     assert.deepEqual(norm('user_id', ' AbC-42 '), { value: 'AbC-42' });
-    assert.deepEqual(norm('device_id', 'DEAD-BEEF'), { value: 'dead-beef' });
+    // An iOS advertising id, upper-case by convention: lower-cased, its holder answers not_found.
+    assert.deepEqual(norm('device_id', ' 6D92078A-8246-4BA4-AE5B-76104861E7DC '), {
+      value: '6D92078A-8246-4BA4-AE5B-76104861E7DC',
+    });
     assert.equal((norm('user_id', '   ') as { code: string }).code, 'ERR_INVALID_IDENTIFIER');
     assert.equal((norm('user_id', 'x'.repeat(257)) as { code: string }).code, 'ERR_INVALID_IDENTIFIER');
   });

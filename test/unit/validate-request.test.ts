@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { checkIdempotencyKey, validateErasureRequest } from '../../services/api/intake/validate-request.ts';
 import { BUILTIN_TYPES, type IdentifierType } from '../../services/shared/identifiers.ts';
 import { ErasureError } from '../../services/shared/errors.ts';
+import { addPolicyInterval, REASON_POLICY } from '../../services/shared/reasons.ts';
 
 const types = new Map<string, IdentifierType>(BUILTIN_TYPES.map((t) => [t.name, t]));
 const codeOf = (fn: () => unknown) => {
@@ -74,6 +75,45 @@ describe('erasure request validation', () => {
       ),
       'ERR_VALIDATION',
     );
+  });
+
+  it('refuses a grace period that ends on or after a legal deadline, not a house one', () => {
+    const now = new Date('2026-01-31T12:00:00Z');
+    const at = (iso: string, reason: string) => () =>
+      validateErasureRequest({ ...valid, reason, notBefore: iso }, types, [], now);
+    // January 31 + 1 month is February 28 (PostgreSQL's month arithmetic).
+    assert.equal(
+      at('2026-02-28T11:59:59Z', 'gdpr_art17')().notBefore?.toISOString(),
+      '2026-02-28T11:59:59.000Z',
+    );
+    assert.equal(codeOf(at('2026-02-28T12:00:00Z', 'gdpr_art17')), 'ERR_VALIDATION');
+    assert.equal(codeOf(at('2026-03-17T12:00:00Z', 'ccpa')), 'ERR_VALIDATION');
+    assert.equal(at('2026-03-17T11:00:00Z', 'ccpa')().reason, 'ccpa');
+    for (const reason of ['account_deletion', 'tester_cleanup', 'retention_expiry'])
+      assert.equal(at('2026-04-01T00:00:00Z', reason)().reason, reason);
+  });
+
+  it('adds policy intervals as PostgreSQL does', () => {
+    const d = (iso: string) => new Date(iso);
+    assert.equal(
+      addPolicyInterval(d('2026-01-31T12:00:00Z'), '1 month').toISOString(),
+      '2026-02-28T12:00:00.000Z',
+    );
+    assert.equal(
+      addPolicyInterval(d('2028-01-31T00:00:00Z'), '1 month').toISOString(),
+      '2028-02-29T00:00:00.000Z',
+    );
+    assert.equal(
+      addPolicyInterval(d('2026-12-15T08:30:00Z'), '1 month').toISOString(),
+      '2027-01-15T08:30:00.000Z',
+    );
+    assert.equal(
+      addPolicyInterval(d('2026-01-01T00:00:00Z'), '45 days').toISOString(),
+      '2026-02-15T00:00:00.000Z',
+    );
+    for (const interval of Object.values(REASON_POLICY).map((p) => p.deadline))
+      assert.ok(addPolicyInterval(d('2026-01-01T00:00:00Z'), interval).getTime() > 0, interval);
+    assert.throws(() => addPolicyInterval(d('2026-01-01T00:00:00Z'), '1 week'), /unsupported/);
   });
 
   it('checks Idempotency-Key presence and shape', () => {

@@ -47,10 +47,11 @@ const INSERT_ACCEPTED = `
 WITH input AS (
   SELECT *
     FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[], $5::jsonb[], $6::text[], $7::text[],
-                $8::text[], $9::smallint[], $10::timestamptz[], $11::interval[], $12::uuid[])
+                $8::text[], $9::smallint[], $10::timestamptz[], $11::interval[], $12::uuid[],
+                $15::timestamptz[])
          WITH ORDINALITY
       AS i(id, idempotency_key, body_sha256, subject_hash, identifiers, identifier_types, reason,
-           priority, priority_rank, not_before, deadline_after, event_id, ord)
+           priority, priority_rank, not_before, deadline_after, event_id, deadline_from, ord)
 ),
 plan AS (
   SELECT i.id, t.name AS target, t.kind
@@ -75,7 +76,7 @@ req AS (
   SELECT id, $13, idempotency_key, body_sha256, subject_hash, identifiers, reason, priority,
          CASE WHEN has_targets THEN 'scheduled' ELSE 'completed' END,
          not_before,
-         now() + deadline_after,
+         greatest(now(), deadline_from) + deadline_after,
          CASE WHEN has_targets THEN NULL ELSE now() END
     FROM planned
    -- In input order: of two items of one batch with the same key (or subject), the first
@@ -151,9 +152,9 @@ const INSERT_LINKED = `
 WITH input AS (
   SELECT *
     FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[], $5::jsonb[], $6::text[], $7::text[],
-                $8::timestamptz[], $9::interval[], $12::smallint[])
+                $8::timestamptz[], $9::interval[], $12::smallint[], $13::timestamptz[])
       AS i(id, idempotency_key, body_sha256, subject_hash, identifiers, reason, priority, not_before,
-           deadline_after, priority_rank)
+           deadline_after, priority_rank, deadline_from)
 ),
 in_flight AS (
   SELECT DISTINCT ON (subject_hash) id, subject_hash
@@ -171,7 +172,7 @@ req AS (
   INSERT INTO erasure_requests (id, owner, idempotency_key, body_sha256, subject_hash, identifiers, reason,
                                 priority, status, not_before, deadline, linked_to)
   SELECT i.id, $10, i.idempotency_key, i.body_sha256, i.subject_hash, i.identifiers, i.reason, i.priority,
-         'scheduled', i.not_before, now() + i.deadline_after, f.id
+         'scheduled', i.not_before, greatest(now(), i.deadline_from) + i.deadline_after, f.id
     FROM input i JOIN in_flight f ON f.subject_hash = i.subject_hash
   ON CONFLICT DO NOTHING
   RETURNING id, idempotency_key, status, deadline, linked_to
@@ -234,6 +235,14 @@ SELECT id, idempotency_key, body_sha256, status, deadline, linked_to
   FROM erasure_requests
  WHERE owner = $1 AND idempotency_key = ANY ($2::text[])`;
 
+/**
+ * What the deadline counts from besides receipt (PostgreSQL takes the later of the two):
+ * the end of the grace period for a house policy, nothing for a legal deadline.
+ */
+function deadlineFrom(r: NewRequest): Date | null {
+  return REASON_POLICY[r.reason].deadlineFrom === 'notBefore' ? r.notBefore : null;
+}
+
 function identifierTypesCsv(ids: readonly Identifier[]): string {
   return [...new Set(ids.map((i) => i.type))].sort().join(',');
 }
@@ -277,6 +286,7 @@ export async function insertRequests(
         pick(() => randomUUID()),
         input.owner,
         input.actor,
+        pick((i) => deadlineFrom(input.requests[i]!)),
       ],
     });
     const byId = new Map(accepted.rows.map((r) => [r.id, r]));
@@ -335,6 +345,7 @@ export async function insertRequests(
         input.owner,
         input.actor,
         pending.map((i) => PRIORITY_RANK[input.requests[i]!.priority]),
+        pending.map((i) => deadlineFrom(input.requests[i]!)),
       ],
     });
     const linkedById = new Map(linked.rows.map((r) => [r.id, r]));

@@ -1,7 +1,14 @@
 import { createHash } from 'node:crypto';
 import { problem, type ProblemError } from '../../shared/errors.ts';
 import { normaliseIdentifier, type Identifier, type IdentifierType } from '../../shared/identifiers.ts';
-import { PRIORITIES, REASON_POLICY, REASONS, type Priority, type Reason } from '../../shared/reasons.ts';
+import {
+  addPolicyInterval,
+  PRIORITIES,
+  REASON_POLICY,
+  REASONS,
+  type Priority,
+  type Reason,
+} from '../../shared/reasons.ts';
 import { CONTROL_CHARACTERS, printableKey } from '../http/read-json-body.ts';
 
 export interface ErasureRequestInput {
@@ -127,6 +134,16 @@ export function validateErasureRequest(
       throw problem('ERR_VALIDATION', 'notBefore may not be before 1970-01-01T00:00:00Z', {
         field: 'notBefore',
       });
+    }
+    // A legal deadline runs from receipt: a request held past it would be overdue before
+    // any target is called. Refused here, where the caller can still act on it.
+    const policy = REASON_POLICY[reason as Reason];
+    if (policy.deadlineFrom === 'receipt' && nb >= addPolicyInterval(now, policy.deadline)) {
+      throw problem(
+        'ERR_VALIDATION',
+        `notBefore must come before the legal deadline of a ${String(reason)} request (${policy.basis}); a grace period cannot postpone it`,
+        { field: 'notBefore' },
+      );
     }
   }
   // By type, then value: comparing `type + value` let a type that prefixes another
