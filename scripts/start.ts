@@ -156,6 +156,8 @@ async function main(): Promise<void> {
       `${crmCfg.target} (services/example-partner-crm) is a synchronous delete API at ${partners.crm.url}/erase`,
       `that the sync dispatcher calls (${crmCfg.authType}, secret ${crmSecretVar}). One request:`,
       `  curl -s -H "Authorization: Bearer ${adminToken}" ${api}${demo.self}`,
+      'Its erasure report (JSON; add -H "Accept: text/html" for a page):',
+      `  curl -s -H "Authorization: Bearer ${adminToken}" ${api}${demo.self}/report`,
       'Submit your own:',
       `  curl -s -X POST ${api}/v1/erasure-requests -H "Authorization: Bearer ${adminToken}" \\`,
       `       -H "Content-Type: application/json" -H "Idempotency-Key: $(date +%s%N)" \\`,

@@ -111,8 +111,12 @@ export async function appendJournal(
 // Seal and verify read the hashed columns through this one list, so both see the same text.
 // Its aliases shadow the columns in ORDER BY (which would then sort text: '10' < '2'), so
 // queries using it order by the qualified column, e.g. `journal.id`.
-const ENTRY_COLUMNS = `id::text AS id, request_id::text AS request_id, kind, actor,
-  detail::text AS detail_text, (extract(epoch FROM at) * 1000000)::bigint::text AS at_micros`;
+/** The columns the canonical form needs, of the journal row aliased `t`. */
+const entryColumns = (
+  t: string,
+) => `${t}.id::text AS id, ${t}.request_id::text AS request_id, ${t}.kind, ${t}.actor,
+  ${t}.detail::text AS detail_text, (extract(epoch FROM ${t}.at) * 1000000)::bigint::text AS at_micros`;
+const ENTRY_COLUMNS = entryColumns('journal');
 
 interface EntryRow {
   id: string;
@@ -290,6 +294,78 @@ export async function verifyJournal(
   };
   if (firstBroken) result.firstBroken = firstBroken;
   return result;
+}
+
+/** One of a request's journal entries as its report shows it: content and chain fields. */
+export interface JournalEntryCheck {
+  id: string;
+  requestId: string | null;
+  kind: string;
+  actor: string | null;
+  at: Date;
+  detail: unknown;
+  /** null while the entry is not sealed yet (the sealer runs every 200 ms). */
+  chainSeq: number | null;
+  prevHash: string | null;
+  hash: string | null;
+  /**
+   * Sealed entries: the stored hash is the hash of the entry's stored content and
+   * prev_hash, and prev_hash is the stored hash of the entry before it in the chain.
+   * null for an unsealed entry. This checks the entry and its link, not the whole chain
+   * (`erasure journal verify` walks that).
+   */
+  intact: boolean | null;
+}
+
+/**
+ * The journal entries of the given requests, in append order, each checked against its
+ * own hash and its predecessor's (see JournalEntryCheck.intact). One query; the
+ * predecessor is found by chain_seq, so a deleted predecessor shows as not intact.
+ */
+export async function checkRequestEntries(
+  pool: pg.Pool,
+  requestIds: readonly string[],
+): Promise<JournalEntryCheck[]> {
+  const { rows } = await pool.query<
+    Omit<SealedRow, 'chain_seq'> & {
+      chain_seq: string | null;
+      at: Date;
+      detail: unknown;
+      before_hash: Buffer | null;
+    }
+  >(
+    `SELECT j.chain_seq::text AS chain_seq, j.prev_hash, j.hash, j.at, j.detail, ${entryColumns('j')},
+            b.hash AS before_hash
+       FROM journal j
+       LEFT JOIN journal b ON b.chain_seq = j.chain_seq - 1
+      WHERE j.request_id = ANY ($1::uuid[])
+      ORDER BY j.id`,
+    [requestIds],
+  );
+  return rows.map((r) => {
+    let intact: boolean | null = null;
+    if (r.chain_seq !== null) {
+      const prevExpected = r.chain_seq === '1' ? GENESIS_HASH : r.before_hash;
+      intact =
+        !!r.prev_hash &&
+        !!r.hash &&
+        !!prevExpected &&
+        r.prev_hash.equals(prevExpected) &&
+        entryHash(r.prev_hash, toCanonical(r, r.chain_seq)).equals(r.hash);
+    }
+    return {
+      id: r.id,
+      requestId: r.request_id,
+      kind: r.kind,
+      actor: r.actor,
+      at: r.at,
+      detail: r.detail,
+      chainSeq: r.chain_seq === null ? null : Number(r.chain_seq),
+      prevHash: r.prev_hash?.toString('hex') ?? null,
+      hash: r.hash?.toString('hex') ?? null,
+      intact,
+    };
+  });
 }
 
 export interface JournalSealerOptions {

@@ -484,6 +484,15 @@ describe('OpenAPI document', () => {
     const linkedDetail = await exchange('GET', `/v1/erasure-requests/${linked.body.id}`, { token: readOnly });
     assert.equal(linkedDetail.status, 200);
     assert.equal(linkedDetail.body.tasks.length, 2);
+    const report = await exchange('GET', `/v1/erasure-requests/${first.body.id}/report`, { token: readOnly });
+    assert.equal(report.status, 200);
+    assert.equal(report.body.summary.targets, 2);
+    const page = await exchange('GET', `/v1/erasure-requests/${first.body.id}/report`, {
+      token: readOnly,
+      headers: { accept: 'text/html' },
+    });
+    assert.equal(page.status, 200);
+    assert.match(String(page.body), /^<!doctype html>/);
 
     // List, one per page, following the cursor to the end.
     const ids: string[] = [];

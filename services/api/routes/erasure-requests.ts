@@ -8,6 +8,7 @@ import { REASONS } from '../../shared/reasons.ts';
 import { requireScope } from '../auth/authenticate.ts';
 import { readJsonBody } from '../http/read-json-body.ts';
 import { cancelRequest } from '../intake/cancel-request.ts';
+import { buildReport, renderReportHtml } from '../intake/erasure-report.ts';
 import { insertRequests, type InsertOutcome, type NewRequest } from '../intake/insert-requests.ts';
 import { getRequest, isUuid, listRequests } from '../intake/read-requests.ts';
 import { checkIdempotencyKey, validateErasureRequest } from '../intake/validate-request.ts';
@@ -185,6 +186,19 @@ export function erasureRequestRoutes(deps: ErasureRequestDeps) {
 
   router.get('/:id', requireScope('read'), async (req, res) => {
     res.json(await getRequest(pool, String(req.params['id']), viewer(req)));
+  });
+
+  // JSON unless the client prefers HTML (a browser, or `Accept: text/html`).
+  router.get('/:id/report', requireScope('read'), async (req, res) => {
+    const report = await buildReport(pool, String(req.params['id']), viewer(req));
+    res.vary('Accept');
+    if (req.accepts(['json', 'html']) === 'html') {
+      // Partner evidence is untrusted: escaped, and nothing on the page may run or load.
+      res.set('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'");
+      res.type('html').send(renderReportHtml(report));
+    } else {
+      res.json(report);
+    }
   });
 
   router.post('/:id/cancel', requireScope('submit'), async (req, res) => {
