@@ -343,6 +343,33 @@ describe('HTTP edge', () => {
       });
     }
 
+    it('answers a chunked body over the limit (no Content-Length) with 413 problem+json, and writes nothing', async () => {
+      const before = await rows();
+      const chunk = Buffer.alloc(70_000, 'x');
+      const size = chunk.length.toString(16);
+      for (const path of ['/v1/erasure-requests', '/v1/targets']) {
+        const res = await raw(
+          api.url,
+          [
+            `${head('POST', path)}Content-Type: application/json\r\nIdempotency-Key: chunked-over\r\n` +
+              'Transfer-Encoding: chunked\r\n\r\n',
+            ...Array.from({ length: 20 }, () =>
+              Buffer.concat([Buffer.from(`${size}\r\n`), chunk, Buffer.from('\r\n')]),
+            ),
+            '0\r\n\r\n',
+          ],
+          { waitMs: 2000 },
+        );
+        assertProblem(
+          { ...res, headers: { get: (n: string) => res.headers.get(n) } },
+          413,
+          'ERR_BODY_TOO_LARGE',
+        );
+      }
+      assert.equal(await rows(), before);
+      assert.equal(api.logs().includes('ERR_INTERNAL'), false);
+    });
+
     it('answers an unknown Expect with problem+json 417 ERR_EXPECTATION_FAILED', async () => {
       const res = await raw(api.url, [
         `${head('GET', '/v1/targets')}Expect: teapot\r\nConnection: close\r\n\r\n`,

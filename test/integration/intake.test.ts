@@ -556,6 +556,66 @@ describe('intake API', () => {
     );
   });
 
+  it('never answers 5xx when concurrent batches for the same subjects deadlock: the statement is run again', async () => {
+    // Batches with the same new subjects in opposite orders take the unique index's entries
+    // in opposite orders; PostgreSQL aborts one as a deadlock victim (40P01). An auditor saw
+    // a third of such batches answer 500 before the accept statement was retried.
+    const n = 2000;
+    for (let round = 0; round < 4; round++) {
+      const run = `dl-${round}-${randomUUID().slice(0, 8)}`;
+      const batch = (tag: string, reversed: boolean) =>
+        api.call('POST', '/v1/erasure-requests:batch', {
+          body: {
+            requests: Array.from({ length: n }, (_, i) => (reversed ? n - 1 - i : i)).map((i) => ({
+              ...gdpr(`${run}-${i}`),
+              idempotencyKey: `${run}-${tag}-${i}`,
+            })),
+          },
+        });
+      const answers = await Promise.all([
+        batch('a', false),
+        batch('b', true),
+        batch('c', false),
+        batch('d', true),
+      ]);
+      for (const res of answers) assert.equal(res.status, 200, JSON.stringify(res.body).slice(0, 300));
+      const outcomes = answers.flatMap((res) => res.body.results.map((r: { outcome: string }) => r.outcome));
+      assert.equal(outcomes.filter((o) => o === 'created').length, n, 'one request fans out per subject');
+      assert.equal(outcomes.filter((o) => o === 'linked').length, 3 * n, 'the others are linked to it');
+    }
+    // Linking with escalation: four batches bring the same bulk requests forward at once
+    // (each locks the primaries, then updates them).
+    const run = `dl-esc-${randomUUID().slice(0, 8)}`;
+    const bulk = await api.call('POST', '/v1/erasure-requests:batch', {
+      body: {
+        requests: Array.from({ length: n }, (_, i) => ({
+          identifiers: [{ type: 'user_id', value: `${run}-${i}` }],
+          reason: 'retention_expiry',
+          notBefore: new Date(Date.now() + 20 * 24 * 3600 * 1000).toISOString(),
+          idempotencyKey: `${run}-bulk-${i}`,
+        })),
+      },
+    });
+    assert.equal(bulk.status, 200);
+    const escalate = (tag: string, reversed: boolean) =>
+      api.call('POST', '/v1/erasure-requests:batch', {
+        body: {
+          requests: Array.from({ length: n }, (_, i) => (reversed ? n - 1 - i : i)).map((i) => ({
+            ...gdpr(`${run}-${i}`),
+            idempotencyKey: `${run}-${tag}-${i}`,
+          })),
+        },
+      });
+    const escalations = await Promise.all([
+      escalate('a', false),
+      escalate('b', true),
+      escalate('c', false),
+      escalate('d', true),
+    ]);
+    for (const res of escalations) assert.equal(res.status, 200, JSON.stringify(res.body).slice(0, 300));
+    assert.equal(api.logs().includes('40P01'), false, 'no deadlock reached the problem handler');
+  });
+
   it('accepts batches with per-item results, in few round trips', async () => {
     const requests = Array.from({ length: 2000 }, (_, i) => ({
       ...gdpr(`batch-${i}`),
@@ -900,6 +960,40 @@ describe('intake API', () => {
     const cycle = await api.call('PATCH', '/v1/targets/profiles', { body: { after: ['orders-db'] } });
     assert.equal(cycle.body.code, 'ERR_INVALID_TARGET');
     await api.call('PATCH', '/v1/targets/orders-db', { body: { after: [] } });
+  });
+
+  it('serialises concurrent target writes: no cycle through two PATCHes, no lost change', async () => {
+    for (let i = 0; i < 5; i++) {
+      const [a, b] = [`cy-a-${i}`, `cy-b-${i}`];
+      for (const name of [a, b]) {
+        const created = await api.call('POST', '/v1/targets', {
+          body: { name, kind: 'async_event', identifierTypes: ['device_id'] },
+        });
+        assert.equal(created.status, 201);
+      }
+      const answers = await Promise.all([
+        api.call('PATCH', `/v1/targets/${a}`, { body: { after: [b] } }),
+        api.call('PATCH', `/v1/targets/${b}`, { body: { after: [a] } }),
+      ]);
+      assert.deepEqual(answers.map((r) => r.status).sort(), [200, 400], 'one of the two makes a cycle');
+      const both = await Promise.all([
+        api.call('PATCH', `/v1/targets/${a}`, { body: { owner: 'team-x' } }),
+        api.call('PATCH', `/v1/targets/${a}`, { body: { paused: true } }),
+      ]);
+      assert.deepEqual(
+        both.map((r) => r.status),
+        [200, 200],
+      );
+      const now = await api.call('GET', `/v1/targets/${a}`);
+      assert.equal(now.body.owner, 'team-x');
+      assert.equal(now.body.paused, true);
+      for (const name of [a, b]) {
+        const cleared = await api.call('PATCH', `/v1/targets/${name}`, {
+          body: { after: [], paused: false },
+        });
+        assert.equal(cleared.status, 200);
+      }
+    }
   });
 
   it('never writes identifier values to the log', async () => {

@@ -42,7 +42,9 @@ export function sendProblem(
  * Connection refused; PostgreSQL shutting down or starting (57P01, 57P03), out of
  * connections (53300), connection lost or never made (08006, 08001); and a PostgreSQL that
  * refuses our credentials or lacks our database (28P01, 28000, 3D000): a deployment fault,
- * but the request was fine and nothing was written.
+ * but the request was fine and nothing was written. A deadlock or serialization failure
+ * (40P01, 40001) that outlasted its statement's own retries: the same request again
+ * succeeds (an accept: what committed before is found again by its Idempotency-Key).
  */
 const UNAVAILABLE = new Set([
   'ECONNREFUSED',
@@ -54,6 +56,8 @@ const UNAVAILABLE = new Set([
   '28P01',
   '28000',
   '3D000',
+  '40P01',
+  '40001',
 ]);
 
 /**
@@ -85,7 +89,8 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
     }
     // A closed socket (answered 408 by harden-server.ts, or reset) takes no answer.
     const send: typeof sendProblem = (...args) => {
-      if (!req.socket.destroyed) sendProblem(...args);
+      // req.socket is null once the request stream was destroyed.
+      if (req.socket && !req.socket.destroyed) sendProblem(...args);
     };
     if (err instanceof ErasureError && err.code in PROBLEM_CODES) {
       return send(res, err.code as ProblemCode, err.message, err.detail ?? {}, err.status);

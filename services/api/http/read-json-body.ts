@@ -5,6 +5,55 @@ import { hasLoneSurrogate } from '../../shared/lone-surrogates.ts';
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
+ * Reads the body up to `limitBytes`. Past the limit (a body sent without Content-Length,
+ * chunked) it stops keeping the bytes but never destroys the request: the rest is read and
+ * dropped, so the 413 reaches the client (closing a socket with unread bytes resets it,
+ * and the client may lose the answer).
+ * (Leaving a `for await` loop early destroys the stream, and with it req.socket, so no
+ * answer could be sent at all.) A client that goes away mid-body rejects with ECONNRESET.
+ */
+function readLimited(req: Request, limitBytes: number): Promise<{ chunks: Buffer[]; size: number }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limitBytes) {
+        chunks.push(chunk);
+        return;
+      }
+      done();
+      req.on('error', () => {}); // the drain may still see the client reset
+      req.resume();
+      reject(problem('ERR_BODY_TOO_LARGE', `the body is larger than ${limitBytes} bytes`));
+    };
+    const onEnd = () => {
+      done();
+      resolve({ chunks, size });
+    };
+    const onError = (err: Error) => {
+      done();
+      reject(err);
+    };
+    const onClose = () => {
+      if (req.complete) return;
+      done();
+      reject(Object.assign(new Error('the client closed the connection mid-body'), { code: 'ECONNRESET' }));
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
+}
+
+/**
  * Reads and parses a JSON body ourselves rather than with express.json(): invalid UTF-8
  * must be refused (body-parser silently substitutes U+FFFD, which would store a changed
  * identifier), and the size limit must stop reading early instead of buffering 10 MB.
@@ -31,16 +80,7 @@ export async function readJsonBody(req: Request, limitBytes: number): Promise<un
     req.resume(); // drain so the connection can answer
     throw problem('ERR_BODY_TOO_LARGE', `the body is larger than ${limitBytes} bytes`);
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limitBytes) {
-      req.resume();
-      throw problem('ERR_BODY_TOO_LARGE', `the body is larger than ${limitBytes} bytes`);
-    }
-    chunks.push(chunk);
-  }
+  const { chunks, size } = await readLimited(req, limitBytes);
   let text: string;
   try {
     text = utf8.decode(Buffer.concat(chunks, size));

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import type { Identifier } from '../../shared/identifiers.ts';
+import { computeBackoff, type BackoffPolicy } from '../../shared/compute-backoff.ts';
 import { PRIORITY_RANK, REASON_POLICY } from '../../shared/reasons.ts';
 import { subjectHash } from '../../shared/subject-hash.ts';
 import type { ErasureRequestInput } from './validate-request.ts';
@@ -79,9 +81,12 @@ req AS (
          greatest(now(), deadline_from) + deadline_after,
          CASE WHEN has_targets THEN NULL ELSE now() END
     FROM planned
-   -- In input order: of two items of one batch with the same key (or subject), the first
-   -- is inserted and the later one resolved against it (the hash join above reorders rows).
-   ORDER BY ord
+   -- By subject, then input order: of two items of one batch with the same subject the
+   -- first is inserted and the later one resolved against it (the hash join above reorders
+   -- rows; a later item with an earlier item's key is not in this input, see
+   -- insertRequests). Concurrent batches for the same subjects then take the subject
+   -- index's entries in one order and wait on each other instead of deadlocking.
+   ORDER BY subject_hash, ord
   ON CONFLICT DO NOTHING
   RETURNING id, idempotency_key, status, received_at, deadline, linked_to
 ),
@@ -134,8 +139,9 @@ SELECT id, idempotency_key, status, deadline, linked_to FROM req`;
  * owners each request fans out itself, so an owner never sees, waits on, escalates or
  * blocks another owner's request.
  *
- * The primary is locked FOR SHARE (in id order, so two linkers and the relay's id-ordered
- * request locks never wait on each other in a cycle): a cancel of the primary that is
+ * The primary is locked FOR NO KEY UPDATE (in id order, so two linkers and the relay's
+ * id-ordered request locks never wait on each other in a cycle; not FOR SHARE, which two
+ * linkers both hold and then both upgrade for the escalation's UPDATE: a deadlock): a cancel of the primary that is
  * committing meanwhile is waited for, the row is then re-read, and a primary that is no
  * longer in flight is not linked to (the request is accepted with its own fan-out in the
  * next round). Without the lock a link could land on a request cancelled under it, and
@@ -165,7 +171,7 @@ in_flight AS (
              AND linked_to IS NULL
              AND status IN ('received', 'scheduled', 'in_progress')
            ORDER BY id
-             FOR SHARE) locked
+             FOR NO KEY UPDATE) locked
    ORDER BY subject_hash, id
 ),
 req AS (
@@ -236,6 +242,36 @@ SELECT id, idempotency_key, body_sha256, status, deadline, linked_to
  WHERE owner = $1 AND idempotency_key = ANY ($2::text[])`;
 
 /**
+ * Statements that PostgreSQL aborted as a deadlock victim (40P01) or serialization failure
+ * (40001) wrote nothing and are run again. Two batches for overlapping subjects or keys in
+ * different orders can deadlock on the unique indexes, and two linkers on one primary can
+ * in rarer patterns; a client must not get a 5xx for that. Past
+ * the last attempt the error reaches the problem handler, which answers 503 with
+ * Retry-After: items of earlier rounds are committed, and the same keys find them again.
+ */
+export const CONFLICT_RETRY: BackoffPolicy & { attempts: number } = {
+  attempts: 6,
+  initialMs: 50,
+  maxMs: 1000,
+  multiplier: 2,
+};
+
+async function queryRetryingConflicts<R extends pg.QueryResultRow>(
+  pool: pg.Pool,
+  query: pg.QueryConfig,
+): Promise<pg.QueryResult<R>> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await pool.query<R>(query);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if ((code !== '40P01' && code !== '40001') || attempt >= CONFLICT_RETRY.attempts) throw err;
+      await sleep(computeBackoff(attempt, CONFLICT_RETRY, Math.random));
+    }
+  }
+}
+
+/**
  * What the deadline counts from besides receipt (PostgreSQL takes the later of the two):
  * the end of the grace period for a house policy, nothing for a legal deadline.
  */
@@ -266,9 +302,18 @@ export async function insertRequests(
   // between); each round settles at least one of them, so a few rounds always suffice.
   for (let round = 0; round < 5 && pending.length > 0; round++) {
     // 1. Accept what does not conflict.
-    const pick = <T>(f: (i: number) => T) => pending.map(f);
+    // An item whose key an earlier pending item has waits for step 2 (it is that item's
+    // retry, or a 409): the statement below orders rows by subject, not input order.
+    const seenKeys = new Set<string>();
+    const firsts = pending.filter((i) => {
+      const key = input.requests[i]!.idempotencyKey;
+      if (seenKeys.has(key)) return false;
+      seenKeys.add(key);
+      return true;
+    });
+    const pick = <T>(f: (i: number) => T) => firsts.map(f);
     // Named: parsed and analysed once per connection, not on every accept.
-    const accepted = await pool.query<Row>({
+    const accepted = await queryRetryingConflicts<Row>(pool, {
       name: 'insert_accepted',
       text: INSERT_ACCEPTED,
       values: [
@@ -329,7 +374,7 @@ export async function insertRequests(
     if (pending.length === 0) break;
 
     // 3. Subject already in flight: link instead of fanning out twice.
-    const linked = await pool.query<Row>({
+    const linked = await queryRetryingConflicts<Row>(pool, {
       name: 'insert_linked',
       text: INSERT_LINKED,
       values: [

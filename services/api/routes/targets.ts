@@ -74,6 +74,16 @@ function checkNoCycle(all: Map<string, string[]>): void {
   for (const n of all.keys()) visit(n, []);
 }
 
+/**
+ * Key of the transaction-scoped advisory lock that serialises target writes (creates and
+ * patches are rare admin calls). Without it two concurrent PATCHes each validated against
+ * what the other had not written yet: `a after b` and `b after a` were both accepted, a
+ * cycle that holds tasks forever, and of two patches of one target the later write
+ * silently dropped the earlier one's change. Migrations use 727_310_001, the journal
+ * sealer 727_310_002.
+ */
+export const TARGETS_WRITE_LOCK_KEY = 727_310_003;
+
 export function targetRoutes(deps: {
   pool: pg.Pool;
   bodyLimitBytes: number;
@@ -82,11 +92,11 @@ export function targetRoutes(deps: {
   const { pool } = deps;
   const router = Router();
 
-  async function context() {
-    const [types, targets] = await Promise.all([
-      pool.query<{ name: string }>('SELECT name FROM identifier_types'),
-      pool.query<{ name: string; after_targets: string[] }>('SELECT name, after_targets FROM targets'),
-    ]);
+  async function context(client: pg.ClientBase) {
+    const types = await client.query<{ name: string }>('SELECT name FROM identifier_types');
+    const targets = await client.query<{ name: string; after_targets: string[] }>(
+      'SELECT name, after_targets FROM targets',
+    );
     return {
       identifierTypes: new Set(types.rows.map((r) => r.name)),
       targets: new Set(targets.rows.map((r) => r.name)),
@@ -94,7 +104,32 @@ export function targetRoutes(deps: {
     };
   }
 
-  async function save(t: TargetInput, create: boolean, actor: string) {
+  /**
+   * Reads, validates and writes targets in one transaction under TARGETS_WRITE_LOCK_KEY, so
+   * each write is checked against every write before it.
+   */
+  async function writeTarget(
+    build: (client: pg.ClientBase) => Promise<TargetInput>,
+    create: boolean,
+    actor: string,
+  ) {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock($1)', [TARGETS_WRITE_LOCK_KEY]);
+      const t = await build(client);
+      await save(client, t, create, actor);
+      await client.query('COMMIT');
+      return t;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  async function save(client: pg.ClientBase, t: TargetInput, create: boolean, actor: string) {
     const params = [
       t.name,
       t.kind,
@@ -106,45 +141,35 @@ export function targetRoutes(deps: {
       t.paused,
       t.owner,
     ];
-    const client = await pool.connect();
-    try {
-      await client.query('BEGIN');
-      if (create) {
-        const ins = await client.query(
-          `INSERT INTO targets (name, kind, identifier_types, ack_sla_seconds, after_targets, http, verify_url_template, paused, owner)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-           ON CONFLICT (name) DO NOTHING`,
-          params,
-        );
-        if (ins.rowCount === 0)
-          throw problem('ERR_CONFLICT', `target "${t.name}" already exists`, { field: 'name' });
-      } else {
-        await client.query(
-          `UPDATE targets
-              SET kind = $2, identifier_types = $3, ack_sla_seconds = $4, after_targets = $5, http = $6,
-                  verify_url_template = $7, paused = $8, owner = $9, updated_at = now()
-            WHERE name = $1`,
-          params,
-        );
-      }
-      await client.query(`INSERT INTO journal (kind, actor, detail) VALUES ($1, $2, $3)`, [
-        create ? 'target.created' : 'target.updated',
-        actor,
-        {
-          target: t.name,
-          kind: t.kind,
-          identifierTypes: t.identifierTypes,
-          paused: t.paused,
-          after: t.after,
-        },
-      ]);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
+    if (create) {
+      const ins = await client.query(
+        `INSERT INTO targets (name, kind, identifier_types, ack_sla_seconds, after_targets, http, verify_url_template, paused, owner)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (name) DO NOTHING`,
+        params,
+      );
+      if (ins.rowCount === 0)
+        throw problem('ERR_CONFLICT', `target "${t.name}" already exists`, { field: 'name' });
+    } else {
+      await client.query(
+        `UPDATE targets
+            SET kind = $2, identifier_types = $3, ack_sla_seconds = $4, after_targets = $5, http = $6,
+                verify_url_template = $7, paused = $8, owner = $9, updated_at = now()
+          WHERE name = $1`,
+        params,
+      );
     }
+    await client.query(`INSERT INTO journal (kind, actor, detail) VALUES ($1, $2, $3)`, [
+      create ? 'target.created' : 'target.updated',
+      actor,
+      {
+        target: t.name,
+        kind: t.kind,
+        identifierTypes: t.identifierTypes,
+        paused: t.paused,
+        after: t.after,
+      },
+    ]);
   }
 
   router.get('/', requireScope('admin'), async (_req, res) => {
@@ -162,23 +187,35 @@ export function targetRoutes(deps: {
 
   router.post('/', requireScope('admin'), async (req, res) => {
     const body = await readJsonBody(req, deps.bodyLimitBytes);
-    const ctx = await context();
-    const t = rejectProblems(validateTargetCreate(body, ctx));
-    checkNoCycle(new Map([...ctx.graph, [t.name, t.after]]));
-    await save(t, true, deps.actorOf(req));
+    const t = await writeTarget(
+      async (client) => {
+        const ctx = await context(client);
+        const t = rejectProblems(validateTargetCreate(body, ctx));
+        checkNoCycle(new Map([...ctx.graph, [t.name, t.after]]));
+        return t;
+      },
+      true,
+      deps.actorOf(req),
+    );
     res.status(201).location(`/v1/targets/${t.name}`).json(present(t));
   });
 
   router.patch('/:name', requireScope('admin'), async (req, res) => {
     const body = await readJsonBody(req, deps.bodyLimitBytes);
-    const { rows } = await pool.query<TargetRow>('SELECT * FROM targets WHERE name = $1', [
-      req.params['name'],
-    ]);
-    if (!rows[0]) throw problem('ERR_NOT_FOUND', 'no such target');
-    const ctx = await context();
-    const t = rejectProblems(validateTargetPatch(fromRow(rows[0]), body, ctx));
-    checkNoCycle(new Map([...ctx.graph, [t.name, t.after]]));
-    await save(t, false, deps.actorOf(req));
+    const t = await writeTarget(
+      async (client) => {
+        const { rows } = await client.query<TargetRow>('SELECT * FROM targets WHERE name = $1', [
+          req.params['name'],
+        ]);
+        if (!rows[0]) throw problem('ERR_NOT_FOUND', 'no such target');
+        const ctx = await context(client);
+        const t = rejectProblems(validateTargetPatch(fromRow(rows[0]), body, ctx));
+        checkNoCycle(new Map([...ctx.graph, [t.name, t.after]]));
+        return t;
+      },
+      false,
+      deps.actorOf(req),
+    );
     res.json(present(t));
   });
 
