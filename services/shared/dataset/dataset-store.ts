@@ -142,17 +142,32 @@ export function createDatasetStore(client: S3Client, bucket: string) {
       }
       return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     },
+    /**
+     * Deletes keys, 1,000 per call. DeleteObjects answers 200 even when some keys could not
+     * be deleted, listing them under Errors (Quiet mode lists only those): any such key
+     * fails the whole call, retriable, so no caller counts a file gone that is still there.
+     */
     async delete(keys: readonly string[]): Promise<void> {
       for (let i = 0; i < keys.length; i += 1000) {
+        let failed: { Key?: string; Code?: string }[];
         try {
-          await client.send(
+          const res = await client.send(
             new DeleteObjectsCommand({
               Bucket: bucket,
               Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true },
             }),
           );
+          failed = res.Errors ?? [];
         } catch (err) {
           throw classifyS3Error(err, 'DeleteObjects');
+        }
+        if (failed.length > 0) {
+          const codes = [...new Set(failed.map((f) => f.Code ?? 'unknown'))].join(', ');
+          throw new DatasetStoreError(
+            `DeleteObjects failed for ${failed.length} of ${Math.min(1000, keys.length - i)} keys (${codes}), e.g. ${failed[0]?.Key ?? '?'}`,
+            true,
+            { s3Error: 'DeleteObjectsErrors', code: codes },
+          );
         }
       }
     },
