@@ -16,6 +16,7 @@ import { logLevelSetting } from '../shared/log-level-setting.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { listenForOutbox } from '../shared/listen-for-outbox.ts';
 import { createPartitionLookup } from './partition-lookup.ts';
+import { createProducerHolder } from './producer-holder.ts';
 import { createRelay } from './relay-loop.ts';
 import { createRelayMetrics, type RelayMetrics } from './relay-metrics.ts';
 
@@ -70,7 +71,8 @@ export function loadRelayConfig(env: NodeJS.ProcessEnv): RelayConfig {
 }
 
 /**
- * One producer per relay. Idempotent with one request in flight: kafkajs' retries can then
+ * One producer at a time per relay, replaced by a new one (a new producer id) after any
+ * failed send (producer-holder.ts). Idempotent with one request in flight: kafkajs' retries can then
  * neither duplicate nor reorder records within a partition. Retries are bounded (kafkajs
  * warns this weakens exactly-once, which we never rely on) so a send fails inside the lease
  * and the relay's own backoff, persisted in the outbox, takes over. Topics are never
@@ -116,9 +118,13 @@ export async function start(
     logLevel: logLevel.WARN,
     logCreator: kafkaLogs(logger),
   });
-  const producer = kafka.producer(RELAY_PRODUCER_CONFIG);
   const admin = kafka.admin({ retry: { retries: 2 } });
   const metrics = createRelayMetrics(opts.registry);
+  const producer = createProducerHolder({
+    create: () => kafka.producer(RELAY_PRODUCER_CONFIG),
+    logger,
+    metrics,
+  });
   try {
     await producer.connect();
     await admin.connect();

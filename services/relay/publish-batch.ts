@@ -4,6 +4,7 @@ import { TOPICS, toCompletedEvent, toRequestedEvent, type EventCodec } from '../
 import type { OutboxRow } from './claim-outbox-batch.ts';
 import { findUnacknowledgedPartitions } from './find-unacknowledged-partitions.ts';
 import type { PartitionLookup } from './partition-lookup.ts';
+import type { ProducerHolder } from './producer-holder.ts';
 
 /** The batch was not (or not provably) written to Kafka; every row in it is retried. */
 export class RelayPublishError extends ErasureError {
@@ -21,8 +22,13 @@ export const DEFAULT_ENCODERS: EventEncoders = Object.freeze({
 });
 
 export interface PublishDeps {
-  /** Idempotent, maxInFlightRequests 1 (see index.ts): retries neither duplicate nor reorder. */
-  readonly producer: Pick<Producer, 'sendBatch'>;
+  /**
+   * Idempotent, maxInFlightRequests 1 (see index.ts): retries neither duplicate nor reorder.
+   * The relay passes a ProducerHolder, which replaces its producer after a failed send (a
+   * reused sequence range would be acknowledged as a duplicate and not written); a bare
+   * producer, without `discard`, is only safe for one-off sends.
+   */
+  readonly producer: Pick<Producer, 'sendBatch'> & Partial<Pick<ProducerHolder, 'discard'>>;
   readonly codec: Pick<EventCodec, 'encode'>;
   readonly partitions: PartitionLookup;
   readonly encoders?: EventEncoders;
@@ -107,6 +113,7 @@ export async function publishBatch(deps: PublishDeps, rows: readonly OutboxRow[]
   const missing = findUnacknowledgedPartitions(expected, answered);
   if (missing.length > 0) {
     deps.partitions.forget();
+    await deps.producer.discard?.();
     throw new RelayPublishError(`send resolved but ${missing.length} partition(s) were not acknowledged`, {
       missing,
     });

@@ -10,6 +10,8 @@ export interface RelayMetrics {
   readonly loopErrors: Counter<'code'>;
   /** Rows per claimed batch. */
   readonly batchSize: Histogram;
+  /** Producers discarded after a failed send and replaced by a new one (WARN_RELAY_PRODUCER_RESET). */
+  readonly producerResets: Counter;
 }
 
 /**
@@ -41,6 +43,11 @@ export function createRelayMetrics(registry: Registry = new Registry()): RelayMe
       name: 'erasure_relay_batch_size',
       help: 'Rows per claimed outbox batch',
       buckets: [1, 10, 50, 100, 250, 500, 1000, 5000],
+      registers,
+    }),
+    producerResets: new Counter({
+      name: 'erasure_relay_producer_resets_total',
+      help: 'Kafka producers discarded after a failed send and replaced (new producer id)',
       registers,
     }),
   };

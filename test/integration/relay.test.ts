@@ -22,6 +22,11 @@ import { findUnacknowledgedPartitions } from '../../services/relay/find-unacknow
 import { loadRelayConfig, RELAY_PRODUCER_CONFIG, start } from '../../services/relay/index.ts';
 import { markSent } from '../../services/relay/mark-sent.ts';
 import { createPartitionLookup, type PartitionLookup } from '../../services/relay/partition-lookup.ts';
+import {
+  createProducerHolder,
+  type ManagedProducer,
+  type ProducerHolder,
+} from '../../services/relay/producer-holder.ts';
 import { publishBatch, type EventEncoders } from '../../services/relay/publish-batch.ts';
 import { createRelay, type RelayOptions } from '../../services/relay/relay-loop.ts';
 import { createRelayMetrics } from '../../services/relay/relay-metrics.ts';
@@ -109,7 +114,9 @@ describe('outbox relay', () => {
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
   let kafka: Kafka;
   let admin: Admin;
+  /** For one-off publishBatch calls; relays send through holders (producers). */
   let producer: Producer;
+  let producers: ProducerHolder;
   let partitions: PartitionLookup;
   let collector: Awaited<ReturnType<typeof startCollector>>;
   const codec = createEventCodec(infra.schemaRegistryUrl);
@@ -134,7 +141,7 @@ describe('outbox relay', () => {
   const relayWith = (
     owner: string,
     extra: Partial<RelayOptions> = {},
-    publish: { producer?: Producer; encoders?: EventEncoders; partitions?: PartitionLookup } = {},
+    publish: { producer?: ProducerHolder; encoders?: EventEncoders; partitions?: PartitionLookup } = {},
   ) => {
     const metrics = createRelayMetrics();
     const relay = createRelay({
@@ -143,7 +150,7 @@ describe('outbox relay', () => {
       metrics,
       random,
       options: options(owner, extra),
-      publish: { producer: publish.producer ?? producer, codec, partitions, ...publish },
+      publish: { producer: publish.producer ?? producers, codec, partitions, ...publish },
     });
     return Object.assign(relay, { metrics });
   };
@@ -190,6 +197,8 @@ describe('outbox relay', () => {
     );
     return { id: rows[0]!.id, requestId, key };
   }
+  const holderOf = (create: () => ManagedProducer, metrics = createRelayMetrics()) =>
+    createProducerHolder({ create, logger, metrics });
   const outboxRow = async (id: string) =>
     (await db.pool.query(`SELECT *, available_at > now() AS backing_off FROM outbox WHERE id = $1`, [id]))
       .rows[0];
@@ -204,12 +213,15 @@ describe('outbox relay', () => {
     await registerSchemas(infra.schemaRegistryUrl, join(SCHEMAS, 'avro'));
     producer = kafka.producer({ ...RELAY_PRODUCER_CONFIG });
     await producer.connect();
+    producers = holderOf(() => kafka.producer({ ...RELAY_PRODUCER_CONFIG }));
+    await producers.connect();
     partitions = createPartitionLookup(admin);
     collector = await startCollector(kafka, admin, codec, [TOPICS.requested, TOPICS.completed]);
   });
   after(async () => {
     await collector?.stop();
     await producer?.disconnect();
+    await producers?.disconnect();
     await admin?.disconnect();
     await db?.drop();
   });
@@ -358,7 +370,7 @@ describe('outbox relay', () => {
   });
 
   it('(d) two relays share the table: every row published and sent, none claimed twice, subject order kept', async (t) => {
-    const producer2 = kafka.producer({ ...RELAY_PRODUCER_CONFIG });
+    const producer2 = holderOf(() => kafka.producer({ ...RELAY_PRODUCER_CONFIG }));
     await producer2.connect();
     const one = relayWith('relay-1', { batchSize: 7 });
     const two = relayWith('relay-2', { batchSize: 7 }, { producer: producer2 });
@@ -459,12 +471,12 @@ describe('outbox relay', () => {
       partitionsFor: async (topic) => (topic === missing ? [fake] : partitions.partitionsFor(topic)),
       forget: () => partitions.forget(),
     };
-    const failing = kafka.producer({
-      ...RELAY_PRODUCER_CONFIG,
-      retry: { retries: 1, initialRetryTime: 100 },
-    });
-    await failing.connect();
     const metrics = createRelayMetrics();
+    const failing = holderOf(
+      () => kafka.producer({ ...RELAY_PRODUCER_CONFIG, retry: { retries: 1, initialRetryTime: 100 } }),
+      metrics,
+    );
+    await failing.connect();
     const relay = createRelay({
       pool: db.pool,
       logger,
@@ -503,6 +515,8 @@ describe('outbox relay', () => {
       r = await outboxRow(row.id);
       assert.equal(r.status, 'pending');
       assert.match(r.last_error, /^ERR_RELAY_PUBLISH/);
+      // Each failed send discarded its producer; the next one connected a new one.
+      assert.ok((await metrics.producerResets.get()).values[0]!.value >= 2);
     } finally {
       await relay.stop();
       await failing.disconnect();
@@ -535,12 +549,14 @@ describe('outbox relay', () => {
     for (let i = 0; i < 3; i++) a.push(await insertRequested({ key: 'aa'.repeat(32) }));
     for (let i = 0; i < 3; i++) b.push(await insertRequested({ key: 'bb'.repeat(32) }));
     let kafkaDown = true;
-    const flaky: Pick<Producer, 'sendBatch'> = {
+    const flaky = holderOf(() => ({
+      connect: async () => undefined,
+      disconnect: async () => undefined,
       sendBatch: (batch) =>
         kafkaDown
           ? Promise.reject(Object.assign(new Error('broker down'), { name: 'KafkaJSConnectionError' }))
           : producer.sendBatch(batch),
-    };
+    }));
     const jitter = [0.9, 0.1];
     let draws = 0;
     const relay = createRelay({
@@ -629,7 +645,7 @@ describe('outbox relay', () => {
       random,
       // Batches of 2: batch 1's mark fails; batch 2 is claimed and published meanwhile.
       options: options(uniqueName('relay-g'), { batchSize: 2, leaseMs: 60_000, pollIntervalMs: 20 }),
-      publish: { producer, codec, partitions },
+      publish: { producer: producers, codec, partitions },
     });
     relay.start();
     try {
