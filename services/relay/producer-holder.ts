@@ -14,7 +14,7 @@ export interface ProducerHolder extends Pick<Producer, 'sendBatch'> {
   connect(): Promise<void>;
   /**
    * Discards the current producer although its send resolved: the answer did not cover
-   * every partition (find-unacknowledged-partitions.ts), so its state is not trusted.
+   * every partition (packages/partner-sdk/src/find-unacknowledged-partitions.ts), so its state is not trusted.
    */
   discard(): Promise<void>;
   /** Disconnects whichever producer is current; later sends fail. */

@@ -2,7 +2,7 @@ import { Partitioners, type Message, type Producer } from 'kafkajs';
 import { ErasureError } from '../shared/errors.ts';
 import { TOPICS, toCompletedEvent, toRequestedEvent, type EventCodec } from '../shared/event-codec.ts';
 import type { OutboxRow } from './claim-outbox-batch.ts';
-import { findUnacknowledgedPartitions } from './find-unacknowledged-partitions.ts';
+import { findUnacknowledgedPartitions } from '../../packages/partner-sdk/src/find-unacknowledged-partitions.ts';
 import type { PartitionLookup } from './partition-lookup.ts';
 import type { ProducerHolder } from './producer-holder.ts';
 
@@ -49,7 +49,7 @@ const partitionOf = Partitioners.DefaultPartitioner();
 /**
  * Encodes and sends one claimed batch in a single sendBatch call with acks=all. Partitions
  * are assigned here with the default partitioner, so the relay knows exactly which
- * partitions the send must answer for (find-unacknowledged-partitions.ts). A row that
+ * partitions the send must answer for (findUnacknowledgedPartitions, shared with the partner SDK). A row that
  * cannot be encoded is rejected alone, and so is every later row for the same subject,
  * so the subject's events are never published out of order. Throws RelayPublishError when
  * the send fails or is incomplete: then nothing in the batch counts as published.

@@ -2,10 +2,19 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Admin, Consumer, Kafka, KafkaMessage, Producer, ProducerRecord } from 'kafkajs';
+import {
+  Partitioners,
+  type Admin,
+  type Consumer,
+  type Kafka,
+  type KafkaMessage,
+  type Producer,
+  type ProducerRecord,
+} from 'kafkajs';
 import {
   createErasurePartner,
   DLQ_HEADERS,
@@ -66,6 +75,36 @@ function spawnPartner(cfg: Record<string, unknown>): {
     for (const part of parts) if (part.trim()) lines.push(JSON.parse(part));
   });
   return { child, lines };
+}
+
+/** kafkajs' own broker connection class and errors (CommonJS; the package instance kafkajs uses). */
+const require = createRequire(import.meta.url);
+const Broker = require('kafkajs/src/broker/index.js') as { prototype: { produce: Produce } };
+const { KafkaJSNonRetriableError } = require('kafkajs/src/errors.js') as {
+  KafkaJSNonRetriableError: new (message: string) => Error;
+};
+
+/** What kafkajs hands a broker for one produce request (the fields these tests read). */
+interface ProduceRequest {
+  topicData: { topic: string; partitions: { partition: number; messages: unknown[] }[] }[];
+  [field: string]: unknown;
+}
+type Produce = (this: unknown, request: ProduceRequest) => Promise<unknown>;
+
+/**
+ * Wraps every real produce request in this process (the Kafka client itself is not mocked:
+ * `produce` is the real request to the real broker). Answers the restore function.
+ */
+function interceptProduce(
+  wrap: (request: ProduceRequest, produce: (request: ProduceRequest) => Promise<unknown>) => Promise<unknown>,
+): () => void {
+  const real = Broker.prototype.produce;
+  Broker.prototype.produce = function (request) {
+    return wrap(request, (r) => real.call(this, r));
+  };
+  return () => {
+    Broker.prototype.produce = real;
+  };
 }
 
 async function waitFor<T>(
@@ -529,6 +568,186 @@ describe('partner SDK', () => {
       }),
     );
     await waitFor('lag 0 again', async () => (await again.lag()) === 0);
+  });
+
+  /** A request id whose ack (keyed by it: the event has no key) lands on acks partition `partition`. */
+  async function requestIdOnAcksPartition(partition: number): Promise<string> {
+    const { topics } = await admin.fetchTopicMetadata({ topics: [TOPICS.acks] });
+    const partitionMetadata = topics[0]!.partitions;
+    const partitionOf = Partitioners.DefaultPartitioner();
+    for (;;) {
+      const requestId = randomUUID();
+      if (
+        partitionOf({ topic: TOPICS.acks, partitionMetadata, message: { key: requestId, value: null } }) ===
+        partition
+      )
+        return requestId;
+    }
+  }
+
+  /** Publishes the events in one send, each keyless to its requested partition; answers their offsets. */
+  async function publishTo(events: { event: RequestedEvent; partition: number }[]): Promise<number[]> {
+    const answered = await producer.send({
+      topic: TOPICS.requested,
+      acks: -1,
+      messages: await Promise.all(
+        events.map(async ({ event, partition }) => ({
+          key: null,
+          partition,
+          value: await codec.encode(TOPICS.requested, event),
+        })),
+      ),
+    });
+    const next = new Map(answered.map((m) => [m.partition, Number(m.baseOffset)]));
+    return events.map(({ partition }) => {
+      const offset = next.get(partition)!;
+      next.set(partition, offset + 1);
+      return offset;
+    });
+  }
+
+  /** The group's committed offset (the next one it reads) on a requested partition, -1 for none. */
+  async function committed(groupId: string, partition: number): Promise<number> {
+    const [topic] = await admin.fetchOffsets({ groupId, topics: [TOPICS.requested] });
+    return Number(topic?.partitions.find((p) => p.partition === partition)?.offset ?? -1);
+  }
+
+  it('after an ack send whose answer was lost, the next acks are really on the topic before their offsets commit', async () => {
+    // The broker appends A's ack, the answer is lost, send() fails: kafkajs rolls the
+    // partition's sequence back but keeps its producer id. B's ack, sent next to the same acks
+    // partition with the same record count, reused that sequence: the broker answered it as a
+    // duplicate without appending it, and B's offset was committed with no ack anywhere. (A
+    // lost answer kafkajs retries is answered correctly as a duplicate of itself; one that
+    // reaches the SDK is non-retriable, hence the error below.)
+    const acksPartition = 5;
+    const [aRequest, bRequest] = [
+      await requestIdOnAcksPartition(acksPartition),
+      await requestIdOnAcksPartition(acksPartition),
+    ];
+    let lost = () => {};
+    const answerLost = new Promise<void>((resolve) => (lost = resolve));
+    let bProduced = () => {};
+    const bWentOut = new Promise<void>((resolve) => (bProduced = resolve));
+    let produces = 0;
+    // Only this test's two acks count: a partner of an earlier test may still be sending.
+    const ours = new Set([aRequest, bRequest]);
+    const restore = interceptProduce(async (request, produce) => {
+      const toAcksPartition = request.topicData.some(
+        (t) =>
+          t.topic === TOPICS.acks &&
+          t.partitions.some(
+            (p) =>
+              p.partition === acksPartition &&
+              p.messages.some((m) => ours.has(String((m as { key?: unknown }).key))),
+          ),
+      );
+      const response = await produce(request);
+      if (!toAcksPartition) return response;
+      if (produces++ === 0) {
+        lost();
+        throw new KafkaJSNonRetriableError('simulated: appended, but the answer was lost');
+      }
+      bProduced();
+      return response;
+    });
+    try {
+      const calls = new Map<string, number>();
+      const ids = { a: '', b: '' };
+      const { partner, opts, target } = await newPartner(
+        async (e) => {
+          const n = (calls.get(e.eventId) ?? 0) + 1;
+          calls.set(e.eventId, n);
+          // B (another requested partition, handled alongside) finishes once A's ack send has
+          // failed, and A's redelivery waits for B's ack send: B's is the next send to the partition.
+          if (e.eventId === ids.b && n === 1) await Promise.race([answerLost, sleep(10_000)]);
+          if (e.eventId === ids.a && n === 2) await Promise.race([bWentOut, sleep(10_000)]);
+          return { status: 'deleted' };
+        },
+        { partitionsConsumedConcurrently: 2 },
+      );
+      const a = requested([target], { requestId: aRequest });
+      const b = requested([target], { requestId: bRequest });
+      Object.assign(ids, { a: a.eventId, b: b.eventId });
+      await partner.start();
+      const [aOffset, bOffset] = await publishTo([
+        { event: a, partition: 0 },
+        { event: b, partition: 1 },
+      ]);
+      const diagnose = () => ({ stats: partner.stats(), produces, calls: [...calls.values()] });
+      await waitFor(
+        'both offsets committed',
+        async () =>
+          (await committed(opts.groupId!, 0)) > aOffset! && (await committed(opts.groupId!, 1)) > bOffset!,
+        30_000,
+        diagnose,
+      );
+      // Committed past both: both acks must be on the acks topic (the reader may lag a little).
+      await waitFor(
+        'B’s ack, whose offset is committed',
+        () => acksFor(b.requestId).length >= 1,
+        10_000,
+        diagnose,
+      );
+      assert.ok(acksFor(a.requestId).length >= 1, 'A’s ack is there (the lost answer’s, and its retry’s)');
+      assert.equal(calls.get(a.eventId), 2, 'A’s batch was delivered again');
+      assert.ok(logs.some((l) => l.includes('send failed, producer replaced')));
+    } finally {
+      restore();
+    }
+  });
+
+  it('an ack send that resolves without one partition’s answer is failed: those acks go out before any commit', async () => {
+    // kafkajs 2.2.4 resolves send() without writing a partition whose leader moved to a broker
+    // that had already answered. One local broker cannot move leaders, so the effect is
+    // reproduced: the first request to carry both partitions goes out without one of them.
+    const [p1, p2] = [3, 8];
+    const [aRequest, bRequest] = [await requestIdOnAcksPartition(p1), await requestIdOnAcksPartition(p2)];
+    let dropped = 0;
+    const restore = interceptProduce(async (request, produce) => {
+      const acks = request.topicData.find((t) => t.topic === TOPICS.acks);
+      const partitions = new Set(acks?.partitions.map((p) => p.partition));
+      if (dropped > 0 || !partitions.has(p1) || !partitions.has(p2)) return produce(request);
+      dropped++;
+      return produce({
+        ...request,
+        topicData: request.topicData.map((t) =>
+          t === acks ? { ...t, partitions: t.partitions.filter((p) => p.partition !== p2) } : t,
+        ),
+      });
+    });
+    try {
+      const handled: string[] = [];
+      const { partner, opts, target } = await newPartner(async (e) => {
+        handled.push(e.eventId);
+        return { status: 'deleted' };
+      });
+      const a = requested([target], { requestId: aRequest });
+      const b = requested([target], { requestId: bRequest });
+      await partner.start();
+      // One requested partition, one batch, one send carrying acks for two acks partitions.
+      const [, bOffset] = await publishTo([
+        { event: a, partition: 2 },
+        { event: b, partition: 2 },
+      ]);
+      const diagnose = () => ({ stats: partner.stats(), dropped, handled: handled.length });
+      await waitFor(
+        'the offsets committed',
+        async () => (await committed(opts.groupId!, 2)) > bOffset!,
+        30_000,
+        diagnose,
+      );
+      await waitFor(
+        'B’s ack, whose offset is committed',
+        () => acksFor(b.requestId).length >= 1,
+        10_000,
+        diagnose,
+      );
+      assert.equal(dropped, 1, 'one request went out without B’s partition');
+      assert.equal(handled.filter((id) => id === b.eventId).length, 2, 'the batch was delivered again');
+      assert.ok(logs.some((l) => l.includes('send incomplete, producer replaced')));
+    } finally {
+      restore();
+    }
   });
 
   it('never logs identifier values', () => {

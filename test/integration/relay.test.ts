@@ -18,7 +18,7 @@ import {
 import { ensureTopics, loadTopicDefinitions, registerSchemas } from '../../services/shared/event-log.ts';
 import { createLogger } from '../../services/shared/logger.ts';
 import { claimOutboxBatch } from '../../services/relay/claim-outbox-batch.ts';
-import { findUnacknowledgedPartitions } from '../../services/relay/find-unacknowledged-partitions.ts';
+import { findUnacknowledgedPartitions } from '../../packages/partner-sdk/src/find-unacknowledged-partitions.ts';
 import { loadRelayConfig, RELAY_PRODUCER_CONFIG, start } from '../../services/relay/index.ts';
 import { markSent } from '../../services/relay/mark-sent.ts';
 import { createPartitionLookup, type PartitionLookup } from '../../services/relay/partition-lookup.ts';

@@ -25,7 +25,7 @@ const SERVICE_CODES = [
   new SchemaRegistryError('example', false).code,
 ];
 
-/** Every ERR_/WARN_ code written in services/ (string literals, templates, comments alike). */
+/** Every ERR_/WARN_ code written in services/ and packages/ (string literals, templates, comments alike). */
 function sourceCodes(): Set<string> {
   const out = new Set<string>();
   const walk = (dir: string) => {
@@ -37,6 +37,7 @@ function sourceCodes(): Set<string> {
     }
   };
   walk(join(import.meta.dirname, '..', '..', 'services'));
+  walk(join(import.meta.dirname, '..', '..', 'packages', 'partner-sdk', 'src'));
   return out;
 }
 

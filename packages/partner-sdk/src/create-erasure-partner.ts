@@ -1,16 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  Kafka,
-  logLevel,
-  Partitioners,
-  type Admin,
-  type Consumer,
-  type Message,
-  type Producer,
-} from 'kafkajs';
+import { Kafka, logLevel, Partitioners, type Admin, type Consumer, type Message } from 'kafkajs';
 import { TOPICS, createEventCodec } from '../../../services/shared/event-codec.ts';
 import { BoundedSet } from './bounded-set.ts';
 import { fetchLag } from './compute-lag.ts';
+import { createVerifiedProducer, type VerifiedProducer } from './create-verified-producer.ts';
 import { ensureDeadLetterTopic } from './dead-letter.ts';
 import { isKafka, resolveOptions, type ErasurePartnerOptions, type PartnerLogger } from './options.ts';
 import { createMessageProcessor, type PartnerStats } from './process-message.ts';
@@ -80,7 +73,7 @@ export function createErasurePartner(input: ErasurePartnerOptions): ErasurePartn
     lastProgressAt: null,
   };
   let admin: Admin | undefined;
-  let producer: Producer | undefined;
+  let producer: VerifiedProducer | undefined;
   let consumer: Consumer | undefined;
 
   let started = false;
@@ -105,11 +98,19 @@ export function createErasurePartner(input: ErasurePartnerOptions): ErasurePartn
     if (await ensureDeadLetterTopic(admin, o.deadLetterTopic))
       o.logger.info('dead-letter topic created', { topic: o.deadLetterTopic });
     // Idempotent: a retried send after a lost broker answer is not written twice; acks=-1
-    // (all in-sync replicas) so an ack we commit past cannot vanish with one broker.
-    producer = kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 1,
-      createPartitioner: Partitioners.DefaultPartitioner,
+    // (all in-sync replicas) so an ack we commit past cannot vanish with one broker. Verified:
+    // a send counts only if every partition it wrote to answered, and a failed send costs the
+    // producer, replaced by a new one (create-verified-producer.ts has the kafkajs 2.2.4 bugs).
+    producer = createVerifiedProducer({
+      create: () =>
+        kafka.producer({
+          idempotent: true,
+          maxInFlightRequests: 1,
+          createPartitioner: Partitioners.DefaultPartitioner,
+        }),
+      admin,
+      logger: o.logger,
+      now: o.now,
     });
     await producer.connect();
     consumer = kafka.consumer({
@@ -148,17 +149,18 @@ export function createErasurePartner(input: ErasurePartnerOptions): ErasurePartn
     // eachBatch with auto-resolve off. Messages are handled in offset order; their acks are
     // collected and published together (one send, acks=-1, up to ackBatchSize records, or
     // sooner when a handler runs past ackLingerMs), and only once that send is acknowledged by
-    // every in-sync replica are their offsets resolved. kafkajs commits resolved offsets only,
-    // after each batch, on rebalance and on stop, so "ack before commit" holds for every
-    // message at one send and one commit per batch instead of per message. Nothing commits
-    // from inside the handler: with kafkajs 2.2.4 a commit issued there (consumer.commitOffsets
-    // or commitOffsetsIfNecessary with offsets) sometimes never returned and the partition
-    // stalled, seen in the e2e suite; kafkajs' own commits after the batch are what the ack
-    // consumer relies on too. A crash before that commit re-delivers the batch's events:
-    // duplicate acks, which the pipeline dedupes; never a lost one. If processMessage or the
-    // send throws, the messages before it whose acks are out are resolved first; the rest are
-    // not, and kafkajs fetches them again from the last resolved offset. A stop or rebalance
-    // mid-batch (isRunning / isStale) ends the batch after the last flush.
+    // every in-sync replica, for every partition it wrote to, are their offsets resolved.
+    // kafkajs commits resolved offsets only, after each batch, on rebalance and on stop, so
+    // "ack before commit" holds for every message at one send and one commit per batch
+    // instead of per message. Nothing commits from inside the handler: with kafkajs 2.2.4 a
+    // commit issued there (consumer.commitOffsets or commitOffsetsIfNecessary with offsets)
+    // sometimes never returned and the partition stalled, seen in the e2e suite; kafkajs' own
+    // commits after the batch are what the ack consumer relies on too. A crash before that
+    // commit re-delivers the batch's events: duplicate acks, which the pipeline dedupes; never
+    // a lost one. If processMessage or the send throws, the messages before it whose acks are
+    // out are resolved first; the rest are not, and kafkajs fetches them again from the last
+    // resolved offset. A stop or rebalance mid-batch (isRunning / isStale) ends the batch after
+    // the last flush.
     await consumer.run({
       autoCommit: true,
       eachBatchAutoResolve: false,
@@ -179,7 +181,8 @@ export function createErasurePartner(input: ErasurePartnerOptions): ErasurePartn
           const handled = count;
           last = undefined;
           count = 0;
-          // If this throws, the events are not marked seen: handled again when redelivered.
+          // If this throws (failed, or resolved without every partition's answer), the events
+          // are not marked seen and nothing is resolved: the batch is redelivered from here.
           if (records.length > 0) await sender.send({ topic: TOPICS.acks, acks: -1, messages: records });
           for (const id of eventIds) {
             seen.add(id);

@@ -39,7 +39,8 @@ export interface IncomingMessage {
 interface Deps {
   readonly options: ResolvedOptions;
   readonly codec: EventCodec;
-  readonly producer: Producer;
+  /** The SDK passes its verified producer (create-verified-producer.ts), shared by acks and dead letters. */
+  readonly producer: Pick<Producer, 'send'>;
   readonly stats: PartnerStats;
   readonly seen: BoundedSet;
   readonly sleep: (ms: number) => Promise<void>;

@@ -8,14 +8,14 @@ export interface UnacknowledgedPartition {
 }
 
 /**
- * Guards against a kafkajs 2.2.4 bug we hit (producer/sendMessages.js): within one send(),
- * answers are kept per broker, and a retry only re-sends to brokers without an answer yet.
- * When a partition's leader moves to a broker that has already answered for other
- * partitions, that partition's records are never sent, and send() still resolves. So the
- * relay never trusts resolution alone: every partition it wrote to must appear in the
- * returned RecordMetadata with errorCode 0, or the whole batch counts as not published.
+ * Guards against a kafkajs 2.2.4 bug (producer/sendMessages.js): within one send(), answers
+ * are kept per broker, and a retry only re-sends to brokers without an answer yet. When a
+ * partition's leader moves to a broker that has already answered for other partitions, that
+ * partition's records are never sent, and send() still resolves. So a resolved send is not
+ * trusted alone: every partition written to must appear in the returned RecordMetadata with
+ * errorCode 0, or the send counts as failed. The relay uses this function too.
  *
- * @param expected topic → partitions the batch wrote to.
+ * @param expected topic → partitions the send wrote to.
  * @returns the partitions without a clean answer; empty when the send is complete.
  */
 export function findUnacknowledgedPartitions(
