@@ -71,7 +71,9 @@ async function main(): Promise<void> {
   } finally {
     await admin.disconnect();
   }
-  const schemas = await registerSchemas(cfg.infra.schemaRegistryUrl, join(REPO_ROOT, 'schemas', 'avro'));
+  const schemas = await registerSchemas(cfg.infra.schemaRegistryUrl, join(REPO_ROOT, 'schemas', 'avro'), {
+    timeoutMs: cfg.infra.schemaRegistryTimeoutMs,
+  });
   say(`schemas registered: ${schemas.map((r) => `${r.subject}=${r.id}`).join(', ')}`);
 
   // The demo needs an admin; a deployment sets its own ERASURE_ADMIN_TOKEN.

@@ -20,7 +20,7 @@ import { loadRedeliveryConfig, start as startRedelivery } from './redelivery/ind
 import { loadSyncDispatcherConfig, start as startSyncDispatcher } from './sync-dispatcher/index.ts';
 import { loadExporterConfig, start as startExporter } from './exporter/index.ts';
 import { ConfigurationError, ErasureError } from './shared/errors.ts';
-import { collectInfraConfig, intSetting } from './shared/infra-config.ts';
+import { collectInfraConfig, intSetting, parseWholeNumber } from './shared/infra-config.ts';
 import { logLevelSetting, type LogLevel } from './shared/log-level-setting.ts';
 import { dependencyPrefix } from './shared/name-dependency.ts';
 import { quietAwsSdkNotice } from './shared/quiet-aws-sdk-notice.ts';
@@ -46,8 +46,8 @@ export interface ProcessConfig {
    * that did not stop (ERR_SHUTDOWN_TIMEOUT) and exits 1.
    */
   readonly shutdownTimeoutMs: number;
-  /** METRICS_PORT: where a process without the API serves /metrics; unset, nowhere. */
-  readonly metricsPort: string | undefined;
+  /** METRICS_PORT: where a process without the API serves /metrics (0 to 65 535); unset, nowhere. */
+  readonly metricsPort: number | undefined;
   /** HOST: the metrics listener's interface, default 127.0.0.1 (like the API's). */
   readonly metricsHost: string;
   /** LOG_LEVEL, for the process's own lines (stop failures). */
@@ -59,10 +59,14 @@ export function loadProcessConfig(env: NodeJS.ProcessEnv): ProcessConfig {
   const problems: string[] = [];
   const shutdownTimeoutMs = intSetting(env, problems, 'SHUTDOWN_TIMEOUT_MS', 30_000, 100, 600_000);
   const logLevel = logLevelSetting(env, problems);
+  const rawPort = env['METRICS_PORT'];
+  const metricsPort = rawPort ? parseWholeNumber(rawPort, 0, 65_535) : undefined;
+  if (rawPort && metricsPort === undefined)
+    problems.push(`METRICS_PORT must be a port number from 0 to 65535, got "${rawPort.slice(0, 20)}"`);
   if (problems.length > 0) throw new ConfigurationError(problems);
   return Object.freeze({
     shutdownTimeoutMs,
-    metricsPort: env['METRICS_PORT'] || undefined,
+    metricsPort,
     metricsHost: env['HOST'] || '127.0.0.1',
     logLevel,
   });
@@ -134,7 +138,7 @@ export async function startServices(
       // Without the API, nobody else collects the process metrics or serves them.
       collectDefaultMetrics({ register: registry, prefix: 'erasure_' });
       const port = cfg.metricsPort;
-      if (port) await group.add('metrics', () => serveMetrics(registry, port, cfg.metricsHost));
+      if (port !== undefined) await group.add('metrics', () => serveMetrics(registry, port, cfg.metricsHost));
     }
     for (const name of names) {
       if (group.stopping()) break;

@@ -17,7 +17,12 @@ import { daysBetween, isDate } from '../shared/dataset/object-keys.ts';
 import { sweepDays } from '../shared/dataset/sweep-day.ts';
 import { createPool } from '../shared/db/create-pool.ts';
 import { ConfigurationError } from '../shared/errors.ts';
-import { intSetting, loadInfraConfig, type DatabaseTimeouts } from '../shared/infra-config.ts';
+import {
+  intSetting,
+  loadInfraConfig,
+  parseWholeNumber,
+  type DatabaseTimeouts,
+} from '../shared/infra-config.ts';
 import type { CliIo } from './journal-verify.ts';
 
 export const DATASET_COMPACT_USAGE = `usage: erasure dataset compact --date YYYY-MM-DD [--force] [--grace-ms N] [--sweep-days N]
@@ -102,8 +107,8 @@ function wholeFlag<T extends number | undefined>(
 ): number | T {
   const v = f.get(name);
   if (v === undefined) return fallback;
-  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max)
+  const n = typeof v === 'string' ? parseWholeNumber(v, min, max) : undefined;
+  if (n === undefined)
     throw new Error(`--${name} must be a whole number from ${min} to ${max}, not ${String(v)}`);
   return n;
 }

@@ -4,7 +4,6 @@ import { TOPICS, toCompletedEvent, toRequestedEvent, type EventCodec } from '../
 import type { OutboxRow } from './claim-outbox-batch.ts';
 import { findUnacknowledgedPartitions } from '../../packages/partner-sdk/src/find-unacknowledged-partitions.ts';
 import type { PartitionLookup } from './partition-lookup.ts';
-import type { ProducerHolder } from './producer-holder.ts';
 
 /** The batch was not (or not provably) written to Kafka; every row in it is retried. */
 export class RelayPublishError extends ErasureError {
@@ -24,11 +23,10 @@ export const DEFAULT_ENCODERS: EventEncoders = Object.freeze({
 export interface PublishDeps {
   /**
    * Idempotent, maxInFlightRequests 1 (see index.ts): retries neither duplicate nor reorder.
-   * The relay passes a ProducerHolder, which replaces its producer after a failed send (a
-   * reused sequence range would be acknowledged as a duplicate and not written); a bare
-   * producer, without `discard`, is only safe for one-off sends.
+   * A ProducerHolder (replaceable-producer.ts): a send that throws in `run` costs its producer, replaced by a new one
+   * (a reused sequence range would be acknowledged as a duplicate and not written).
    */
-  readonly producer: Pick<Producer, 'sendBatch'> & Partial<Pick<ProducerHolder, 'discard'>>;
+  readonly producer: { run<T>(use: (producer: Pick<Producer, 'sendBatch'>) => Promise<T>): Promise<T> };
   readonly codec: Pick<EventCodec, 'encode'>;
   readonly partitions: PartitionLookup;
   readonly encoders?: EventEncoders;
@@ -99,24 +97,27 @@ export async function publishBatch(deps: PublishDeps, rows: readonly OutboxRow[]
   }
   if (published.length === 0) return { published, rejected };
 
-  let answered;
   try {
-    answered = await deps.producer.sendBatch({
-      acks: -1,
-      timeout: deps.ackTimeoutMs ?? 10_000,
-      topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
+    // Inside `run`: an answer that does not cover every partition costs the producer too.
+    await deps.producer.run(async (producer) => {
+      const answered = await producer.sendBatch({
+        acks: -1,
+        timeout: deps.ackTimeoutMs ?? 10_000,
+        topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
+      });
+      const missing = findUnacknowledgedPartitions(expected, answered);
+      if (missing.length > 0) {
+        throw new RelayPublishError(
+          `send resolved but ${missing.length} partition(s) were not acknowledged`,
+          {
+            missing,
+          },
+        );
+      }
     });
   } catch (err) {
     deps.partitions.forget();
-    throw kafkaFailure('send failed', err);
-  }
-  const missing = findUnacknowledgedPartitions(expected, answered);
-  if (missing.length > 0) {
-    deps.partitions.forget();
-    await deps.producer.discard?.();
-    throw new RelayPublishError(`send resolved but ${missing.length} partition(s) were not acknowledged`, {
-      missing,
-    });
+    throw err instanceof RelayPublishError ? err : kafkaFailure('send failed', err);
   }
   return { published, rejected };
 }

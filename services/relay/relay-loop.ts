@@ -3,7 +3,6 @@ import { computeBackoff, type BackoffPolicy } from '../shared/compute-backoff.ts
 import type { Logger } from '../shared/logger.ts';
 import { claimOutboxBatch, type OutboxRow } from './claim-outbox-batch.ts';
 import { markSent } from './mark-sent.ts';
-import type { ProducerHolder } from './producer-holder.ts';
 import { publishBatch, type PublishDeps } from './publish-batch.ts';
 import type { RelayMetrics } from './relay-metrics.ts';
 import { releaseFailedRows } from './release-failed-rows.ts';
@@ -23,8 +22,8 @@ export interface RelayOptions {
 
 export interface RelayDeps {
   readonly pool: pg.Pool;
-  /** A holder, never a bare producer: a failed send must not be followed by one on the same producer id. */
-  readonly publish: PublishDeps & { readonly producer: ProducerHolder };
+  /** Its producer is replaceable: a failed send is never followed by one on the same producer id. */
+  readonly publish: PublishDeps;
   readonly logger: Logger;
   readonly metrics: RelayMetrics;
   readonly options: RelayOptions;

@@ -9,6 +9,7 @@ import avro from 'avsc';
 // kafkajs is CommonJS and Node cannot see ConfigResourceTypes as a named export.
 import kafkajs, { type Admin } from 'kafkajs';
 import { ErasureError } from './errors.ts';
+import { DEFAULT_REGISTRY_TIMEOUT_MS } from './infra-config.ts';
 
 /** `schemas/topics.json` or an `.avsc` file is malformed; every problem is listed at once. */
 export class EventLogContractError extends ErasureError {
@@ -238,7 +239,7 @@ export function canonicalAvro(schemaJson: object): string {
 export interface RegisterSchemasOptions {
   /** Subject compatibility set before registering. Default BACKWARD: consumers upgrade first. */
   compatibility?: 'BACKWARD' | 'BACKWARD_TRANSITIVE';
-  /** Per registry request. Default 10 000 ms. */
+  /** Per registry request, ms. Default DEFAULT_REGISTRY_TIMEOUT_MS (SCHEMA_REGISTRY_TIMEOUT_MS). */
   timeoutMs?: number;
 }
 
@@ -259,7 +260,7 @@ export async function registerSchemas(
   opts: RegisterSchemasOptions = {},
 ): Promise<RegisteredSchema[]> {
   const compatibility = opts.compatibility ?? 'BACKWARD';
-  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_REGISTRY_TIMEOUT_MS;
   const files = (await readdir(dir)).filter((f) => f.endsWith('.avsc')).sort();
   if (files.length === 0) throw new EventLogContractError([`${dir}: no .avsc files`]);
   const problems: string[] = [];

@@ -207,6 +207,16 @@ export function collectInfraConfig(env: Env, problems: string[]): InfraConfig | 
 }
 
 /**
+ * `raw` as a whole number in [min, max] (decimal digits, surrounding blanks ignored), or
+ * undefined. One rule for environment settings and command-line flags alike.
+ */
+export function parseWholeNumber(raw: string, min: number, max: number): number | undefined {
+  const t = raw.trim();
+  const n = /^\d+$/.test(t) ? Number(t) : NaN;
+  return Number.isSafeInteger(n) && n >= min && n <= max ? n : undefined;
+}
+
+/**
  * A whole-number setting with its range, for service config loaders: an unset or blank
  * variable takes `fallback`; anything else out of range is added to `problems`.
  */
@@ -219,10 +229,10 @@ export function intSetting(
   max: number,
 ): number {
   const raw = env[name];
-  const v = raw === undefined || raw.trim() === '' ? fallback : Number(raw);
-  if (!Number.isInteger(v) || v < min || v > max)
-    problems.push(`${name} must be a whole number from ${min} to ${max}`);
-  return v;
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const v = parseWholeNumber(raw, min, max);
+  if (v === undefined) problems.push(`${name} must be a whole number from ${min} to ${max}`);
+  return v ?? fallback;
 }
 
 /**

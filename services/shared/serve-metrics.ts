@@ -1,20 +1,17 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import { ConfigurationError } from './errors.ts';
 
 /**
- * Prometheus text on GET /metrics for a process that runs no API (METRICS_PORT). Anything
+ * Prometheus text on GET /metrics for a process that runs no API (METRICS_PORT, checked by
+ * loadProcessConfig). Anything
  * else is 404. Returns a running service: its url, and stop() closing the listener.
  */
 export async function serveMetrics(
   registry: Registry,
-  port: string,
+  port: number,
   host: string,
 ): Promise<{ url: string; stop(): Promise<void> }> {
-  const n = Number(port);
-  if (!/^\d{1,5}$/.test(port) || n > 65_535)
-    throw new ConfigurationError([`METRICS_PORT must be a port number from 0 to 65535, got "${port}"`]);
   const server = createServer((req, res) => {
     if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
@@ -27,7 +24,7 @@ export async function serveMetrics(
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(n, host, () => resolve());
+    server.listen(port, host, () => resolve());
   });
   const { port: bound } = server.address() as AddressInfo;
   return {

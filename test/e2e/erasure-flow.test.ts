@@ -333,8 +333,10 @@ describe('erasure flow end to end', () => {
       claimed.map((r) => r.topic),
       [TOPICS.requested],
     );
+    // A one-off send: its producer is not replaced afterwards.
+    const once = { run: <T>(use: (p: typeof producer) => Promise<T>) => use(producer) };
     const published = await publishBatch(
-      { producer, codec, partitions: createPartitionLookup(admin) },
+      { producer: once, codec, partitions: createPartitionLookup(admin) },
       claimed,
     );
     assert.equal(published.published.length, 1);

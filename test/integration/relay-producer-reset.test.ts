@@ -252,7 +252,10 @@ describe('outbox relay: a failed send replaces the producer', () => {
       await relay.stop();
       await producer.disconnect();
       assert.equal(created[2]!.disconnected, true, 'stop disconnected the producer current at the time');
-      await assert.rejects(producer.sendBatch({ topicMessages: [] }), /disconnected/);
+      await assert.rejects(
+        producer.run((p) => p.sendBatch({ topicMessages: [] })),
+        /disconnected/,
+      );
     } finally {
       lost.restore();
       await relay.stop();

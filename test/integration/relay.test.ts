@@ -345,7 +345,9 @@ describe('outbox relay', () => {
     // trip can take most of the lease on a loaded machine.
     const relayB = relayWith('relay-b', { leaseMs: 1000 });
     assert.equal((await relayB.runOnce()).claimed, 0, 'a live lease keeps other relays off the row');
-    const published = await publishBatch({ producer, codec, partitions }, claimed);
+    // A one-off send, as relay A's last act: its producer is not replaced afterwards.
+    const once = { run: <T>(use: (p: typeof producer) => Promise<T>) => use(producer) };
+    const published = await publishBatch({ producer: once, codec, partitions }, claimed);
     assert.equal(published.published.length, 1);
     let r = await outboxRow(row.id);
     assert.equal(r.status, 'pending');

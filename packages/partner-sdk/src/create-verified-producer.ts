@@ -13,6 +13,7 @@ import {
   type UnacknowledgedPartition,
 } from './find-unacknowledged-partitions.ts';
 import type { PartnerLogger } from './options.ts';
+import { createReplaceableProducer } from './replaceable-producer.ts';
 
 /**
  * A send that does not count: nothing in it is durable, and the producer was replaced.
@@ -72,51 +73,29 @@ export interface VerifiedProducer {
 const partitionOf = Partitioners.DefaultPartitioner();
 
 /**
- * The SDK's one producer (acks and dead letters), with two guards a plain kafkajs 2.2.4
- * idempotent producer lacks:
- *
- * - A resolved send is checked: partitions are assigned here (same partitioner, so an ack
- *   stays keyed like its event), and each must be in the answer (find-unacknowledged-partitions.ts).
- * - After any failed or incomplete send the producer is thrown away and the next send gets a
- *   new one (a new producer id). kafkajs rolls a failed send's partition sequence numbers
- *   back but keeps the producer id, so if the broker did append (the answer was lost), the
- *   next send of the same record count to that partition reuses the sequence range: the
- *   broker answers DUPLICATE (errorCode 0, nothing appended) or OUT_OF_ORDER_SEQUENCE_NUMBER
- *   on every send after. A new producer id starts its sequences afresh.
- *
- * Sends run one at a time: a send in flight on the old producer when another fails would
- * carry a rolled-back sequence and could be answered DUPLICATE. kafkajs' idempotent producer
- * already serialises requests per broker (maxInFlightRequests 1), so little is lost.
+ * The SDK's one producer (acks and dead letters): a replaceable producer
+ * (replaceable-producer.ts: replaced after any failed or incomplete send, sends one at a
+ * time), whose resolved sends are checked too. Partitions are assigned here (same
+ * partitioner, so an ack stays keyed like its event), and each must be in the answer
+ * (find-unacknowledged-partitions.ts).
  */
 export function createVerifiedProducer(deps: VerifiedProducerDeps): VerifiedProducer {
   const maxAgeMs = deps.metadataMaxAgeMs ?? 60_000;
   const metadata = new Map<string, { at: number; partitions: PartitionMetadata[] }>();
-  let current: Producer | undefined;
-  let closed = false;
-  let queue: Promise<unknown> = Promise.resolve();
-
-  async function connected(): Promise<Producer> {
-    if (closed) throw new Error('producer disconnected');
-    if (current) return current;
-    const producer = deps.create();
-    try {
-      await producer.connect();
-      // disconnect() ran meanwhile: nobody would close this one.
-      if (closed) throw new Error('producer disconnected');
-    } catch (err) {
-      await producer.disconnect().catch(() => undefined);
-      throw err;
-    }
-    current = producer;
-    return producer;
-  }
-
-  async function discard(producer: Producer): Promise<void> {
-    if (current === producer) current = undefined;
-    // Leaders or partition counts may have moved too.
-    metadata.clear();
-    await producer.disconnect().catch(() => undefined);
-  }
+  const producer = createReplaceableProducer({
+    create: deps.create,
+    onDiscard(cause) {
+      // Leaders or partition counts may have moved too.
+      metadata.clear();
+      const error = cause as PartnerSendError;
+      deps.logger.warn(
+        error.code === 'ERR_PARTNER_SEND_INCOMPLETE'
+          ? 'send incomplete, producer replaced'
+          : 'send failed, producer replaced',
+        { code: error.code, error: error.message },
+      );
+    },
+  });
 
   async function partitionsFor(topic: string): Promise<PartitionMetadata[]> {
     const hit = metadata.get(topic);
@@ -128,51 +107,30 @@ export function createVerifiedProducer(deps: VerifiedProducerDeps): VerifiedProd
     return partitions;
   }
 
-  async function sendNow(record: ProducerRecord): Promise<RecordMetadata[]> {
-    const producer = await connected();
-    const { topic } = record;
-    const partitionMetadata = await partitionsFor(topic);
-    const partitions = new Set<number>();
-    const messages = record.messages.map((message): Message => {
-      const partition = message.partition ?? partitionOf({ topic, partitionMetadata, message });
-      partitions.add(partition);
-      return { ...message, partition };
-    });
-    let answered: RecordMetadata[];
-    try {
-      answered = await producer.send({ ...record, messages });
-    } catch (err) {
-      await discard(producer);
-      const error = new SendFailedError(topic, err);
-      deps.logger.warn('send failed, producer replaced', { topic, code: error.code, error: error.message });
-      throw error;
-    }
-    const missing = findUnacknowledgedPartitions(new Map([[topic, partitions]]), answered);
-    if (missing.length > 0) {
-      await discard(producer);
-      const error = new IncompleteSendError(missing);
-      deps.logger.warn('send incomplete, producer replaced', { topic, code: error.code, missing });
-      throw error;
-    }
-    return answered;
-  }
-
   return {
-    connect: async () => {
-      await connected();
-    },
-    send(record) {
-      const run = queue.then(() => sendNow(record));
-      queue = run.catch(() => undefined);
-      return run;
-    },
-    // Does not wait for a send in flight (stop() already waited for the batch in hand): one
-    // stuck on an unreachable cluster would hold up shutdown. It fails once disconnected.
-    async disconnect() {
-      closed = true;
-      const producer = current;
-      current = undefined;
-      await producer?.disconnect();
+    connect: producer.connect,
+    disconnect: producer.disconnect,
+    async send(record) {
+      // Outside `run`: metadata that cannot be read says nothing against the producer.
+      const { topic } = record;
+      const partitionMetadata = await partitionsFor(topic);
+      const partitions = new Set<number>();
+      const messages = record.messages.map((message): Message => {
+        const partition = message.partition ?? partitionOf({ topic, partitionMetadata, message });
+        partitions.add(partition);
+        return { ...message, partition };
+      });
+      return producer.run(async (current) => {
+        let answered: RecordMetadata[];
+        try {
+          answered = await current.send({ ...record, messages });
+        } catch (err) {
+          throw new SendFailedError(topic, err);
+        }
+        const missing = findUnacknowledgedPartitions(new Map([[topic, partitions]]), answered);
+        if (missing.length > 0) throw new IncompleteSendError(missing);
+        return answered;
+      });
     },
   };
 }

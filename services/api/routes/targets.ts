@@ -105,11 +105,12 @@ export function targetRoutes(deps: {
   }
 
   /**
-   * Reads, validates and writes targets in one transaction under TARGETS_WRITE_LOCK_KEY, so
-   * each write is checked against every write before it.
+   * Reads, validates (`build`, then the `after` cycle check) and writes a target in one
+   * transaction under TARGETS_WRITE_LOCK_KEY, so each write is checked against every write
+   * before it.
    */
   async function writeTarget(
-    build: (client: pg.ClientBase) => Promise<TargetInput>,
+    build: (client: pg.ClientBase, ctx: Awaited<ReturnType<typeof context>>) => Promise<TargetInput>,
     create: boolean,
     actor: string,
   ) {
@@ -117,7 +118,9 @@ export function targetRoutes(deps: {
     try {
       await client.query('BEGIN');
       await client.query('SELECT pg_advisory_xact_lock($1)', [TARGETS_WRITE_LOCK_KEY]);
-      const t = await build(client);
+      const ctx = await context(client);
+      const t = await build(client, ctx);
+      checkNoCycle(new Map([...ctx.graph, [t.name, t.after]]));
       await save(client, t, create, actor);
       await client.query('COMMIT');
       return t;
@@ -188,12 +191,7 @@ export function targetRoutes(deps: {
   router.post('/', requireScope('admin'), async (req, res) => {
     const body = await readJsonBody(req, deps.bodyLimitBytes);
     const t = await writeTarget(
-      async (client) => {
-        const ctx = await context(client);
-        const t = rejectProblems(validateTargetCreate(body, ctx));
-        checkNoCycle(new Map([...ctx.graph, [t.name, t.after]]));
-        return t;
-      },
+      async (_client, ctx) => rejectProblems(validateTargetCreate(body, ctx)),
       true,
       deps.actorOf(req),
     );
@@ -203,15 +201,12 @@ export function targetRoutes(deps: {
   router.patch('/:name', requireScope('admin'), async (req, res) => {
     const body = await readJsonBody(req, deps.bodyLimitBytes);
     const t = await writeTarget(
-      async (client) => {
+      async (client, ctx) => {
         const { rows } = await client.query<TargetRow>('SELECT * FROM targets WHERE name = $1', [
           req.params['name'],
         ]);
         if (!rows[0]) throw problem('ERR_NOT_FOUND', 'no such target');
-        const ctx = await context(client);
-        const t = rejectProblems(validateTargetPatch(fromRow(rows[0]), body, ctx));
-        checkNoCycle(new Map([...ctx.graph, [t.name, t.after]]));
-        return t;
+        return rejectProblems(validateTargetPatch(fromRow(rows[0]), body, ctx));
       },
       false,
       deps.actorOf(req),

@@ -45,14 +45,7 @@ export function loadDatasetSettings(env: Env, problems: string[]): DatasetSettin
     prefix,
     hmacKey: Buffer.from(raw ?? DEV_DATASET_HMAC_KEY, 'utf8'),
     hmacKeyIsDevDefault: raw === undefined,
-    s3: Object.freeze({
-      endpoint: infra.s3.endpoint,
-      region: infra.s3.region,
-      accessKeyId: infra.s3.accessKeyId,
-      secretAccessKey: infra.s3.secretAccessKey,
-      connectTimeoutMs: infra.s3.connectTimeoutMs,
-      socketTimeoutMs: infra.s3.socketTimeoutMs,
-    }),
+    s3: infra.s3,
   });
 }
 

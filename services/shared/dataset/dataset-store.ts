@@ -25,13 +25,13 @@ export interface S3Settings {
   readonly region: string;
   readonly accessKeyId: string;
   readonly secretAccessKey: string;
-  /** Longest wait for a TCP connection, ms. Default 10 000 (S3_CONNECT_TIMEOUT_MS). */
-  readonly connectTimeoutMs?: number;
+  /** Longest wait for a TCP connection, ms (S3_CONNECT_TIMEOUT_MS, infra-config.ts). */
+  readonly connectTimeoutMs: number;
   /**
-   * Longest silence on a connection during a call, ms. Default 30 000 (S3_SOCKET_TIMEOUT_MS).
-   * Idle time, not the call's duration: an upload that keeps sending never trips it.
+   * Longest silence on a connection during a call, ms (S3_SOCKET_TIMEOUT_MS). Idle time, not
+   * the call's duration: an upload that keeps sending never trips it.
    */
-  readonly socketTimeoutMs?: number;
+  readonly socketTimeoutMs: number;
 }
 
 /**
@@ -51,8 +51,8 @@ export function createS3Client(s3: S3Settings): S3Client {
     forcePathStyle: true, // S3Proxy and most S3-compatible servers; AWS accepts it too
     credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
     requestHandler: {
-      connectionTimeout: s3.connectTimeoutMs ?? 10_000,
-      socketTimeout: s3.socketTimeoutMs ?? 30_000,
+      connectionTimeout: s3.connectTimeoutMs,
+      socketTimeout: s3.socketTimeoutMs,
     },
   });
 }
