@@ -181,8 +181,9 @@ export function createApp(deps: AppDeps): express.Express {
     onTypesChanged: () => types.invalidate(),
   });
 
-  // The contract's literal path has a colon, which Express would read as a parameter.
-  app.use(/^\/v1\/erasure-requests:batch$/, at('/v1/erasure-requests:batch'), auth, requests.batch);
+  // The contract's literal path has a colon, which Express would read as a parameter. Like the
+  // other routes (Express's defaults), it matches in any case and with one trailing slash.
+  app.use(/^\/v1\/erasure-requests:batch\/?$/i, at('/v1/erasure-requests:batch'), auth, requests.batch);
   app.use('/v1/erasure-requests', at('/v1/erasure-requests'), auth, requests.router);
   app.use(
     '/v1/targets',

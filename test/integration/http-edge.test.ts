@@ -294,6 +294,23 @@ describe('HTTP edge', () => {
     assert.equal(ok.status, 201, JSON.stringify(ok.body));
   });
 
+  it('routes the batch path as leniently as the single one (case, one trailing slash)', async () => {
+    for (const [i, path] of [
+      '/v1/erasure-requests:BATCH',
+      '/V1/Erasure-Requests:batch/',
+      '/v1/erasure-requests/',
+    ].entries()) {
+      const body = path.includes(':')
+        ? { requests: [{ ...gdpr(`route-${i}`), idempotencyKey: `route-${i}` }] }
+        : gdpr(`route-${i}`);
+      const res = await api.call('POST', path, { body, headers: { 'idempotency-key': `route-${i}` } });
+      assert.equal(res.status, path.includes(':') ? 200 : 202, `${path}: ${JSON.stringify(res.body)}`);
+    }
+    const twoSlashes = await api.call('POST', '/v1/erasure-requests:batch//', { body: { requests: [] } });
+    assert.equal(twoSlashes.status, 404);
+    assert.equal(twoSlashes.body.code, 'ERR_NOT_FOUND');
+  });
+
   it('sends X-Content-Type-Options: nosniff on every answer', async () => {
     for (const [path, token] of [
       ['/healthz', undefined],

@@ -806,6 +806,29 @@ describe('intake API', () => {
     assert.equal(wrongCase.status, 401);
   });
 
+  it('stops an expiring token at its expiresAt even while its lookup is cached', async () => {
+    const cached = await startTestApi({ TOKEN_CACHE_MS: '60000' });
+    try {
+      const expiring = await cached.call('POST', '/v1/tokens', {
+        body: { scopes: ['read'], expiresAt: new Date(Date.now() + 1500).toISOString() },
+      });
+      const list = () => cached.call('GET', '/v1/erasure-requests', { token: expiring.body.token });
+      assert.equal((await list()).status, 200);
+      await new Promise((r) => setTimeout(r, 1600));
+      assert.equal((await list()).status, 401, 'the cache entry ends at the token’s expiry');
+      // A token without expiry stays cached: revoking it takes up to TOKEN_CACHE_MS.
+      const lasting = await cached.token(['read']);
+      const get = () => cached.call('GET', '/v1/erasure-requests', { token: lasting });
+      assert.equal((await get()).status, 200);
+      await cached.db.pool.query(
+        `UPDATE api_tokens SET revoked_at = now() WHERE owner = 'admin' AND scopes = '{read}'`,
+      );
+      assert.equal((await get()).status, 200, 'within the documented revocation window');
+    } finally {
+      await cached.stop();
+    }
+  });
+
   it('revokes the admin token bootstrapped before when ERASURE_ADMIN_TOKEN changes', async () => {
     const rotated = `adm_${randomUUID()}`;
     const second = await start(

@@ -40,7 +40,8 @@ export interface TokenStore {
 
 /**
  * Token lookups are cached for `cacheMs` (a hot path at thousands of requests a second);
- * a revoked or expired token stops working within that window.
+ * a revoked token stops working within that window. An expiring token's entry never
+ * outlives its `expires_at`, so expiry is exact (to the API's clock).
  */
 export function createTokenStore(deps: { pool: pg.Pool; cacheMs: number; now?: () => number }): TokenStore {
   const now = deps.now ?? Date.now;
@@ -56,9 +57,10 @@ export function createTokenStore(deps: { pool: pg.Pool; cacheMs: number; now?: (
         owner: string;
         scopes: Scope[];
         target: string | null;
+        expires_at: Date | null;
       }>({
         name: 'authenticate_token',
-        text: `SELECT id, owner, scopes, target
+        text: `SELECT id, owner, scopes, target, expires_at
                  FROM api_tokens
                 WHERE token_sha256 = $1
                   AND revoked_at IS NULL
@@ -70,7 +72,8 @@ export function createTokenStore(deps: { pool: pg.Pool; cacheMs: number; now?: (
         ? { tokenId: row.id, owner: row.owner, scopes: row.scopes, target: row.target }
         : undefined;
       if (cache.size > 10_000) cache.clear();
-      cache.set(key, { principal, until: now() + deps.cacheMs });
+      const until = Math.min(now() + deps.cacheMs, row?.expires_at?.getTime() ?? Infinity);
+      cache.set(key, { principal, until });
       return principal;
     },
     async mint(input) {
