@@ -29,9 +29,10 @@ export interface RelayConfig {
   /** RELAY_BATCH_SIZE: rows per claim and per Kafka send, 1 to 10 000. Default 500. */
   readonly batchSize: number;
   /**
-   * RELAY_LEASE_MS: how long a claim holds, 100 to 3 600 000 ms. Default 30 000. Must
-   * outlast a send with its retries (about 25 s at worst with the settings in start()); a send
-   * that outlives its lease is republished by another relay: a duplicate, never a loss.
+   * RELAY_LEASE_MS: how long a claim holds, 100 to 3 600 000 ms. Default 30 000. Renewed
+   * every third of it while the batch is published and marked (hold-lease.ts), for at most
+   * LEASE_HOLD_MAX_LEASES leases; a relay that dies stops renewing and its rows are
+   * republished by another relay after the lease: a duplicate, never a loss.
    */
   readonly leaseMs: number;
   /** RELAY_POLL_INTERVAL_MS: fallback poll when no notification comes, 10 to 600 000 ms. Default 1000. */

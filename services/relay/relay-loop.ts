@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { computeBackoff, type BackoffPolicy } from '../shared/compute-backoff.ts';
 import type { Logger } from '../shared/logger.ts';
 import { claimOutboxBatch, type OutboxRow } from './claim-outbox-batch.ts';
+import { holdLease, type LeaseHold } from './hold-lease.ts';
 import { markSent } from './mark-sent.ts';
 import { publishBatch, type PublishDeps } from './publish-batch.ts';
 import type { RelayMetrics } from './relay-metrics.ts';
@@ -12,7 +13,7 @@ export interface RelayOptions {
   readonly owner: string;
   /** Rows per claim (RELAY_BATCH_SIZE). */
   readonly batchSize: number;
-  /** Claim lease in milliseconds (RELAY_LEASE_MS): longer than a send can take, retries included. */
+  /** Claim lease in milliseconds (RELAY_LEASE_MS), renewed while its batch is in flight (hold-lease.ts). */
   readonly leaseMs: number;
   /** Fallback poll in milliseconds (RELAY_POLL_INTERVAL_MS) for when no notification comes. */
   readonly pollIntervalMs: number;
@@ -51,6 +52,15 @@ export interface Relay {
   stop(): Promise<void>;
 }
 
+/**
+ * A batch's lease is renewed while it is published and marked, for at most this many
+ * leases (two minutes at the default RELAY_LEASE_MS): longer than any send with kafkajs'
+ * bounded retries, short enough that a send that never settles cannot hold rows for good.
+ */
+export const LEASE_HOLD_MAX_LEASES = 4;
+
+const NO_HOLD: LeaseHold = { release() {} };
+
 const codeOf = (err: unknown, fallback: string) => {
   const code = (err as { code?: unknown })?.code;
   return typeof code === 'string' && code.startsWith('ERR_') ? code : fallback;
@@ -62,19 +72,45 @@ export function createRelay(deps: RelayDeps): Relay {
   const random = deps.random ?? Math.random;
   const retryIn = (row: OutboxRow) => computeBackoff(row.attempts, options.backoff, random);
 
-  /** Claims and publishes one batch; returns what to mark sent. */
-  async function claimAndPublish(): Promise<{ result: BatchResult; ids: string[] }> {
+  const holdWarning = ({ code, error }: { code: string; error?: unknown }) =>
+    logger.warn(
+      code === 'WARN_RELAY_LEASE_RENEW'
+        ? 'could not renew the lease of a batch in flight; it may run out'
+        : 'a batch outlasted its longest lease hold; another relay may publish it too',
+      { code, error },
+    );
+
+  /**
+   * Claims and publishes one batch; returns what to mark sent, and the hold on its lease,
+   * which the caller releases once marking has settled.
+   */
+  async function claimAndPublish(): Promise<{ result: BatchResult; ids: string[]; hold: LeaseHold }> {
     const rows = await claimOutboxBatch(pool, options).catch((err: unknown) => {
       throw Object.assign(err as object, { relayCode: 'ERR_RELAY_CLAIM' });
     });
     if (rows.length === 0)
-      return { result: { claimed: 0, published: 0, failed: 0, publishFailed: false }, ids: [] };
+      return {
+        result: { claimed: 0, published: 0, failed: 0, publishFailed: false },
+        ids: [],
+        hold: NO_HOLD,
+      };
     metrics.batchSize.observe(rows.length);
+    const hold = holdLease(
+      pool,
+      rows.map((r) => r.id),
+      {
+        owner: options.owner,
+        leaseMs: options.leaseMs,
+        maxLeases: LEASE_HOLD_MAX_LEASES,
+        onWarning: holdWarning,
+      },
+    );
 
     let outcome;
     try {
       outcome = await publishBatch(deps.publish, rows);
     } catch (err) {
+      hold.release();
       const code = codeOf(err, 'ERR_RELAY_PUBLISH');
       metrics.publishFailures.inc({ code }, rows.length);
       // Message and code only: never the rows' payloads, keys or identifiers.
@@ -89,6 +125,7 @@ export function createRelay(deps: RelayDeps): Relay {
       return {
         result: { claimed: rows.length, published: 0, failed: rows.length, publishFailed: true },
         ids: [],
+        hold: NO_HOLD,
       };
     }
 
@@ -106,6 +143,7 @@ export function createRelay(deps: RelayDeps): Relay {
 
     const ids = outcome.published.map((r) => r.id);
     metrics.published.inc(ids.length);
+    if (ids.length === 0) hold.release();
     return {
       result: {
         claimed: rows.length,
@@ -114,6 +152,7 @@ export function createRelay(deps: RelayDeps): Relay {
         publishFailed: false,
       },
       ids,
+      hold,
     };
   }
 
@@ -133,8 +172,12 @@ export function createRelay(deps: RelayDeps): Relay {
 
   /** One claim → publish → mark-sent cycle, marking before it returns. */
   async function runOnce(): Promise<BatchResult> {
-    const { result, ids } = await claimAndPublish();
-    await markPublished(ids);
+    const { result, ids, hold } = await claimAndPublish();
+    try {
+      await markPublished(ids);
+    } finally {
+      hold.release();
+    }
     return result;
   }
 
@@ -188,7 +231,7 @@ export function createRelay(deps: RelayDeps): Relay {
       let delayMs = options.pollIntervalMs;
       let wakeable = true;
       try {
-        const { result, ids } = await claimAndPublish();
+        const { result, ids, hold } = await claimAndPublish();
         // Batch N's mark settles before N+1's starts (one in flight), and N+1's starts even
         // if N's failed: otherwise N+1's published rows would wait a whole lease and go out
         // again. N's failure is thrown after that.
@@ -196,10 +239,12 @@ export function createRelay(deps: RelayDeps): Relay {
         marking = undefined;
         const failure = await previous;
         if (ids.length > 0)
-          marking = markPublished(ids).then(
-            () => undefined,
-            (err: unknown) => err,
-          );
+          marking = markPublished(ids)
+            .finally(() => hold.release())
+            .then(
+              () => undefined,
+              (err: unknown) => err,
+            );
         if (failure) throw failure;
         if (result.publishFailed) {
           failures += 1;

@@ -20,6 +20,7 @@ import { createLogger } from '../../services/shared/logger.ts';
 import { claimOutboxBatch } from '../../services/relay/claim-outbox-batch.ts';
 import { findUnacknowledgedPartitions } from '../../packages/partner-sdk/src/find-unacknowledged-partitions.ts';
 import { loadRelayConfig, RELAY_PRODUCER_CONFIG, start } from '../../services/relay/index.ts';
+import { holdLease } from '../../services/relay/hold-lease.ts';
 import { markSent } from '../../services/relay/mark-sent.ts';
 import { createPartitionLookup, type PartitionLookup } from '../../services/relay/partition-lookup.ts';
 import {
@@ -369,6 +370,74 @@ describe('outbox relay', () => {
     assert.equal(r.lease_owner, null);
     // Relay A coming back late marks nothing: the row is no longer its.
     assert.equal(await markSent(db.pool, 'relay-a', [row.id]), 0);
+  });
+
+  it('(c2) a send slower than the lease keeps its rows: no other relay republishes them meanwhile', async () => {
+    const first = await insertRequested();
+    // Relay A's send stalls for three leases before it goes out (a slow cluster: metadata
+    // lookups and kafkajs' retries can outlast RELAY_LEASE_MS).
+    let sendStarted!: () => void;
+    const started = new Promise<void>((r) => (sendStarted = r));
+    const slow: ProducerHolder = {
+      connect: () => producers.connect(),
+      disconnect: () => producers.disconnect(),
+      run: async (use) => {
+        sendStarted();
+        await sleep(1800);
+        return producers.run(use);
+      },
+    };
+    const relayA = relayWith(uniqueName('relay-a'), { leaseMs: 600 }, { producer: slow });
+    const relayB = relayWith(uniqueName('relay-b'), { leaseMs: 600 });
+    const a = relayA.runOnce();
+    await started;
+    // The subject's next event, written while A's send is stalled.
+    const second = await insertRequested({ key: first.key });
+    await sleep(1000); // past A's first lease
+    const b = await relayB.runOnce();
+    assert.equal(
+      b.claimed,
+      0,
+      "A's lease is renewed while its send is in flight; the subject's next event waits",
+    );
+    assert.equal((await a).published, 1);
+    assert.equal((await outboxRow(first.id)).status, 'sent');
+    assert.equal((await outboxRow(first.id)).attempts, 1);
+    assert.equal((await relayB.runOnce()).published, 1, 'then the next event goes out');
+    await collector.waitFor(() => collector.about([first.eventId, second.eventId]).length === 2);
+    await sleep(300);
+    assert.deepEqual(
+      collector.about([first.eventId, second.eventId]).map((m) => m.value.eventId),
+      [first.eventId, second.eventId],
+      'each event once, in order',
+    );
+  });
+
+  it('(c3) a lease hold ends after its longest span, so a send that never settles frees its rows', async () => {
+    const row = await insertRequested();
+    const owner = uniqueName('relay-stuck');
+    const claimed = await claimOutboxBatch(db.pool, { owner, batchSize: 10, leaseMs: 1000 });
+    assert.equal(claimed.length, 1);
+    const warnings: string[] = [];
+    const hold = holdLease(db.pool, [row.id], {
+      owner,
+      leaseMs: 1000,
+      maxLeases: 2,
+      onWarning: (w) => warnings.push(w.code),
+    });
+    try {
+      await sleep(1500);
+      const other = { owner: uniqueName('relay-other'), batchSize: 10, leaseMs: 30_000 };
+      assert.equal((await claimOutboxBatch(db.pool, other)).length, 0, 'held past its first lease');
+      const until = Date.now() + 10_000;
+      while ((await claimOutboxBatch(db.pool, other)).length === 0) {
+        assert.ok(Date.now() < until, 'the rows are free once the hold has ended');
+        await sleep(100);
+      }
+      assert.deepEqual(warnings, ['WARN_RELAY_LEASE_HOLD_ENDED']);
+    } finally {
+      hold.release();
+    }
   });
 
   it('(d) two relays share the table: every row published and sent, none claimed twice, subject order kept', async (t) => {
