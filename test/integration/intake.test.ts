@@ -270,6 +270,49 @@ describe('intake API', () => {
     assert.equal((await api.call('GET', `/v1/erasure-requests/${late.body.id}`)).body.status, 'in_progress');
   });
 
+  it('never links to a request already dispatched: a partner may have deleted before the new one came', async () => {
+    const body = gdpr('link-dispatched-subject');
+    const first = await submit(api, 'link-disp-1', body);
+    // The first request went out, and one partner has already deleted and acked.
+    await api.db.pool.query(
+      `UPDATE erasure_tasks SET state = 'dispatched', dispatched_at = now() WHERE request_id = $1`,
+      [first.body.id],
+    );
+    await api.db.pool.query(
+      `UPDATE erasure_tasks SET state = 'acked', outcome = 'deleted', acked_at = now()
+        WHERE request_id = $1 AND target = 'profiles'`,
+      [first.body.id],
+    );
+    await api.db.pool.query(`UPDATE erasure_requests SET status = 'in_progress' WHERE id = $1`, [
+      first.body.id,
+    ]);
+    const second = await submit(api, 'link-disp-2', { ...body, reason: 'ccpa' });
+    assert.equal(second.status, 202);
+    assert.equal(second.body.linkedTo ?? null, null, 'its own fan-out, not the acks of the first');
+    const tasks = await api.db.pool.query(
+      `SELECT target, state FROM erasure_tasks WHERE request_id = $1 ORDER BY target`,
+      [second.body.id],
+    );
+    assert.deepEqual(
+      tasks.rows.map((r) => [r.target, r.state]),
+      [
+        ['orders-db', 'pending'],
+        ['profiles', 'pending'],
+      ],
+    );
+    const events = await api.db.pool.query(`SELECT status FROM outbox WHERE request_id = $1`, [
+      second.body.id,
+    ]);
+    assert.deepEqual(
+      events.rows.map((r) => r.status),
+      ['pending'],
+      'its own erasure event',
+    );
+    // A third one, while the second is undispatched, links to the second.
+    const third = await submit(api, 'link-disp-3', { ...body, reason: 'account_deletion' });
+    assert.equal(third.body.linkedTo, second.body.id);
+  });
+
   it("writes a cancelled request's completed event in the cancel: its tasks cancelled, none for a linked one", async () => {
     const primary = await submit(api, 'cxl-event-1', gdpr('cxl-event-subject'));
     const linked = await submit(api, 'cxl-event-2', { ...gdpr('cxl-event-subject'), reason: 'ccpa' });

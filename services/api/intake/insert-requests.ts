@@ -43,7 +43,7 @@ function priorityRankSql(column: string): string {
  * registered for their identifier types (the plan), a journal entry each, and an outbox
  * row each for the erasure event — one statement, so all of it commits or none does, in
  * one round trip. Rows that hit a unique index (same idempotency key, or a subject that
- * already has a request in flight) are left out here and resolved by the caller.
+ * already has an undispatched request) are left out here and resolved by the caller.
  */
 const INSERT_ACCEPTED = `
 WITH input AS (
@@ -133,8 +133,10 @@ completed_events AS (
 SELECT id, idempotency_key, status, deadline, linked_to FROM req`;
 
 /**
- * Links requests whose subject already has one of the same owner in flight to that
- * request: no second fan-out, a journal entry saying so. Conflicts again (a concurrent
+ * Links requests whose subject already has one of the same owner not yet dispatched to
+ * that request: no second fan-out, a journal entry saying so. Never to one in progress:
+ * its partners may have deleted and acked already, and the new request must not settle on
+ * deletions done before it arrived (0011_link_only_undispatched.sql); it fans out itself. Conflicts again (a concurrent
  * duplicate) are left out. Only within one owner (0008_link_within_owner.sql): across
  * owners each request fans out itself, so an owner never sees, waits on, escalates or
  * blocks another owner's request.
@@ -143,7 +145,7 @@ SELECT id, idempotency_key, status, deadline, linked_to FROM req`;
  * id-ordered request locks never wait on each other in a cycle; not FOR SHARE, which two
  * linkers both hold and then both upgrade for the escalation's UPDATE: a deadlock): a cancel of the primary that is
  * committing meanwhile is waited for, the row is then re-read, and a primary that is no
- * longer in flight is not linked to (the request is accepted with its own fan-out in the
+ * longer undispatched is not linked to (the request is accepted with its own fan-out in the
  * next round). Without the lock a link could land on a request cancelled under it, and
  * that subject would never be erased.
  *
@@ -169,7 +171,7 @@ in_flight AS (
            WHERE subject_hash = ANY ($4::bytea[])
              AND owner = $10
              AND linked_to IS NULL
-             AND status IN ('received', 'scheduled', 'in_progress')
+             AND status IN ('received', 'scheduled')
            ORDER BY id
              FOR NO KEY UPDATE) locked
    ORDER BY subject_hash, id
@@ -298,7 +300,7 @@ export async function insertRequests(
   const subjects = input.requests.map((r) => subjectHash(input.hmacKey, r.identifiers));
   let pending = [...Array(n).keys()];
 
-  // A request can lose a race three ways (key taken, subject in flight, primary finished in
+  // A request can lose a race three ways (key taken, subject taken, primary dispatched or finished in
   // between); each round settles at least one of them, so a few rounds always suffice.
   for (let round = 0; round < 5 && pending.length > 0; round++) {
     // 1. Accept what does not conflict.
@@ -373,7 +375,7 @@ export async function insertRequests(
     });
     if (pending.length === 0) break;
 
-    // 3. Subject already in flight: link instead of fanning out twice.
+    // 3. Subject already has an undispatched request: link instead of fanning out twice.
     const linked = await queryRetryingConflicts<Row>(pool, {
       name: 'insert_linked',
       text: INSERT_LINKED,
