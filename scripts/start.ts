@@ -152,6 +152,7 @@ async function main(): Promise<void> {
       `  Stack logs   ${cfg.logsDir}`,
       '',
       `Admin token for this session: ${adminToken}`,
+      `Web console: ${api}/console  (paste the token)`,
       '',
       `Demo: three targets registered, served by the example partners: orders-db and profiles`,
       '(services/example-partner-orders, -profiles) consume erasure events and acknowledge;',

@@ -9,6 +9,7 @@ import { runChecks, type Check } from '../shared/readiness.ts';
 import { authenticate } from './auth/authenticate.ts';
 import type { TokenStore } from './auth/token-store.ts';
 import type { ApiConfig } from './config.ts';
+import { consoleRoutes } from './console/console-routes.ts';
 import { problemHandler, sendProblem } from './http/problem-handler.ts';
 import { createAcceptBatcher } from './intake/accept-batcher.ts';
 import { ackRoutes } from './routes/acks.ts';
@@ -198,6 +199,8 @@ export function createApp(deps: AppDeps): express.Express {
   app.use('/v1/tokens', at('/v1/tokens'), auth, admin.tokens);
   app.use('/v1/identifier-types', at('/v1/identifier-types'), auth, admin.types);
   app.use('/v1/acks', at('/v1/acks'), auth, ackRoutes({ pool, bodyLimitBytes: deps.cfg.bodyLimitBytes }));
+  // The console's page and assets carry no data: no token (the page sends one on its API calls).
+  app.use('/console', at('/console'), consoleRoutes());
   app.use((req, res) => {
     sendProblem(res, 'ERR_NOT_FOUND', `no route for ${req.method} ${req.path.slice(0, 100)}`);
   });

@@ -333,6 +333,8 @@ describe('OpenAPI document', () => {
     const metrics = await exchange('GET', '/metrics', { token: null });
     assert.equal(metrics.status, 200);
     assert.match(String(metrics.body), /erasure_api_http_request_duration_seconds/);
+    const consolePage = await exchange('GET', '/console', { token: null });
+    assert.equal(consolePage.status, 200);
 
     // Identifier types and targets, as admin.
     const types = await exchange('GET', '/v1/identifier-types');
