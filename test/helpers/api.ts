@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { loadApiConfig } from '../../services/api/config.ts';
@@ -22,6 +22,8 @@ export interface TestApi {
   ): Promise<{ status: number; headers: Headers; body: any }>;
   /** Mints a token with these scopes (as admin). */
   token(scopes: string[], extra?: Record<string, unknown>): Promise<string>;
+  /** Submits a GDPR request for one user_id with `token` (a fresh Idempotency-Key); its id. */
+  submitUser(token: string, value: string): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -88,6 +90,15 @@ export async function startTestApi(env: Record<string, string> = {}): Promise<Te
       if (res.status !== 201)
         throw new Error(`minting a token failed: ${res.status} ${JSON.stringify(res.body)}`);
       return res.body.token as string;
+    },
+    async submitUser(token, value) {
+      const res = await call('POST', '/v1/erasure-requests', {
+        token,
+        headers: { 'idempotency-key': randomUUID() },
+        body: { identifiers: [{ type: 'user_id', value }], reason: 'gdpr_art17' },
+      });
+      if (res.status !== 202) throw new Error(`submitting failed: ${res.status} ${JSON.stringify(res.body)}`);
+      return res.body.id as string;
     },
     async stop() {
       await running.stop();

@@ -3,7 +3,6 @@
 // problem; and the API's real answers render through the console's own render.js, so the
 // client and the contract cannot drift apart.
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -37,15 +36,7 @@ describe('web console', () => {
   });
   after(async () => api?.stop());
 
-  async function submit(value: string): Promise<string> {
-    const res = await api.call('POST', '/v1/erasure-requests', {
-      token: intake,
-      headers: { 'idempotency-key': randomUUID() },
-      body: { identifiers: [{ type: 'user_id', value }], reason: 'gdpr_art17' },
-    });
-    assert.equal(res.status, 202, JSON.stringify(res.body));
-    return res.body.id;
-  }
+  const submit = (value: string) => api.submitUser(intake, value);
 
   it('serves the page without a token, under a CSP that allows nothing inline', async () => {
     const res = await api.call('GET', '/console', { token: null });

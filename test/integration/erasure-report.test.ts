@@ -26,15 +26,7 @@ describe('erasure report', () => {
   });
   after(async () => api?.stop());
 
-  async function submit(value: string): Promise<string> {
-    const res = await api.call('POST', '/v1/erasure-requests', {
-      token: intake,
-      headers: { 'idempotency-key': randomUUID() },
-      body: { identifiers: [{ type: 'user_id', value }], reason: 'gdpr_art17' },
-    });
-    assert.equal(res.status, 202, JSON.stringify(res.body));
-    return res.body.id;
-  }
+  const submit = (value: string) => api.submitUser(intake, value);
   const ack = async (target: string, requestId: string, status: string, detail?: string) =>
     assert.equal(
       (
