@@ -110,8 +110,9 @@ export function createApp(deps: AppDeps): express.Express {
     registers: [metrics],
   });
   app.use((req, res, next) => {
-    // Every answer is JSON (or metrics text): a browser must not sniff a problem's detail,
-    // which can echo request text, into HTML.
+    // Every answer declares its type (JSON, metrics text, and HTML only for the console and
+    // the report): a browser must not sniff a problem's detail, which can echo request text,
+    // into HTML.
     res.setHeader('X-Content-Type-Options', 'nosniff');
     const end = httpDuration.startTimer({ method: req.method });
     res.on('finish', () =>
