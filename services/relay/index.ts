@@ -15,7 +15,7 @@ import { collectInfraConfig, intSetting, type DatabaseTimeouts } from '../shared
 import { logLevelSetting } from '../shared/log-level-setting.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { listenForOutbox } from '../shared/listen-for-outbox.ts';
-import { createPartitionLookup } from './partition-lookup.ts';
+import { createPartitionLookup } from '../../packages/partner-sdk/src/partition-lookup.ts';
 import { createProducerHolder } from './producer-holder.ts';
 import { createRelay } from './relay-loop.ts';
 import { createRelayMetrics, type RelayMetrics } from './relay-metrics.ts';

@@ -3,7 +3,7 @@ import { ErasureError } from '../shared/errors.ts';
 import { TOPICS, toCompletedEvent, toRequestedEvent, type EventCodec } from '../shared/event-codec.ts';
 import type { OutboxRow } from './claim-outbox-batch.ts';
 import { findUnacknowledgedPartitions } from '../../packages/partner-sdk/src/find-unacknowledged-partitions.ts';
-import type { PartitionLookup } from './partition-lookup.ts';
+import type { PartitionLookup } from '../../packages/partner-sdk/src/partition-lookup.ts';
 
 /** The batch was not (or not provably) written to Kafka; every row in it is retried. */
 export class RelayPublishError extends ErasureError {

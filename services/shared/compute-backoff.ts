@@ -27,3 +27,50 @@ export function computeBackoff(attempt: number, policy: BackoffPolicy, random: (
   const r = Math.min(Math.max(random(), 0), 1);
   return Math.floor(r * Math.max(0, bound));
 }
+
+/** A backoff with a bound on tries. */
+export interface RetryPolicy extends BackoffPolicy {
+  /** Total tries, the first included (so 1 means no retry). */
+  readonly attempts: number;
+}
+
+export interface RetryOutcome<T> {
+  readonly ok: boolean;
+  readonly value?: T;
+  readonly error?: unknown;
+  /** Tries made, the successful one included. */
+  readonly attempts: number;
+}
+
+export interface RetryDeps {
+  readonly sleep: (ms: number) => Promise<void>;
+  readonly random: () => number;
+  /** Called between tries, e.g. the consumer's heartbeat so a slow retry does not cost the partition. */
+  readonly between?: (attempt: number, error: unknown) => Promise<void> | void;
+  /** Whether a failure is worth another try. Default: every failure is. */
+  readonly retriable?: (error: unknown) => boolean;
+}
+
+/**
+ * Runs `fn` up to `policy.attempts` times, stopping early at a failure that is not
+ * `retriable`; never throws: the caller decides what exhaustion means.
+ */
+export async function retryWithBackoff<T>(
+  fn: (attempt: number) => Promise<T>,
+  policy: RetryPolicy,
+  deps: RetryDeps,
+): Promise<RetryOutcome<T>> {
+  let error: unknown;
+  for (let attempt = 1; attempt <= policy.attempts; attempt++) {
+    try {
+      return { ok: true, value: await fn(attempt), attempts: attempt };
+    } catch (err) {
+      error = err;
+      if (deps.retriable && !deps.retriable(err)) return { ok: false, error, attempts: attempt };
+      if (attempt === policy.attempts) break;
+      await deps.between?.(attempt, err);
+      await deps.sleep(computeBackoff(attempt, policy, deps.random));
+    }
+  }
+  return { ok: false, error, attempts: policy.attempts };
+}

@@ -346,12 +346,8 @@ export async function checkRequestEntries(
     let intact: boolean | null = null;
     if (r.chain_seq !== null) {
       const prevExpected = r.chain_seq === '1' ? GENESIS_HASH : r.before_hash;
-      intact =
-        !!r.prev_hash &&
-        !!r.hash &&
-        !!prevExpected &&
-        r.prev_hash.equals(prevExpected) &&
-        entryHash(r.prev_hash, toCanonical(r, r.chain_seq)).equals(r.hash);
+      const sealed = { ...r, chain_seq: r.chain_seq };
+      intact = !!prevExpected && checkLink(sealed, BigInt(r.chain_seq), prevExpected) === undefined;
     }
     return {
       id: r.id,

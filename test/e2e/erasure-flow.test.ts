@@ -24,7 +24,7 @@ import {
 import { startServices } from '../../services/main.ts';
 import { claimOutboxBatch } from '../../services/relay/claim-outbox-batch.ts';
 import { loadRelayConfig, start as startRelay } from '../../services/relay/index.ts';
-import { createPartitionLookup } from '../../services/relay/partition-lookup.ts';
+import { createPartitionLookup } from '../../packages/partner-sdk/src/partition-lookup.ts';
 import { publishBatch } from '../../services/relay/publish-batch.ts';
 import { migrate } from '../../services/shared/db/migrate.ts';
 import { createEventCodec, TOPICS, type CompletedEvent } from '../../services/shared/event-codec.ts';

@@ -604,22 +604,23 @@ describe('intake API', () => {
     // in opposite orders; PostgreSQL aborts one as a deadlock victim (40P01). An auditor saw
     // a third of such batches answer 500 before the accept statement was retried.
     const n = 2000;
+    /** n GDPR requests for subjects `${run}-0` … `${run}-${n - 1}`, in that order or reversed. */
+    const gdprBatch = (run: string, tag: string, reversed: boolean) =>
+      api.call('POST', '/v1/erasure-requests:batch', {
+        body: {
+          requests: Array.from({ length: n }, (_, i) => (reversed ? n - 1 - i : i)).map((i) => ({
+            ...gdpr(`${run}-${i}`),
+            idempotencyKey: `${run}-${tag}-${i}`,
+          })),
+        },
+      });
     for (let round = 0; round < 4; round++) {
       const run = `dl-${round}-${randomUUID().slice(0, 8)}`;
-      const batch = (tag: string, reversed: boolean) =>
-        api.call('POST', '/v1/erasure-requests:batch', {
-          body: {
-            requests: Array.from({ length: n }, (_, i) => (reversed ? n - 1 - i : i)).map((i) => ({
-              ...gdpr(`${run}-${i}`),
-              idempotencyKey: `${run}-${tag}-${i}`,
-            })),
-          },
-        });
       const answers = await Promise.all([
-        batch('a', false),
-        batch('b', true),
-        batch('c', false),
-        batch('d', true),
+        gdprBatch(run, 'a', false),
+        gdprBatch(run, 'b', true),
+        gdprBatch(run, 'c', false),
+        gdprBatch(run, 'd', true),
       ]);
       for (const res of answers) assert.equal(res.status, 200, JSON.stringify(res.body).slice(0, 300));
       const outcomes = answers.flatMap((res) => res.body.results.map((r: { outcome: string }) => r.outcome));
@@ -640,20 +641,11 @@ describe('intake API', () => {
       },
     });
     assert.equal(bulk.status, 200);
-    const escalate = (tag: string, reversed: boolean) =>
-      api.call('POST', '/v1/erasure-requests:batch', {
-        body: {
-          requests: Array.from({ length: n }, (_, i) => (reversed ? n - 1 - i : i)).map((i) => ({
-            ...gdpr(`${run}-${i}`),
-            idempotencyKey: `${run}-${tag}-${i}`,
-          })),
-        },
-      });
     const escalations = await Promise.all([
-      escalate('a', false),
-      escalate('b', true),
-      escalate('c', false),
-      escalate('d', true),
+      gdprBatch(run, 'a', false),
+      gdprBatch(run, 'b', true),
+      gdprBatch(run, 'c', false),
+      gdprBatch(run, 'd', true),
     ]);
     for (const res of escalations) assert.equal(res.status, 200, JSON.stringify(res.body).slice(0, 300));
     assert.equal(api.logs().includes('40P01'), false, 'no deadlock reached the problem handler');

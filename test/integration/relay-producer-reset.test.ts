@@ -5,7 +5,6 @@
 // failed OUT_OF_ORDER_SEQUENCE_NUMBER for good. Real Postgres, Kafka and registry; a lost
 // answer is simulated by wrapping kafkajs' Broker.prototype.produce (appended, then throws).
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
 import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -18,11 +17,12 @@ import { createEventCodec, TOPICS, toRequestedEvent } from '../../services/share
 import { registerSchemas } from '../../services/shared/event-log.ts';
 import { createLogger } from '../../services/shared/logger.ts';
 import { RELAY_PRODUCER_CONFIG } from '../../services/relay/index.ts';
-import { createPartitionLookup } from '../../services/relay/partition-lookup.ts';
+import { createPartitionLookup } from '../../packages/partner-sdk/src/partition-lookup.ts';
 import { createProducerHolder, type ManagedProducer } from '../../services/relay/producer-holder.ts';
 import { createRelay } from '../../services/relay/relay-loop.ts';
 import { createRelayMetrics, type RelayMetrics } from '../../services/relay/relay-metrics.ts';
 import { SCHEMAS_SQL } from '../helpers/api.ts';
+import { insertRequestedRow } from '../helpers/outbox.ts';
 import { createTestDatabase, infra, testKafka, uniqueName } from '../helpers/infra.ts';
 
 const SCHEMAS = join(import.meta.dirname, '..', '..', 'schemas');
@@ -73,27 +73,7 @@ describe('outbox relay: a failed send replaces the producer', () => {
   const logger = createLogger({ service: 'relay', level: 'debug', stream: logStream });
   const secrets: string[] = [];
 
-  async function insertRequested() {
-    const eventId = randomUUID();
-    const value = `uid-${randomBytes(8).toString('hex')}`;
-    secrets.push(value);
-    const payload = {
-      eventId,
-      requestId: randomUUID(),
-      identifiers: [{ type: 'user_id', value }],
-      reason: 'gdpr_art17',
-      requestedAt: new Date().toISOString(),
-      priority: 'normal',
-      notBefore: null,
-      deadline: new Date(Date.now() + 30 * 86_400_000).toISOString(),
-      targets: ['orders-db'],
-    };
-    const { rows } = await db.pool.query<{ id: string }>(
-      `INSERT INTO outbox (topic, event_key, payload, request_id) VALUES ($1, $2, $3, $4) RETURNING id`,
-      [topic, randomBytes(32).toString('hex'), payload, payload.requestId],
-    );
-    return { id: rows[0]!.id, eventId };
-  }
+  const insertRequested = () => insertRequestedRow(db.pool, { topic, secrets });
   const statusOf = async (id: string) =>
     (await db.pool.query(`SELECT status FROM outbox WHERE id = $1`, [id])).rows[0].status as string;
   async function waitFor(what: string, pred: () => boolean | Promise<boolean>, timeoutMs = 15_000) {

@@ -1,7 +1,7 @@
 // The outbox relay against the real stack: Postgres (outbox, LISTEN/NOTIFY), Kafka (the real
 // topics, read from their end offsets as recorded before the tests) and the registry.
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,7 +22,10 @@ import { findUnacknowledgedPartitions } from '../../packages/partner-sdk/src/fin
 import { loadRelayConfig, RELAY_PRODUCER_CONFIG, start } from '../../services/relay/index.ts';
 import { holdLease } from '../../services/relay/hold-lease.ts';
 import { markSent } from '../../services/relay/mark-sent.ts';
-import { createPartitionLookup, type PartitionLookup } from '../../services/relay/partition-lookup.ts';
+import {
+  createPartitionLookup,
+  type PartitionLookup,
+} from '../../packages/partner-sdk/src/partition-lookup.ts';
 import {
   createProducerHolder,
   type ManagedProducer,
@@ -32,6 +35,7 @@ import { publishBatch, type EventEncoders } from '../../services/relay/publish-b
 import { createRelay, type RelayOptions } from '../../services/relay/relay-loop.ts';
 import { createRelayMetrics } from '../../services/relay/relay-metrics.ts';
 import { SCHEMAS_SQL } from '../helpers/api.ts';
+import { insertRequestedRow, type RequestedRowOptions } from '../helpers/outbox.ts';
 import { createTestDatabase, infra, testKafka, uniqueName } from '../helpers/infra.ts';
 
 const SCHEMAS = join(import.meta.dirname, '..', '..', 'schemas');
@@ -156,40 +160,9 @@ describe('outbox relay', () => {
     return Object.assign(relay, { metrics });
   };
 
-  /** An outbox row as intake writes it (insert-requests.ts): key = hex subject HMAC, JSON payload. */
-  async function insertRequested(
-    opts: { key?: string; availableAt?: string; status?: string; topic?: string } = {},
-  ) {
-    const eventId = randomUUID();
-    const requestId = randomUUID();
-    const value = `uid-${randomBytes(8).toString('hex')}`;
-    secrets.push(value);
-    const key = opts.key ?? randomBytes(32).toString('hex');
-    const payload = {
-      eventId,
-      requestId,
-      identifiers: [{ type: 'user_id', value }],
-      reason: 'gdpr_art17',
-      requestedAt: new Date().toISOString(),
-      priority: 'normal',
-      notBefore: null,
-      deadline: new Date(Date.now() + 30 * 86_400_000).toISOString(),
-      targets: ['orders-db'],
-    };
-    const { rows } = await db.pool.query<{ id: string }>(
-      `INSERT INTO outbox (topic, event_key, payload, request_id, available_at, status)
-       VALUES ($1, $2, $3, $4, coalesce($5::timestamptz, now()), $6) RETURNING id`,
-      [
-        opts.topic ?? TOPICS.requested,
-        key,
-        payload,
-        requestId,
-        opts.availableAt ?? null,
-        opts.status ?? 'pending',
-      ],
-    );
-    return { id: rows[0]!.id, eventId, requestId, key, value };
-  }
+  /** An outbox row as intake writes it; its identifier value joins `secrets`. */
+  const insertRequested = (opts: Omit<RequestedRowOptions, 'secrets'> = {}) =>
+    insertRequestedRow(db.pool, { ...opts, secrets });
   async function insertCompleted(key: string, requestId: string) {
     const payload = { requestId, completedAt: new Date().toISOString(), status: 'completed', outcomes: [] };
     const { rows } = await db.pool.query<{ id: string }>(

@@ -2,7 +2,6 @@ import {
   Partitioners,
   type Admin,
   type Message,
-  type PartitionMetadata,
   type Producer,
   type ProducerRecord,
   type RecordMetadata,
@@ -13,6 +12,7 @@ import {
   type UnacknowledgedPartition,
 } from './find-unacknowledged-partitions.ts';
 import type { PartnerLogger } from './options.ts';
+import { createPartitionLookup } from './partition-lookup.ts';
 import { createReplaceableProducer } from './replaceable-producer.ts';
 
 /**
@@ -57,8 +57,6 @@ export interface VerifiedProducerDeps {
   readonly admin: Pick<Admin, 'fetchTopicMetadata'>;
   readonly logger: PartnerLogger;
   readonly now: () => number;
-  /** How long a topic's partition metadata is reused, milliseconds. Default 60 000. */
-  readonly metadataMaxAgeMs?: number;
 }
 
 /** The subset of a kafkajs Producer the SDK uses; every send is verified. */
@@ -80,13 +78,12 @@ const partitionOf = Partitioners.DefaultPartitioner();
  * (find-unacknowledged-partitions.ts).
  */
 export function createVerifiedProducer(deps: VerifiedProducerDeps): VerifiedProducer {
-  const maxAgeMs = deps.metadataMaxAgeMs ?? 60_000;
-  const metadata = new Map<string, { at: number; partitions: PartitionMetadata[] }>();
+  const metadata = createPartitionLookup(deps.admin, { now: deps.now });
   const producer = createReplaceableProducer({
     create: deps.create,
     onDiscard(cause) {
       // Leaders or partition counts may have moved too.
-      metadata.clear();
+      metadata.forget();
       const error = cause as PartnerSendError;
       deps.logger.warn(
         error.code === 'ERR_PARTNER_SEND_INCOMPLETE'
@@ -97,23 +94,13 @@ export function createVerifiedProducer(deps: VerifiedProducerDeps): VerifiedProd
     },
   });
 
-  async function partitionsFor(topic: string): Promise<PartitionMetadata[]> {
-    const hit = metadata.get(topic);
-    if (hit && deps.now() - hit.at < maxAgeMs) return hit.partitions;
-    const { topics } = await deps.admin.fetchTopicMetadata({ topics: [topic] });
-    const partitions = topics.find((t) => t.name === topic)?.partitions ?? [];
-    if (partitions.length === 0) throw new Error(`topic ${topic} has no partitions`);
-    metadata.set(topic, { at: deps.now(), partitions });
-    return partitions;
-  }
-
   return {
     connect: producer.connect,
     disconnect: producer.disconnect,
     async send(record) {
       // Outside `run`: metadata that cannot be read says nothing against the producer.
       const { topic } = record;
-      const partitionMetadata = await partitionsFor(topic);
+      const partitionMetadata = await metadata.partitionsFor(topic);
       const partitions = new Set<number>();
       const messages = record.messages.map((message): Message => {
         const partition = message.partition ?? partitionOf({ topic, partitionMetadata, message });

@@ -13,7 +13,7 @@ import { checkRequestEntries } from '../../shared/journal.ts';
 import { REASON_POLICY, type Reason } from '../../shared/reasons.ts';
 import { getRequest } from './read-requests.ts';
 
-export const REPORT_VERSION = 1;
+const REPORT_VERSION = 1;
 
 export type TargetResult = 'deleted' | 'not_found' | 'failed' | 'cancelled' | 'open';
 
@@ -84,7 +84,7 @@ export async function buildReport(
   viewer: { owner: string; admin: boolean },
   now: Date = new Date(),
 ): Promise<ErasureReport> {
-  const view = await getRequest(pool, id, viewer);
+  const view = await getRequest(pool, id, viewer, { journal: false });
   const entries = await checkRequestEntries(pool, [view.id, ...(view.linkedTo ? [view.linkedTo] : [])]);
   const targets = view.tasks.map((t) => ({
     target: t.target,
@@ -151,7 +151,7 @@ const ESCAPES: Record<string, string> = {
 };
 
 /** Text for HTML element content and quoted attribute values. */
-export function escapeHtml(v: unknown): string {
+function escapeHtml(v: unknown): string {
   const s = v === null || v === undefined ? '' : typeof v === 'string' ? v : JSON.stringify(v);
   return s.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
 }

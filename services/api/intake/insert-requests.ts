@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import type { Identifier } from '../../shared/identifiers.ts';
-import { computeBackoff, type BackoffPolicy } from '../../shared/compute-backoff.ts';
+import { retryWithBackoff, type RetryPolicy } from '../../shared/compute-backoff.ts';
 import { PRIORITY_RANK, REASON_POLICY } from '../../shared/reasons.ts';
 import { subjectHash } from '../../shared/subject-hash.ts';
 import type { ErasureRequestInput } from './validate-request.ts';
@@ -251,26 +251,26 @@ SELECT id, idempotency_key, body_sha256, status, deadline, linked_to
  * the last attempt the error reaches the problem handler, which answers 503 with
  * Retry-After: items of earlier rounds are committed, and the same keys find them again.
  */
-export const CONFLICT_RETRY: BackoffPolicy & { attempts: number } = {
+const CONFLICT_RETRY: RetryPolicy = {
   attempts: 6,
   initialMs: 50,
   maxMs: 1000,
   multiplier: 2,
 };
 
+const isConflict = (err: unknown) => ['40P01', '40001'].includes((err as { code?: string }).code ?? '');
+
 async function queryRetryingConflicts<R extends pg.QueryResultRow>(
   pool: pg.Pool,
   query: pg.QueryConfig,
 ): Promise<pg.QueryResult<R>> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await pool.query<R>(query);
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      if ((code !== '40P01' && code !== '40001') || attempt >= CONFLICT_RETRY.attempts) throw err;
-      await sleep(computeBackoff(attempt, CONFLICT_RETRY, Math.random));
-    }
-  }
+  const run = await retryWithBackoff(() => pool.query<R>(query), CONFLICT_RETRY, {
+    sleep,
+    random: Math.random,
+    retriable: isConflict,
+  });
+  if (!run.ok) throw run.error;
+  return run.value!;
 }
 
 /**

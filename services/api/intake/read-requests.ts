@@ -81,9 +81,15 @@ export function isUuid(s: string): boolean {
 
 /**
  * One request with its tasks and journal. A request of another owner answers 404, the
- * same as one that does not exist, so ids cannot be probed across owners.
+ * same as one that does not exist, so ids cannot be probed across owners. `journal: false`
+ * leaves the journal unread (empty), for a caller that reads the entries itself (the report).
  */
-export async function getRequest(pool: pg.Pool, id: string, viewer: { owner: string; admin: boolean }) {
+export async function getRequest(
+  pool: pg.Pool,
+  id: string,
+  viewer: { owner: string; admin: boolean },
+  opts: { journal?: boolean } = {},
+) {
   if (!isUuid(id)) throw problem('ERR_NOT_FOUND', 'no such erasure request');
   const { rows } = await pool.query(GET_REQUEST, [id]);
   const r = rows[0];
@@ -92,7 +98,9 @@ export async function getRequest(pool: pg.Pool, id: string, viewer: { owner: str
   const taskOwner = r.linked_to ?? r.id;
   const [tasks, journal] = await Promise.all([
     pool.query(GET_TASKS, [taskOwner]),
-    pool.query(GET_JOURNAL, [[r.id, ...(r.linked_to ? [r.linked_to] : [])]]),
+    opts.journal === false
+      ? { rows: [] }
+      : pool.query(GET_JOURNAL, [[r.id, ...(r.linked_to ? [r.linked_to] : [])]]),
   ]);
   const open = !['completed', 'cancelled'].includes(r.status);
   const view: RequestView = {

@@ -82,7 +82,7 @@ function checkNoCycle(all: Map<string, string[]>): void {
  * silently dropped the earlier one's change. Migrations use 727_310_001, the journal
  * sealer 727_310_002.
  */
-export const TARGETS_WRITE_LOCK_KEY = 727_310_003;
+const TARGETS_WRITE_LOCK_KEY = 727_310_003;
 
 export function targetRoutes(deps: {
   pool: pg.Pool;

@@ -23,21 +23,20 @@ export interface DayEventIdsOptions {
 }
 
 export async function dayEventIds(store: DatasetStore, o: DayEventIdsOptions): Promise<Set<string>> {
-  return (await dayHoldings(store, o)).ids;
+  return (await dayHoldings(store, o, await readManifest(store, o.prefix, o.dt))).ids;
 }
 
 /**
  * The event ids a day holds (as dayEventIds) and the rows they are in: what a job that
  * replaces the day would drop if it wrote less (backfill's guard). Rows of exporter files
- * not compacted yet are counted as written, duplicates included. `manifest` is the day's
- * manifest if the caller has read it already; without it, it is read here.
+ * not compacted yet are counted as written, duplicates included. `m` is the day's manifest
+ * as the caller read it (undefined: the day has none).
  */
 export async function dayHoldings(
   store: DatasetStore,
   o: DayEventIdsOptions,
-  manifest?: DayManifest,
+  m: DayManifest | undefined,
 ): Promise<{ ids: Set<string>; rows: number }> {
-  const m = manifest ?? (await readManifest(store, o.prefix, o.dt));
   const dir = dayPrefix(o.prefix, o.dt);
   const names = new Set(m?.files.map((f) => f.name) ?? []);
   const listed = (await store.list(dir)).map((x) => baseName(x.key));

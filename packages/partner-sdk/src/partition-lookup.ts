@@ -8,12 +8,13 @@ export interface PartitionLookup {
 }
 
 /**
- * The relay assigns partitions itself (see publish-batch.ts), so it needs each topic's
- * partition count. Cached because topics here never change partition count (ensureTopics
- * refuses to, as it would re-map keys), and refreshed after any failure all the same.
+ * The relay (publish-batch.ts) and the SDK's verified producer assign partitions themselves,
+ * so they need each topic's partitions. Cached because the pipeline's topics never change
+ * partition count (ensureTopics refuses to, as it would re-map keys), and refreshed after
+ * any failed send all the same.
  */
 export function createPartitionLookup(
-  admin: Admin,
+  admin: Pick<Admin, 'fetchTopicMetadata'>,
   opts: { maxAgeMs?: number; now?: () => number } = {},
 ): PartitionLookup {
   const maxAgeMs = opts.maxAgeMs ?? 60_000;
