@@ -9,15 +9,18 @@
  *            outbox row is sent.
  *   acks     the ack consumer, then 3 SDK partners started, their groups positioned where
  *            the relay began: requests completed/s until every request is completed.
- *   latency  a steady offered load of R single requests/s for S seconds (autocannon with
- *            overallRate, in its own process), then the accept-to-completed time of those
- *            requests (completed_at - received_at).
+ *   latency  a steady offered load of R single requests/s for S seconds (in its own
+ *            process), then the accept-to-completed time of those requests
+ *            (completed_at - received_at).
  *   ceiling  ProducerPerformance, same record size, acks=all, idempotent, 12 partitions.
- * Options: --requests=N (100000), --rate=R (1000), --seconds=S (30), --connections=C (500).
- * autocannon is closed-loop: a connection sends its next request only after the answer,
- * so C connections offer at most C ÷ (answer time) requests/s. 200 fell short of 1,000/s
- * once answers took over 200 ms; 500 stays under the listen backlog (511), beyond which
- * connection attempts are dropped and retried and show up as timeouts.
+ * Options: --requests=N (100000), --rate=R (1000), --seconds=S (30), --connections=C (200 open-loop,
+ * 500 autocannon), --autocannon.
+ * The steady load is open-loop (open-loop-load.ts): requests evenly spaced at R per second
+ * whatever the answer times, on at most C keep-alive connections, answer times counted
+ * from each request's due time. --autocannon offers it with autocannon's overallRate, as
+ * earlier runs did: closed-loop, R ÷ C requests per connection per second, fired together
+ * at the top of each second (bursts, and fewer than R sent once answers slow down); its C
+ * stays under the listen backlog (511), beyond which connection attempts are dropped.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -34,6 +37,7 @@ import { ensureTopics, loadTopicDefinitions, registerSchemas } from '../../servi
 import { SCHEMAS_SQL } from '../../test/helpers/api.ts';
 import { createTestDatabase, infra, testKafka } from '../../test/helpers/infra.ts';
 import { REPO_ROOT } from '../stack/stack-config.ts';
+import { runOpenLoop } from './open-loop-load.ts';
 import {
   CLK_TCK,
   exists,
@@ -74,57 +78,99 @@ interface LoadSpec {
   token: string;
   rate: number;
   seconds: number;
-  /** Connections autocannon keeps open; the rate is reached only if they suffice. */
+  /** open: open-loop at a constant rate (open-loop-load.ts); autocannon: its overallRate, as before. */
+  generator: 'open' | 'autocannon';
+  /** Most connections (open) or the connections autocannon keeps open. */
   connections: number;
 }
-/** What the load generator reports: autocannon's counts (errors include timeouts). */
+/** What the load generator reports (errors include timeouts). */
 interface LoadResult {
+  sent: number;
   non2xx: number;
   errors: number;
   timeouts: number;
   '4xx': number;
   '5xx': number;
+  /** open-loop only: answer latency from each request's due time, and connection use. */
+  answers?: { p50: number; p99: number; max: number; maxQueued: number; connectionsOpened: number };
 }
 type Autocannon = (
   opts: Record<string, unknown>,
-  cb: (err: Error | null, res: LoadResult & { requests: { sent: number } }) => void,
+  cb: (err: Error | null, res: Omit<LoadResult, 'sent'> & { requests: { sent: number } }) => void,
 ) => unknown;
 
-/** autocannon at a fixed overall rate; `[<id>]` makes every key and subject unique. */
+const LOAD_BODY = (id: string) =>
+  JSON.stringify({ identifiers: [{ type: 'user_id', value: `l-${id}` }], reason: 'gdpr_art17' });
+
+/** The steady load, unique keys and subjects per request; prints one JSON line. */
 async function loadWorker(spec: LoadSpec): Promise<void> {
-  const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
-  const res = await new Promise<Parameters<Parameters<Autocannon>[1]>[1]>((resolve, reject) =>
-    autocannon(
-      {
-        url: `${spec.url}/v1/erasure-requests`,
-        method: 'POST',
-        connections: spec.connections,
-        overallRate: spec.rate,
-        duration: spec.seconds,
-        headers: {
-          authorization: `Bearer ${spec.token}`,
-          'content-type': 'application/json',
-          'idempotency-key': 'l-[<id>]',
-        },
-        body: JSON.stringify({ identifiers: [{ type: 'user_id', value: 'l-[<id>]' }], reason: 'gdpr_art17' }),
-        idReplacement: true,
+  const headers = { authorization: `Bearer ${spec.token}`, 'content-type': 'application/json' };
+  let result: LoadResult;
+  if (spec.generator === 'open') {
+    const run = randomUUID().slice(0, 8);
+    const r = await runOpenLoop({
+      url: spec.url,
+      path: '/v1/erasure-requests',
+      rate: spec.rate,
+      seconds: spec.seconds,
+      maxConnections: spec.connections,
+      headers,
+      headersFor: (i) => ({ 'idempotency-key': `l-${run}-${i}` }),
+      body: (i) => LOAD_BODY(`${run}-${i}`),
+    });
+    result = {
+      sent: r.sent,
+      non2xx: r['4xx'] + r['5xx'],
+      errors: r.errors,
+      timeouts: r.timeouts,
+      '4xx': r['4xx'],
+      '5xx': r['5xx'],
+      answers: {
+        p50: r.p50,
+        p99: r.p99,
+        max: r.max,
+        maxQueued: r.maxQueued,
+        connectionsOpened: r.connectionsOpened,
       },
-      (err, r) => (err ? reject(err) : resolve(r)),
-    ),
-  );
-  process.stdout.write(
-    `${JSON.stringify({ sent: res.requests.sent, non2xx: res.non2xx, errors: res.errors, timeouts: res.timeouts, '4xx': res['4xx'], '5xx': res['5xx'] })}\n`,
-  );
+    };
+  } else {
+    const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
+    const res = await new Promise<Parameters<Parameters<Autocannon>[1]>[1]>((resolve, reject) =>
+      autocannon(
+        {
+          url: `${spec.url}/v1/erasure-requests`,
+          method: 'POST',
+          connections: spec.connections,
+          overallRate: spec.rate,
+          duration: spec.seconds,
+          // `[<id>]` makes every key and subject unique.
+          headers: { ...headers, 'idempotency-key': 'l-[<id>]' },
+          body: LOAD_BODY('[<id>]'),
+          idReplacement: true,
+        },
+        (err, r) => (err ? reject(err) : resolve(r)),
+      ),
+    );
+    result = {
+      sent: res.requests.sent,
+      non2xx: res.non2xx,
+      errors: res.errors,
+      timeouts: res.timeouts,
+      '4xx': res['4xx'],
+      '5xx': res['5xx'],
+    };
+  }
+  process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
-async function runSteadyLoad(spec: LoadSpec): Promise<LoadResult & { sent: number }> {
+async function runSteadyLoad(spec: LoadSpec): Promise<LoadResult> {
   const c = child([SELF, '--load-worker', JSON.stringify(spec)], {});
   let text = '';
   c.stdout!.on('data', (d: Buffer) => (text += d.toString('utf8')));
   await new Promise((resolve) => c.once('exit', resolve));
   const line = text.split('\n').find((l) => l.startsWith('{'));
   if (!line) throw new Error('the load generator printed no result');
-  return JSON.parse(line) as LoadResult & { sent: number };
+  return JSON.parse(line) as LoadResult;
 }
 
 /**
@@ -241,6 +287,8 @@ async function main(): Promise<void> {
   const requests = flag('requests', 100_000);
   const rate = flag('rate', 1000);
   const seconds = flag('seconds', 30);
+  const generator = process.argv.includes('--autocannon') ? 'autocannon' : 'open';
+  const connections = flag('connections', generator === 'open' ? 200 : 500);
   const db = await createTestDatabase();
   const token = `bench_${randomBytes(24).toString('base64url')}`;
   const port = 20000 + Math.floor(Math.random() * 20000);
@@ -363,7 +411,7 @@ async function main(): Promise<void> {
     });
     const cpu0 = sampleCpu();
     const started = new Date();
-    const load = await runSteadyLoad({ url, token, rate, seconds, connections: flag('connections', 500) });
+    const load = await runSteadyLoad({ url, token, rate, seconds, generator, connections });
     const failed = load.non2xx + load.errors;
     const answers = await answerTimes(url);
     await waitFor(
@@ -395,7 +443,12 @@ async function main(): Promise<void> {
         `pipeline benchmark (${requests} requests, 3 SDK partners, ${recordSize}-byte events)`,
         `  relay (alone): ${Math.round(relayed)} events/s (${relaySeconds.toFixed(1)} s)      ceiling ProducerPerformance ${Math.round(ceiling)} records/s   ratio ${(relayed / ceiling).toFixed(2)}   goal ≥ 0.5`,
         `  partners + acks: ${Math.round(requests / completeSeconds)} requests completed/s (${completeSeconds.toFixed(1)} s from partner start, 3 acks each)`,
-        `  steady ${rate} req/s for ${seconds} s (offered by autocannon, ${Math.round(load.sent / seconds)} req/s sent): ${lat.n} accepted (${failed} failed: ${load['4xx']} 4xx, ${load['5xx']} 5xx, ${load.errors} errors of which ${load.timeouts} timeouts), accept→completed p50 ${Math.round(lat.p50)} ms, p99 ${Math.round(lat.p99)} ms   goal p99 < 2000 ms`,
+        `  steady ${rate} req/s for ${seconds} s (offered ${generator === 'open' ? 'open-loop, evenly spaced' : 'by autocannon overallRate'}, ${Math.round(load.sent / seconds)} req/s sent): ${lat.n} accepted (${failed} failed: ${load['4xx']} 4xx, ${load['5xx']} 5xx, ${load.errors} errors of which ${load.timeouts} timeouts), accept→completed p50 ${Math.round(lat.p50)} ms, p99 ${Math.round(lat.p99)} ms   goal p99 < 2000 ms`,
+        ...(load.answers
+          ? [
+              `    answer times at the client, from each request's due time: p50 ${Math.round(load.answers.p50)} ms, p99 ${Math.round(load.answers.p99)} ms, max ${Math.round(load.answers.max)} ms; ${load.answers.connectionsOpened} connections opened, at most ${load.answers.maxQueued} requests waited for one`,
+            ]
+          : []),
         `    the API's own answer times for those requests (its histogram, so the wait before accepting counts too): ${answers}`,
         `    ${cpuBreakdown(cpu0, cpu1, Number(lat.n))}`,
         '',
