@@ -6,7 +6,8 @@
  *   closed     calls flow; outcomes counted in a sliding window. When the window holds at
  *              least `minCalls` calls and the failure share reaches `failureRatio`: open.
  *   open       no calls for `cooldownMs`; due tasks stay unclaimed in the database (no
- *              attempt is spent on them). Then half-open.
+ *              attempt is spent on them), and one claimed just before it opened is handed
+ *              back uncalled (run-task.ts). Then half-open.
  *   half_open  exactly one call (the probe). Success closes the breaker; failure opens it
  *              again for another cool-down; a result that says nothing (429, shutdown) lets
  *              another probe go.

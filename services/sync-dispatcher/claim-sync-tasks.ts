@@ -10,10 +10,12 @@ export interface ClaimedTask {
   readonly attempt: number;
   /** PRIORITY_RANK of the request. */
   readonly priority: number;
-  /** When it became due (epoch ms), for ordering. */
+  /** When it became due (epoch ms): for ordering, and the due time a hand-back restores. */
   readonly dueAt: number;
   /** The lease of a replica that stopped answering ran out; this is a retake. */
   readonly retaken: boolean;
+  /** The state the claim found (`dispatched`: a retake), to which a hand-back returns it. */
+  readonly claimedFrom: 'pending' | 'retrying' | 'dispatched';
   /** Milliseconds since the task's first call (0 on the first). */
   readonly ageMs: number;
   /** The target's settings as they are now (a PATCH applies from the next call on). */
@@ -116,7 +118,7 @@ interface Row {
   attempts: number;
   priority: number;
   due_at: Date;
-  prev_state: string;
+  prev_state: 'pending' | 'retrying' | 'dispatched';
   identifiers: Identifier[];
   http: TargetHttp;
   age_ms: string;
@@ -145,6 +147,7 @@ export async function claimSyncTasks(
     priority: r.priority,
     dueAt: r.due_at.getTime(),
     retaken: r.prev_state === 'dispatched',
+    claimedFrom: r.prev_state,
     ageMs: Number(r.age_ms),
     http: r.http,
     identifiers: r.identifiers,

@@ -170,6 +170,8 @@ export function createSyncDispatcher(deps: DispatcherDeps): SyncDispatcher {
     for (const [name, rt] of runtimes)
       if (!rt.paused) capacities.set(name, Math.min(room, rt.gate.capacity()));
     const plan = planClaims(capacities, o.maxClaimPerTarget);
+    // The leases run from no earlier than this (run-task.ts keeps its waits within them).
+    const claimedAt = now();
     const tasks =
       plan.targets.length === 0
         ? []
@@ -185,7 +187,7 @@ export function createSyncDispatcher(deps: DispatcherDeps): SyncDispatcher {
     plan.targets.forEach((name, i) => {
       runtimes.get(name)!.backlog = (claimedPer.get(name) ?? 0) >= plan.limits[i]!;
     });
-    for (const t of [...tasks].sort(compareDue)) launch(t);
+    for (const t of [...tasks].sort(compareDue)) launch(t, claimedAt);
     // Targets with a backlog are worth another pass as soon as their gate has room again;
     // a slot freeing wakes the loop by itself (Infinity here).
     let sleepMs = o.pollIntervalMs;
@@ -194,7 +196,7 @@ export function createSyncDispatcher(deps: DispatcherDeps): SyncDispatcher {
     return sleepMs;
   }
 
-  function launch(task: ClaimedTask): void {
+  function launch(task: ClaimedTask, claimedAt: number): void {
     const rt = runtimes.get(task.target);
     if (!rt) return; // cannot happen: we only claim for targets we know
     rt.gate.occupy();
@@ -209,7 +211,7 @@ export function createSyncDispatcher(deps: DispatcherDeps): SyncDispatcher {
       gauges(task.target, rt);
       wake();
     };
-    const p = execute(task, rt, callsDone).finally(() => {
+    const p = execute(task, claimedAt, rt, callsDone).finally(() => {
       running.delete(p);
       callsDone();
       wake();
@@ -217,7 +219,12 @@ export function createSyncDispatcher(deps: DispatcherDeps): SyncDispatcher {
     running.add(p);
   }
 
-  async function execute(task: ClaimedTask, rt: Runtime, callsDone: () => void): Promise<void> {
+  async function execute(
+    task: ClaimedTask,
+    claimedAt: number,
+    rt: Runtime,
+    callsDone: () => void,
+  ): Promise<void> {
     const log = logger.child({ requestId: task.requestId, target: task.target, attempt: task.attempt });
     let result: TaskResult;
     try {
@@ -231,6 +238,7 @@ export function createSyncDispatcher(deps: DispatcherDeps): SyncDispatcher {
         retryPolicy,
         retryAfterCapMs: o.retryAfterCapMs,
         leaseMarginMs: o.leaseMarginMs,
+        claimedAt,
         extendLease: (ms) => extendLease(pool, task, o.owner, ms),
         onCall: (cls, seconds) => {
           metrics.calls.inc({ target: task.target, class: cls });
@@ -271,6 +279,10 @@ export function createSyncDispatcher(deps: DispatcherDeps): SyncDispatcher {
           sweepSoon = true;
           log.warn('sync task failed; the request needs attention', {
             code: 'WARN_SYNC_TASK_FAILED',
+            cause: result.journal['cause'],
+          });
+        } else if (result.state === 'handed_back') {
+          log.debug('the target gate did not admit the first call in time; task handed back uncalled', {
             cause: result.journal['cause'],
           });
         } else if (result.state === 'retrying' && result.journal['cause'] === 'missing_secret') {

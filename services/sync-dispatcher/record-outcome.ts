@@ -24,6 +24,17 @@ export type TaskResult =
       readonly lastError: string;
       readonly evidence: Record<string, unknown> | null;
       readonly journal: Record<string, unknown>;
+    }
+  | {
+      /**
+       * The target's gate did not admit the first call in time (run-task.ts): the claim is
+       * undone, journaled as `task.released`. The task goes back to `restore`, due at `dueAt`
+       * (epoch ms) as before, and the attempt the claim counted is taken back: no call was made.
+       */
+      readonly state: 'handed_back';
+      readonly restore: 'pending' | 'retrying';
+      readonly dueAt: number;
+      readonly journal: Record<string, unknown>;
     };
 
 export interface HeldTask {
@@ -57,20 +68,29 @@ SELECT t.request_id, t.target, t.state, t.attempts, t.lease_owner
  ORDER BY t.request_id, t.target
    FOR UPDATE OF t`;
 
-/** Every result of the batch in one statement; the lease is cleared either way. */
+/**
+ * Every result of the batch in one statement; the lease is cleared either way. A hand-back
+ * undoes its claim: the attempt the claim counted made no call, so it is taken back; the
+ * due time returns to `due_at` and last_error stays as it is; a task back at zero attempts
+ * was never called, so it has no dispatched_at (which the claim had set).
+ */
 const WRITE_RESULTS = `
 UPDATE erasure_tasks t
    SET state = i.state,
        outcome = i.outcome,
        evidence = coalesce(i.evidence, t.evidence),
-       last_error = i.last_error,
+       last_error = CASE WHEN i.handed_back THEN t.last_error ELSE i.last_error END,
+       attempts = CASE WHEN i.handed_back THEN t.attempts - 1 ELSE t.attempts END,
+       dispatched_at = CASE WHEN i.handed_back AND t.attempts = 1 THEN NULL ELSE t.dispatched_at END,
        acked_at = CASE WHEN i.state = 'acked' THEN now() ELSE t.acked_at END,
-       next_attempt_at = CASE WHEN i.state = 'retrying' THEN now() + i.delay_ms * interval '1 millisecond'
+       next_attempt_at = CASE WHEN i.handed_back THEN i.due_at
+                              WHEN i.state = 'retrying' THEN now() + i.delay_ms * interval '1 millisecond'
                               ELSE t.next_attempt_at END,
        lease_owner = NULL,
        updated_at = now()
-  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::bigint[])
-    AS i(request_id, target, state, outcome, evidence, last_error, delay_ms)
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::bigint[],
+              $8::boolean[], $9::timestamptz[])
+    AS i(request_id, target, state, outcome, evidence, last_error, delay_ms, handed_back, due_at)
  WHERE t.request_id = i.request_id AND t.target = i.target`;
 
 /**
@@ -129,13 +149,21 @@ export async function recordOutcomes(
         values: [
           apply.map((r) => r.task.requestId),
           apply.map((r) => r.task.target),
-          apply.map((r) => r.result.state),
+          apply.map((r) => (r.result.state === 'handed_back' ? r.result.restore : r.result.state)),
           apply.map((r) => (r.result.state === 'acked' ? r.result.outcome : null)),
           apply.map((r) =>
-            r.result.state === 'retrying' || !r.result.evidence ? null : JSON.stringify(r.result.evidence),
+            (r.result.state === 'acked' || r.result.state === 'failed') && r.result.evidence
+              ? JSON.stringify(r.result.evidence)
+              : null,
           ),
-          apply.map((r) => (r.result.state === 'acked' ? null : r.result.lastError)),
+          apply.map((r) =>
+            r.result.state === 'retrying' || r.result.state === 'failed' ? r.result.lastError : null,
+          ),
           apply.map((r) => (r.result.state === 'retrying' ? Math.max(0, Math.round(r.result.delayMs)) : 0)),
+          apply.map((r) => r.result.state === 'handed_back'),
+          apply.map((r) =>
+            r.result.state === 'handed_back' ? new Date(r.result.dueAt).toISOString() : null,
+          ),
         ],
       });
       await appendJournal(
@@ -144,7 +172,11 @@ export async function recordOutcomes(
       );
       // A request whose task became terminal may be complete now; settle each once, in id order.
       const settle = [
-        ...new Set(apply.filter((r) => r.result.state !== 'retrying').map((r) => r.task.requestId)),
+        ...new Set(
+          apply
+            .filter((r) => r.result.state === 'acked' || r.result.state === 'failed')
+            .map((r) => r.task.requestId),
+        ),
       ];
       for (const id of settle.sort()) await settleRequest(client, id, statusOf.get(id)!, actor);
     }
@@ -160,6 +192,12 @@ export async function recordOutcomes(
 
 function journalEntry({ task, result }: Recording, actor: string): JournalEntryInput {
   const kind =
-    result.state === 'acked' ? 'task.acked' : result.state === 'failed' ? 'task.failed' : result.kind;
+    result.state === 'acked'
+      ? 'task.acked'
+      : result.state === 'failed'
+        ? 'task.failed'
+        : result.state === 'handed_back'
+          ? 'task.released'
+          : result.kind;
   return { requestId: task.requestId, kind, actor, detail: result.journal };
 }

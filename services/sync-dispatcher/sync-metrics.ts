@@ -6,7 +6,7 @@ export interface SyncMetrics {
   readonly registry: Registry;
   /** HTTP calls made, by target and result class (2xx, 404, 4xx, 429, 5xx, timeout, network, ...). */
   readonly calls: Counter<'target' | 'class'>;
-  /** Task outcomes written, by target: deleted, not_found, retrying, failed, released, stale. */
+  /** Task outcomes written, by target: deleted, not_found, retrying, failed, released, handed_back, stale. */
   readonly outcomes: Counter<'target' | 'outcome'>;
   /** Call latency, by target (includes redirects followed). */
   readonly latency: Histogram<'target'>;

@@ -40,8 +40,13 @@ export interface TargetGate {
   /** A claimed task holds a slot from claim to recorded outcome. */
   occupy(): void;
   vacate(): void;
-  /** Starts one call: takes a token (and the breaker's probe permit if half-open), or says how long to wait. */
-  beginCall(first: boolean): { ok: true; ticket: CallTicket } | { ok: false; waitMs: number };
+  /**
+   * Starts one call: takes a token (and the breaker's probe permit if half-open), or says what
+   * holds it back (`breaker` only for a first call) and how long to wait.
+   */
+  beginCall(
+    first: boolean,
+  ): { ok: true; ticket: CallTicket } | { ok: false; blockedBy: 'breaker' | 'rate'; waitMs: number };
   /** The call's outcome, for the breaker and the adaptive rate; `cancelled` when it was aborted. */
   endCall(ticket: CallTicket, health: CallHealth | 'cancelled'): void;
   setLimits(limits: GateLimits): void;
@@ -111,9 +116,9 @@ export function createTargetGate(opts: {
     },
     beginCall(first) {
       syncRate();
-      if (first && breaker.permits() === 0) return { ok: false, waitMs: 50 };
+      if (first && breaker.permits() === 0) return { ok: false, blockedBy: 'breaker', waitMs: 50 };
       const token = bucket.take();
-      if (!token.ok) return { ok: false, waitMs: token.retryAfterMs };
+      if (!token.ok) return { ok: false, blockedBy: 'rate', waitMs: token.retryAfterMs };
       return { ok: true, ticket: { startedAt: now(), breaker: first ? breaker.start() : { probe: false } } };
     },
     endCall(ticket, health) {
