@@ -40,6 +40,16 @@ export interface AckConsumerConfig {
   readonly batchSize: number;
   /** ACK_CONSUMER_CONCURRENCY: partitions worked on at once, 1 to 64. Default 3. */
   readonly concurrency: number;
+  /**
+   * ACK_CONSUMER_FETCH_MIN_BYTES (default 65536, 1 to 10 MiB) / ACK_CONSUMER_FETCH_MAX_WAIT_MS
+   * (default 200, 10 to 5000): a fetch answers once this many bytes of acks are there or the
+   * wait is over. Under load acks arrive in batches of a few hundred instead of a few each,
+   * so each transaction applies more of them and the broker answers fewer fetches; when
+   * quiet an ack waits at most the wait. Also bounds how late an offset commit is (commits
+   * queue behind a waiting fetch on the coordinator's connection).
+   */
+  readonly fetchMinBytes: number;
+  readonly fetchMaxWaitMs: number;
   readonly logLevel: string;
 }
 
@@ -53,6 +63,8 @@ export function loadAckConsumerConfig(env: NodeJS.ProcessEnv): AckConsumerConfig
   const maxBackoffMs = intSetting(env, problems, 'ACK_CONSUMER_MAX_BACKOFF_MS', 10_000, 100, 300_000);
   const batchSize = intSetting(env, problems, 'ACK_CONSUMER_BATCH_SIZE', 500, 1, 5000);
   const concurrency = intSetting(env, problems, 'ACK_CONSUMER_CONCURRENCY', 3, 1, 64);
+  const fetchMinBytes = intSetting(env, problems, 'ACK_CONSUMER_FETCH_MIN_BYTES', 65_536, 1, 10_485_760);
+  const fetchMaxWaitMs = intSetting(env, problems, 'ACK_CONSUMER_FETCH_MAX_WAIT_MS', 200, 10, 5000);
   const logLevel = logLevelSetting(env, problems);
   const fromBeginning = boolSetting(env, problems, 'ACK_CONSUMER_FROM_BEGINNING', true);
   if (problems.length > 0 || !infra) throw new ConfigurationError(problems);
@@ -68,6 +80,8 @@ export function loadAckConsumerConfig(env: NodeJS.ProcessEnv): AckConsumerConfig
     fromBeginning,
     batchSize,
     concurrency,
+    fetchMinBytes,
+    fetchMaxWaitMs,
     logLevel,
   });
 }
@@ -101,7 +115,11 @@ export async function start(
     brokers: [...cfg.kafkaBrokers],
     logLevel: logLevel.NOTHING,
   });
-  const consumer = kafka.consumer({ groupId: cfg.groupId });
+  const consumer = kafka.consumer({
+    groupId: cfg.groupId,
+    minBytes: cfg.fetchMinBytes,
+    maxWaitTimeInMs: cfg.fetchMaxWaitMs,
+  });
   let running: Awaited<ReturnType<typeof runAckConsumer>>;
   try {
     running = await runAckConsumer({

@@ -185,7 +185,16 @@ describe('partner sdk: resolveOptions', () => {
     assert.equal(o.deadLetterTopic, 'privacy.erasure.dlq.orders-db');
     assert.equal(o.retry.attempts, 5);
     assert.equal(o.fromBeginning, true);
+    assert.equal(o.fetchMinBytes, 65_536);
+    assert.equal(o.fetchMaxWaitMs, 200);
     assert.ok(Object.isFrozen(o));
+  });
+  it('refuses fetch settings kafkajs would take but misbehave on', () => {
+    for (const bad of [{ fetchMinBytes: 0 }, { fetchMinBytes: 1.5 }, { fetchMinBytes: 20_000_000 }])
+      assert.throws(() => resolveOptions({ ...base, ...bad }), /fetchMinBytes must be an integer from 1/);
+    for (const bad of [{ fetchMaxWaitMs: 0 }, { fetchMaxWaitMs: 120_000 }])
+      assert.throws(() => resolveOptions({ ...base, ...bad }), /fetchMaxWaitMs must be an integer from 10/);
+    assert.equal(resolveOptions({ ...base, fetchMinBytes: 1, fetchMaxWaitMs: 10 }).fetchMinBytes, 1);
   });
   it('lists every problem at once', () => {
     assert.throws(

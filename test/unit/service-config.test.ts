@@ -151,3 +151,23 @@ describe('the AWS SDK notice', () => {
     }
   });
 });
+
+describe('ack consumer fetch batching', () => {
+  it('defaults to 64 KiB or 200 ms, and refuses values out of range with the others', () => {
+    const c = loadAckConsumerConfig({});
+    assert.equal(c.fetchMinBytes, 65_536);
+    assert.equal(c.fetchMaxWaitMs, 200);
+    const set = loadAckConsumerConfig({
+      ACK_CONSUMER_FETCH_MIN_BYTES: '1',
+      ACK_CONSUMER_FETCH_MAX_WAIT_MS: '50',
+    });
+    assert.equal(set.fetchMinBytes, 1);
+    assert.equal(set.fetchMaxWaitMs, 50);
+    refuses(
+      () =>
+        loadAckConsumerConfig({ ACK_CONSUMER_FETCH_MIN_BYTES: '0', ACK_CONSUMER_FETCH_MAX_WAIT_MS: '9000' }),
+      /ACK_CONSUMER_FETCH_MIN_BYTES/,
+      /ACK_CONSUMER_FETCH_MAX_WAIT_MS/,
+    );
+  });
+});

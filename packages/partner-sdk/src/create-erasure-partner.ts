@@ -117,6 +117,7 @@ export function createErasurePartner(input: ErasurePartnerOptions): ErasurePartn
       groupId: o.groupId,
       sessionTimeout: o.sessionTimeoutMs,
       maxWaitTimeInMs: o.fetchMaxWaitMs,
+      minBytes: o.fetchMinBytes,
     });
     await consumer.connect();
     await consumer.subscribe({ topics: [TOPICS.requested], fromBeginning: o.fromBeginning });

@@ -64,12 +64,20 @@ export interface ErasurePartnerOptions {
   /** Consumer session timeout, milliseconds. Default 30 000. Lower detects a dead partner sooner. */
   sessionTimeoutMs?: number;
   /**
-   * Longest a fetch waits on the broker for new events, milliseconds. Default 1 000. Offset
+   * Longest a fetch waits on the broker for new events, milliseconds. Default 200. Offset
    * commits share the connection to the coordinator with fetches and queue behind a waiting
    * one, so this bounds how long an acked event stays uncommitted (kafkajs' own default, 5 000,
-   * would leave each last-acked event uncommitted, and counted in lag, for up to 5 s).
+   * would leave each last-acked event uncommitted, and counted in lag, for up to 5 s). It is
+   * also the most an event waits for `fetchMinBytes` to fill.
    */
   fetchMaxWaitMs?: number;
+  /**
+   * A fetch answers once this many bytes of events are there, or after `fetchMaxWaitMs`.
+   * Default 65 536. Under load events then come in batches of hundreds instead of a few
+   * each: fewer ack sends and commits per event, fewer fetches for the broker to answer.
+   * When quiet an event waits at most `fetchMaxWaitMs`. 1 answers as soon as anything is there.
+   */
+  fetchMinBytes?: number;
   /** Partitions handled at once (each stays in order). Default 1. */
   partitionsConsumedConcurrently?: number;
   /**
@@ -131,6 +139,16 @@ export function resolveOptions(o: ErasurePartnerOptions): ResolvedOptions {
   )
     problems.push('ackLingerMs must be an integer from 0 to 60 000');
   if (!(retry.multiplier >= 1)) problems.push('retry.multiplier must be ≥ 1');
+  if (
+    o.fetchMinBytes !== undefined &&
+    !(Number.isInteger(o.fetchMinBytes) && o.fetchMinBytes >= 1 && o.fetchMinBytes <= 10_485_760)
+  )
+    problems.push('fetchMinBytes must be an integer from 1 to 10 485 760');
+  if (
+    o.fetchMaxWaitMs !== undefined &&
+    !(Number.isInteger(o.fetchMaxWaitMs) && o.fetchMaxWaitMs >= 10 && o.fetchMaxWaitMs <= 60_000)
+  )
+    problems.push('fetchMaxWaitMs must be an integer from 10 to 60 000');
   const deadLetterTopic = o.deadLetterTopic ?? `privacy.erasure.dlq.${o.target}`;
   if (!TOPIC_NAME.test(deadLetterTopic)) problems.push('deadLetterTopic must be 1-249 of [A-Za-z0-9._-]');
   if (problems.length > 0) throw new TypeError(`invalid erasure partner options: ${problems.join('; ')}`);
@@ -145,7 +163,8 @@ export function resolveOptions(o: ErasurePartnerOptions): ResolvedOptions {
     logger: o.logger ?? defaultLogger,
     fromBeginning: o.fromBeginning ?? true,
     sessionTimeoutMs: o.sessionTimeoutMs ?? 30_000,
-    fetchMaxWaitMs: o.fetchMaxWaitMs ?? 1_000,
+    fetchMaxWaitMs: o.fetchMaxWaitMs ?? 200,
+    fetchMinBytes: o.fetchMinBytes ?? 65_536,
     partitionsConsumedConcurrently: o.partitionsConsumedConcurrently ?? 1,
     ackBatchSize: o.ackBatchSize ?? 500,
     ackLingerMs: o.ackLingerMs ?? 100,
