@@ -13,7 +13,7 @@
  *            process), then the accept-to-completed time of those requests
  *            (completed_at - received_at).
  *   ceiling  ProducerPerformance, same record size, acks=all, idempotent, 12 partitions.
- * Options: --requests=N (100000), --rate=R (1000), --seconds=S (30), --connections=C (200 open-loop,
+ * Options: --requests=N (100000), --rate=R (1000), --seconds=S (30), --connections=C (400 open-loop,
  * 500 autocannon), --autocannon.
  * The steady load is open-loop (open-loop-load.ts): requests evenly spaced at R per second
  * whatever the answer times, on at most C keep-alive connections, answer times counted
@@ -92,7 +92,16 @@ interface LoadResult {
   '4xx': number;
   '5xx': number;
   /** open-loop only: answer latency from each request's due time, and connection use. */
-  answers?: { p50: number; p99: number; max: number; maxQueued: number; connectionsOpened: number };
+  answers?: {
+    p50: number;
+    p99: number;
+    max: number;
+    maxQueued: number;
+    connectionsOpened: number;
+    /** Request i (key l-<run>-<i>) was due at startedAtMs + i × 1000 ÷ rate. */
+    startedAtMs: number;
+    run: string;
+  };
 }
 type Autocannon = (
   opts: Record<string, unknown>,
@@ -131,6 +140,8 @@ async function loadWorker(spec: LoadSpec): Promise<void> {
         max: r.max,
         maxQueued: r.maxQueued,
         connectionsOpened: r.connectionsOpened,
+        startedAtMs: r.startedAtMs,
+        run,
       },
     };
   } else {
@@ -288,7 +299,7 @@ async function main(): Promise<void> {
   const rate = flag('rate', 1000);
   const seconds = flag('seconds', 30);
   const generator = process.argv.includes('--autocannon') ? 'autocannon' : 'open';
-  const connections = flag('connections', generator === 'open' ? 200 : 500);
+  const connections = flag('connections', generator === 'open' ? 400 : 500);
   const db = await createTestDatabase();
   const token = `bench_${randomBytes(24).toString('base64url')}`;
   const port = 20000 + Math.floor(Math.random() * 20000);
@@ -433,6 +444,27 @@ async function main(): Promise<void> {
       )
     ).rows[0];
 
+    // Open-loop only: from the moment each request was due at the client (so time queued
+    // for a connection or in the API before its insert counts) to completed.
+    let dueToCompleted: { p50: number; p99: number } | undefined;
+    if (load.answers) {
+      const { startedAtMs, run } = load.answers;
+      const { rows } = await db.pool.query<{ idempotency_key: string; completed_ms: string }>(
+        `SELECT idempotency_key, extract(epoch FROM completed_at) * 1000 AS completed_ms
+           FROM erasure_requests WHERE received_at >= $1 AND idempotency_key LIKE $2`,
+        [started, `l-${run}-%`],
+      );
+      const ms = rows
+        .map(
+          (r) =>
+            Number(r.completed_ms) -
+            (startedAtMs + (Number(r.idempotency_key.slice(run.length + 3)) * 1000) / rate),
+        )
+        .sort((a, b) => a - b);
+      const at = (p: number) => ms[Math.min(ms.length - 1, Math.floor(p * ms.length))] ?? NaN;
+      dueToCompleted = { p50: at(0.5), p99: at(0.99) };
+    }
+
     for (const c of [relay, acks, partners, api]) await stopChild(c);
     step(`ceiling: ProducerPerformance, ${requests} records of ${recordSize} bytes, acks=all, 12 partitions`);
     const ceiling = await producerPerformance(requests, recordSize);
@@ -447,6 +479,7 @@ async function main(): Promise<void> {
         ...(load.answers
           ? [
               `    answer times at the client, from each request's due time: p50 ${Math.round(load.answers.p50)} ms, p99 ${Math.round(load.answers.p99)} ms, max ${Math.round(load.answers.max)} ms; ${load.answers.connectionsOpened} connections opened, at most ${load.answers.maxQueued} requests waited for one`,
+              `    due at the client → completed (the client's and the API's queues counted too): p50 ${Math.round(dueToCompleted!.p50)} ms, p99 ${Math.round(dueToCompleted!.p99)} ms`,
             ]
           : []),
         `    the API's own answer times for those requests (its histogram, so the wait before accepting counts too): ${answers}`,
