@@ -12,9 +12,10 @@ export interface ClaimedTask {
   readonly priority: number;
   /** When it became due (epoch ms): for ordering, and the due time a hand-back restores. */
   readonly dueAt: number;
-  /** The lease of a replica that stopped answering ran out; this is a retake. */
-  readonly retaken: boolean;
-  /** The state the claim found (`dispatched`: a retake), to which a hand-back returns it. */
+  /**
+   * The state the claim found, to which a hand-back returns it. `dispatched`: a retake (the
+   * lease of a replica that stopped answering ran out).
+   */
   readonly claimedFrom: 'pending' | 'retrying' | 'dispatched';
   /** Milliseconds since the task's first call (0 on the first). */
   readonly ageMs: number;
@@ -146,7 +147,6 @@ export async function claimSyncTasks(
     attempt: r.attempts,
     priority: r.priority,
     dueAt: r.due_at.getTime(),
-    retaken: r.prev_state === 'dispatched',
     claimedFrom: r.prev_state,
     ageMs: Number(r.age_ms),
     http: r.http,

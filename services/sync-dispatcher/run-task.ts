@@ -110,11 +110,11 @@ export async function runTask(task: ClaimedTask, deps: RunTaskDeps): Promise<Tas
   let last: Extract<CallOutcome, { class: 'deleted' | 'not_found' }> | undefined;
   for (const [i, call] of calls.entries()) {
     const admitted = await admit(i === 0, calls.length - i);
-    if (admitted.kind === 'aborted') return released();
     if (admitted.kind === 'hand_back') return handBack(admitted.cause);
-    // No longer ours (acknowledged through the API meanwhile, or retaken after a stall):
-    // stop calling. The writer checks the same lease, so what is returned is dropped as stale.
-    if (admitted.kind === 'lease_lost') return released();
+    // Shutdown; or the task is no longer ours (lease_lost: acknowledged through the API
+    // meanwhile, or retaken after a stall), and the writer, which checks the same lease,
+    // drops what is returned as stale.
+    if (admitted.kind !== 'ticket') return released();
     const { ticket } = admitted;
     const t0 = deps.now();
     const result = await sendCall(call, {

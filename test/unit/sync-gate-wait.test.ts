@@ -29,7 +29,6 @@ function claimed(extra: Partial<ClaimedTask> = {}): ClaimedTask {
     attempt: 1,
     priority: 1,
     dueAt: DUE_AT,
-    retaken: false,
     claimedFrom: 'pending',
     ageMs: 0,
     http,
@@ -79,10 +78,7 @@ describe('sync task waiting for its target gate', () => {
       ['dispatched', 3, 'retrying'], // a retake: the previous holder may have called
     ] as const;
     for (const [claimedFrom, attempt, restore] of cases) {
-      const result = await runTask(
-        claimed({ claimedFrom, attempt, retaken: claimedFrom === 'dispatched' }),
-        deps(gate),
-      );
+      const result = await runTask(claimed({ claimedFrom, attempt }), deps(gate));
       assert.deepEqual(result, {
         state: 'handed_back',
         restore,

@@ -108,6 +108,17 @@ export type ResolvedOptions = Readonly<
 
 const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
 
+/** Whole-number options and their ranges (inclusive). */
+const INTEGER_RANGES = {
+  ackBatchSize: [1, 10_000],
+  ackLingerMs: [0, 60_000],
+  fetchMinBytes: [1, 10_485_760],
+  fetchMaxWaitMs: [10, 60_000],
+} as const satisfies Partial<Record<keyof ErasurePartnerOptions, readonly [number, number]>>;
+
+/** 10485760 → '10 485 760', as the README writes numbers. */
+const spaced = (n: number) => String(n).replace(/\B(?=(\d{3})+$)/g, ' ');
+
 const defaultLogger: PartnerLogger = {
   info: (message, meta) => console.log(JSON.stringify({ level: 'info', message, ...meta })),
   warn: (message, meta) => console.error(JSON.stringify({ level: 'warn', message, ...meta })),
@@ -128,27 +139,12 @@ export function resolveOptions(o: ErasurePartnerOptions): ResolvedOptions {
   if (!Number.isInteger(retry.attempts) || retry.attempts < 1) problems.push('retry.attempts must be ≥ 1');
   if (!(retry.initialMs >= 0) || !(retry.maxMs >= retry.initialMs))
     problems.push('retry needs 0 ≤ initialMs ≤ maxMs');
-  if (
-    o.ackBatchSize !== undefined &&
-    !(Number.isInteger(o.ackBatchSize) && o.ackBatchSize >= 1 && o.ackBatchSize <= 10_000)
-  )
-    problems.push('ackBatchSize must be an integer from 1 to 10 000');
-  if (
-    o.ackLingerMs !== undefined &&
-    !(Number.isInteger(o.ackLingerMs) && o.ackLingerMs >= 0 && o.ackLingerMs <= 60_000)
-  )
-    problems.push('ackLingerMs must be an integer from 0 to 60 000');
   if (!(retry.multiplier >= 1)) problems.push('retry.multiplier must be ≥ 1');
-  if (
-    o.fetchMinBytes !== undefined &&
-    !(Number.isInteger(o.fetchMinBytes) && o.fetchMinBytes >= 1 && o.fetchMinBytes <= 10_485_760)
-  )
-    problems.push('fetchMinBytes must be an integer from 1 to 10 485 760');
-  if (
-    o.fetchMaxWaitMs !== undefined &&
-    !(Number.isInteger(o.fetchMaxWaitMs) && o.fetchMaxWaitMs >= 10 && o.fetchMaxWaitMs <= 60_000)
-  )
-    problems.push('fetchMaxWaitMs must be an integer from 10 to 60 000');
+  for (const [name, [min, max]] of Object.entries(INTEGER_RANGES)) {
+    const v = o[name as keyof typeof INTEGER_RANGES];
+    if (v !== undefined && !(Number.isInteger(v) && v >= min && v <= max))
+      problems.push(`${name} must be an integer from ${spaced(min)} to ${spaced(max)}`);
+  }
   const deadLetterTopic = o.deadLetterTopic ?? `privacy.erasure.dlq.${o.target}`;
   if (!TOPIC_NAME.test(deadLetterTopic)) problems.push('deadLetterTopic must be 1-249 of [A-Za-z0-9._-]');
   if (problems.length > 0) throw new TypeError(`invalid erasure partner options: ${problems.join('; ')}`);
