@@ -9,6 +9,10 @@
  *   pgbench INSERT_ACCEPTED (read from services/api/intake/insert-requests.ts, so it cannot
  *           drift) with one row per transaction, as many clients as HTTP connections;
  *   batch   POST /v1/erasure-requests:batch, 10,000 requests per call.
+ *   floor   PostgreSQL alone writing, by COPY, the rows the batch writes per subject
+ *           (copy-floor.ts), on as many connections as the batch phase: the most subjects
+ *           a second this machine's PostgreSQL takes, whatever is in front of it. Also
+ *           with only the request and outbox rows (a leaner write model's floor).
  * The API and the load generator (autocannon) run in separate child processes. At the
  * deadline the load generator stops sending and waits for the answers in flight, so every
  * committed row has a counted response and "rows = 202 responses" can be checked exactly.
@@ -16,7 +20,7 @@
  * Options: --no-sealer (do not run the journal sealer beside the API), --seconds=N (20), --connections=N (50), --pool-size=N (API DB_POOL_SIZE, 20),
  * --api-workers=N (API_WORKERS, 2: one per core of this machine; "api node" CPU counts them all),
  * --batch-seconds=N (15), --batch-connections=N (2), --warmup-seconds=N (3, per phase),
- * --phases=single,pgbench,batch (all; leave some out to try settings faster),
+ * --phases=single,pgbench,batch,floor (all; leave some out to try settings faster),
  * --pgbench-mode=prepared|extended|simple (prepared), --api-node-args="--cpu-prof ..." (none;
  * node options for the API process, e.g. to profile it: the profile is written when it stops).
  * Progress goes to stderr, figures to stdout.
@@ -36,6 +40,7 @@ import { migrate } from '../../services/shared/db/migrate.ts';
 import { SCHEMAS_SQL } from '../../test/helpers/api.ts';
 import { createTestDatabase, infra } from '../../test/helpers/infra.ts';
 import { REPO_ROOT } from '../stack/stack-config.ts';
+import { runCopyFloor, type FloorResult, type FloorShape, type FloorTarget } from './copy-floor.ts';
 import {
   CLK_TCK,
   flag,
@@ -74,6 +79,11 @@ interface LoadResult {
   itemsFailed: number;
   /** The worker's own CPU over the load window, ms. */
   cpuMs: number;
+}
+
+/** CPU-seconds the API's processes used over a load window. */
+interface ApiCpu {
+  apiCpuS: number;
 }
 
 /** The parts of autocannon (CommonJS, untyped) this script uses. */
@@ -288,7 +298,7 @@ async function startApi(env: NodeJS.ProcessEnv, url: string, nodeArgs: string[])
   throw new Error('the API did not answer /healthz within 60 s');
 }
 
-async function runLoad(spec: LoadSpec, apiPid: number): Promise<LoadResult & { cpu: string }> {
+async function runLoad(spec: LoadSpec, apiPid: number): Promise<LoadResult & ApiCpu & { cpu: string }> {
   const child = track(
     spawn(process.execPath, ['--import', 'tsx', SELF, '--load-worker', JSON.stringify(spec)], {
       cwd: REPO_ROOT,
@@ -308,7 +318,11 @@ async function runLoad(spec: LoadSpec, apiPid: number): Promise<LoadResult & { c
   if (code !== 0 || !line || !before || !after)
     throw new Error(`the load generator failed (exit code ${code})`);
   const result = JSON.parse(line) as LoadResult;
-  return { ...result, cpu: cpuLine(before, after, { name: 'load generator', ms: result.cpuMs }) };
+  return {
+    ...result,
+    apiCpuS: (after.api - before.api) / CLK_TCK,
+    cpu: cpuLine(before, after, { name: 'load generator', ms: result.cpuMs }),
+  };
 }
 
 // ---------------------------------------------------------------- pgbench
@@ -452,6 +466,60 @@ async function runPgbench(
   }
 }
 
+// ---------------------------------------------------------------- write floor
+
+interface FloorFigures extends FloorResult {
+  /** PostgreSQL's CPU per subject, µs. */
+  pgUs: number;
+  cpu: string;
+}
+
+async function measureFloor(
+  pool: pg.Pool,
+  spec: Parameters<typeof runCopyFloor>[1],
+  opts: { connections: number; seconds: number; apiPid: number },
+): Promise<FloorFigures> {
+  // This process is the COPY client (it builds the rows too); the API idles meanwhile.
+  const cpu0 = process.cpuUsage();
+  const before = sampleCpu(opts.apiPid);
+  const r = await runCopyFloor(pool, spec, opts);
+  const after = sampleCpu(opts.apiPid);
+  const c = process.cpuUsage(cpu0);
+  const pgUs = (((after.postgres - before.postgres) / CLK_TCK) * 1e6) / r.subjects;
+  return { ...r, pgUs, cpu: cpuLine(before, after, { name: 'COPY client', ms: (c.user + c.system) / 1000 }) };
+}
+
+/**
+ * The floor's figures, and what they bound: on this machine's cores, PostgreSQL's floor
+ * work per subject alone allows at most cores ÷ that many subjects a second; with the API's
+ * measured work per subject (batch phase) added, fewer.
+ */
+function floorLines(
+  floors: Partial<Record<FloorShape, FloorFigures>>,
+  batch: (LoadResult & ApiCpu & { rows: number }) | undefined,
+  connections: number,
+): string[] {
+  const cores = availableParallelism();
+  const apiUs = batch && batch.rows > 0 ? (batch.apiCpuS * 1e6) / batch.rows : undefined;
+  const label: Record<FloorShape, string> = {
+    accept: 'request, 3 tasks, journal and outbox rows per subject',
+    lean: 'request and outbox rows only',
+  };
+  return (['accept', 'lean'] as const).flatMap((shape) => {
+    const f = floors[shape];
+    if (!f) return [];
+    const bound = (us: number) => int((cores * 1e6) / us);
+    return [
+      `  floor, PostgreSQL alone by COPY (${label[shape]}; no HTTP, validation or HMAC), ${connections} connections: ` +
+        `${int(f.subjects / f.durationS)} subjects/s, PostgreSQL ${ms(f.pgUs)} µs CPU per subject`,
+      `    → on ${cores} cores at most ${bound(f.pgUs)} subjects/s from PostgreSQL's share alone` +
+        (apiUs === undefined
+          ? ''
+          : `; ${bound(f.pgUs + apiUs)} with the API's ${ms(apiUs)} µs per subject measured in the batch phase`),
+    ];
+  });
+}
+
 // ---------------------------------------------------------------- phases and report
 
 async function countRows(pool: pg.Pool) {
@@ -510,9 +578,9 @@ async function main(): Promise<void> {
   const apiNodeArgs = (process.argv.find((a) => a.startsWith('--api-node-args='))?.slice(16) ?? '')
     .split(' ')
     .filter(Boolean);
-  const phases = new Set((phaseArg ?? 'single,pgbench,batch').split(','));
-  if ([...phases].some((p) => !['single', 'pgbench', 'batch'].includes(p))) {
-    step('--phases takes a comma-separated list of single, pgbench, batch');
+  const phases = new Set((phaseArg ?? 'single,pgbench,batch,floor').split(','));
+  if ([...phases].some((p) => !['single', 'pgbench', 'batch', 'floor'].includes(p))) {
+    step('--phases takes a comma-separated list of single, pgbench, batch, floor');
     process.exit(2);
   }
 
@@ -589,7 +657,7 @@ async function main(): Promise<void> {
     step(`pgbench: cpu ${bench.cpu}, latency average ${bench.latencyMs} ms`);
   }
 
-  let batch: (LoadResult & { cpu: string; rows: number }) | undefined;
+  let batch: (LoadResult & ApiCpu & { cpu: string; rows: number }) | undefined;
   if (phases.has('batch')) {
     await emptyTables(db.pool);
     const r = await load('batch', {
@@ -600,6 +668,23 @@ async function main(): Promise<void> {
     const rows = await countRows(db.pool);
     step(`batch: rows ${JSON.stringify(rows)}, items accepted ${r.itemsAccepted}, failed ${r.itemsFailed}`);
     batch = { ...r, rows: rows.r };
+  }
+
+  const floors: Partial<Record<FloorShape, FloorFigures>> = {};
+  if (phases.has('floor')) {
+    const targets = (await db.pool.query<FloorTarget>('SELECT name, kind FROM targets ORDER BY name')).rows;
+    for (const shape of ['accept', 'lean'] as const) {
+      await emptyTables(db.pool);
+      const spec = { shape, subjects: BATCH_SIZE, owner: admin.owner, actor: admin.id, targets };
+      step(`floor (${shape}): COPY, ${batchConnections} connections, ${batchSeconds} s`);
+      floors[shape] = await measureFloor(db.pool, spec, {
+        connections: batchConnections,
+        seconds: batchSeconds,
+        apiPid,
+      });
+      const rows = await countRows(db.pool);
+      step(`floor (${shape}): rows ${JSON.stringify(rows)}, cpu ${floors[shape]!.cpu}`);
+    }
   }
 
   const accepted = single?.statuses['202'] ?? 0;
@@ -621,6 +706,7 @@ async function main(): Promise<void> {
       ? `  batch: ${int(batch.rows / batch.durationS)} subjects/s (10,000 per batch), p50 ${ms(batch.p50Ms)} ms, ` +
         `p99 ${ms(batch.p99Ms)} ms  goal ≥ 50,000 subjects/s`
       : '  batch: skipped',
+    ...floorLines(floors, batch, batchConnections),
     singleRows
       ? `  rows durable: ${singleRows.r} requests in PostgreSQL ${singleRows.r === accepted ? '=' : '≠'} ` +
         `${accepted} accepted responses`
@@ -630,6 +716,8 @@ async function main(): Promise<void> {
     ...(single ? [`  single:  ${single.cpu}`] : []),
     ...(bench ? [`  pgbench: ${bench.cpu}`] : []),
     ...(batch ? [`  batch:   ${batch.cpu}`] : []),
+    ...(floors.accept ? [`  floor:   ${floors.accept.cpu}`] : []),
+    ...(floors.lean ? [`  floor (request and outbox rows only): ${floors.lean.cpu}`] : []),
     '',
   ];
   process.stdout.write(lines.join('\n'));

@@ -13,6 +13,9 @@
  *            process), then the accept-to-completed time of those requests
  *            (completed_at - received_at).
  *   ceiling  ProducerPerformance, same record size, acks=all, idempotent, 12 partitions.
+ *   floor    PostgreSQL alone running the relay's claim and mark-sent statements over N
+ *            fresh outbox rows, on 1 and then 2 connections (relay-floor.ts): the fastest
+ *            any relay built on DESIGN.md's outbox rule can go on this PostgreSQL.
  * Options: --requests=N (100000), --rate=R (1000), --seconds=S (30), --connections=C (400 open-loop,
  * 500 autocannon), --autocannon.
  * The steady load is open-loop (open-loop-load.ts): requests evenly spaced at R per second
@@ -38,6 +41,7 @@ import { SCHEMAS_SQL } from '../../test/helpers/api.ts';
 import { createTestDatabase, infra, testKafka } from '../../test/helpers/infra.ts';
 import { REPO_ROOT } from '../stack/stack-config.ts';
 import { runOpenLoop } from './open-loop-load.ts';
+import { queueFloorRows, runRelayFloor } from './relay-floor.ts';
 import {
   CLK_TCK,
   exists,
@@ -53,6 +57,8 @@ import {
 
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
 const SELF = fileURLToPath(import.meta.url);
+/** Rows per relay claim and Kafka send in this bench (RELAY_BATCH_SIZE), the floor's too. */
+const RELAY_BATCH_SIZE = 2000;
 
 // ------------------------------------------------------------------ partner worker (child)
 async function partnerWorker(targets: string[]): Promise<void> {
@@ -328,7 +334,7 @@ async function main(): Promise<void> {
       ACK_CONSUMER_GROUP: `bench-acks-${randomUUID()}`,
       // A fresh group must not replay every ack earlier runs left on the shared topic.
       ACK_CONSUMER_FROM_BEGINNING: 'false',
-      RELAY_BATCH_SIZE: '2000',
+      RELAY_BATCH_SIZE: String(RELAY_BATCH_SIZE),
     };
     step('starting api + journal-sealer (own process)');
     const api = child(['services/main.ts', 'api', 'journal-sealer'], env);
@@ -469,11 +475,28 @@ async function main(): Promise<void> {
     step(`ceiling: ProducerPerformance, ${requests} records of ${recordSize} bytes, acks=all, 12 partitions`);
     const ceiling = await producerPerformance(requests, recordSize);
     const relayed = requests / relaySeconds;
+    const floors: { connections: number; rate: number; pgUs: number }[] = [];
+    for (const connections of [1, 2]) {
+      step(
+        `floor: PostgreSQL alone claiming and marking ${requests} outbox rows, ${connections} connection(s)`,
+      );
+      await queueFloorRows(db.pool, requests);
+      const pg0 = postgresTicks();
+      const f = await runRelayFloor(db.pool, { batchSize: RELAY_BATCH_SIZE, connections });
+      const pgUs = (((postgresTicks() - pg0) / CLK_TCK) * 1e6) / f.rows;
+      floors.push({ connections, rate: f.rows / f.durationS, pgUs });
+    }
     process.stdout.write(
       [
         '',
         `pipeline benchmark (${requests} requests, 3 SDK partners, ${recordSize}-byte events)`,
         `  relay (alone): ${Math.round(relayed)} events/s (${relaySeconds.toFixed(1)} s)      ceiling ProducerPerformance ${Math.round(ceiling)} records/s   ratio ${(relayed / ceiling).toFixed(2)}   goal ≥ 0.5`,
+        ...floors.map(
+          (f) =>
+            `  floor, PostgreSQL alone running the relay's claim and mark-sent (no publish, no dispatch), batches of ${RELAY_BATCH_SIZE}, ${f.connections} connection(s): ` +
+            `${Math.round(f.rate)} rows/s, ratio ${(f.rate / ceiling).toFixed(2)}; PostgreSQL ${f.pgUs.toFixed(0)} µs CPU per row → ` +
+            `at most ${Math.round((availableParallelism() * 1e6) / f.pgUs)} rows/s on ${availableParallelism()} cores from PostgreSQL's share alone (ratio ${((availableParallelism() * 1e6) / f.pgUs / ceiling).toFixed(2)})`,
+        ),
         `  partners + acks: ${Math.round(requests / completeSeconds)} requests completed/s (${completeSeconds.toFixed(1)} s from partner start, 3 acks each)`,
         `  steady ${rate} req/s for ${seconds} s (offered ${generator === 'open' ? 'open-loop, evenly spaced' : 'by autocannon overallRate'}, ${Math.round(load.sent / seconds)} req/s sent): ${lat.n} accepted (${failed} failed: ${load['4xx']} 4xx, ${load['5xx']} 5xx, ${load.errors} errors of which ${load.timeouts} timeouts), accept→completed p50 ${Math.round(lat.p50)} ms, p99 ${Math.round(lat.p99)} ms   goal p99 < 2000 ms`,
         ...(load.answers

@@ -14,7 +14,7 @@ import { beginKeyed } from '../shared/db/begin-keyed.ts';
  * dispatch step below knows whose ack clock starts now, and whether the row is a
  * redelivery, whose task's next look is moved to count from now (RESCHEDULE_REDELIVERED).
  */
-const MARK_SENT = `
+export const MARK_SENT = `
 UPDATE outbox
    SET status = 'sent', sent_at = now(), lease_owner = NULL, lease_until = NULL
  WHERE id = ANY ($1::bigint[])
