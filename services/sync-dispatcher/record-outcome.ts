@@ -94,6 +94,26 @@ UPDATE erasure_tasks t
  WHERE t.request_id = i.request_id AND t.target = i.target`;
 
 /**
+ * A hand-back undoes a claim, and the claim may have been what moved the request to
+ * in_progress (claim-sync-tasks.ts). When nothing of the request has started since (every
+ * task pending, never called, unleased: no call made, no event dispatched), it goes back to
+ * scheduled, as the accept left it. Otherwise a request nothing was ever sent for could not
+ * be cancelled (cancel-request.ts takes only received or scheduled) and a later request for
+ * its subject would fan out on its own instead of linking to it. Under the request locks.
+ */
+const UNSTART_REQUESTS = `
+UPDATE erasure_requests r
+   SET status = 'scheduled'
+ WHERE r.id = ANY ($1::uuid[])
+   AND r.status = 'in_progress'
+   AND NOT EXISTS (
+         SELECT 1
+           FROM erasure_tasks t
+          WHERE t.request_id = r.id
+            AND (t.state <> 'pending' OR t.attempts > 0 OR t.lease_owner IS NOT NULL))
+RETURNING r.id`;
+
+/**
  * Writes a batch of outcomes in one transaction: each task's new state, its journal entry,
  * and, for a request whose task became terminal, settleRequest (completed / needs_attention
  * and the completed event, exactly once). One commit for many calls: under load this is
@@ -170,6 +190,25 @@ export async function recordOutcomes(
         client,
         apply.map((r) => journalEntry(r, actor)),
       );
+      const handedBack = [
+        ...new Set(apply.filter((r) => r.result.state === 'handed_back').map((r) => r.task.requestId)),
+      ].filter((id) => statusOf.get(id) === 'in_progress');
+      if (handedBack.length > 0) {
+        const unstarted = await client.query<{ id: string }>({
+          name: 'sync_unstart_requests',
+          text: UNSTART_REQUESTS,
+          values: [handedBack],
+        });
+        await appendJournal(
+          client,
+          unstarted.rows.map((r) => ({
+            requestId: r.id,
+            kind: 'request.scheduled',
+            actor,
+            detail: { cause: 'handed_back' },
+          })),
+        );
+      }
       // A request whose task became terminal may be complete now; settle each once, in id order.
       const settle = [
         ...new Set(

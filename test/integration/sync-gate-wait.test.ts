@@ -131,6 +131,11 @@ describe('sync dispatcher: waiting on the target gate', () => {
         return rows.length === 0;
       });
       const back = await s.task(claimed, t);
+      const backStatus = (
+        await api.db.pool.query<{ status: string }>('SELECT status FROM erasure_requests WHERE id = $1', [
+          claimed,
+        ])
+      ).rows[0]!.status;
 
       // Replica B (its own breaker closed) takes over while A's breaker is still open.
       p.setHandler(reply(200));
@@ -146,6 +151,15 @@ describe('sync dispatcher: waiting on the target gate', () => {
       assert.deepEqual(
         released.map((j) => [j.detail['cause'], j.detail['attempt'], j.detail['called']]),
         [['breaker_open', 1, false]],
+      );
+      // The claim had moved the request to in_progress; nothing was sent for it, so it is
+      // scheduled again (still cancellable, still a request others for its subject link to).
+      assert.equal(backStatus, 'scheduled');
+      assert.deepEqual(
+        (await s.journal(claimed))
+          .filter((j) => j.kind === 'request.scheduled')
+          .map((j) => j.detail['cause']),
+        ['handed_back'],
       );
       await api.call('PATCH', `/v1/targets/${t}`, { body: { paused: true } });
     } finally {
