@@ -45,6 +45,7 @@ import {
   CLK_TCK,
   flag,
   machineBusyTicks,
+  mostPerSecond,
   postgresTicks,
   procTicks,
   step,
@@ -508,7 +509,7 @@ function floorLines(
   return (['accept', 'lean'] as const).flatMap((shape) => {
     const f = floors[shape];
     if (!f) return [];
-    const bound = (us: number) => int((cores * 1e6) / us);
+    const bound = (us: number) => int(mostPerSecond(us));
     return [
       `  floor, PostgreSQL alone by COPY (${label[shape]}; no HTTP, validation or HMAC), ${connections} connections: ` +
         `${int(f.subjects / f.durationS)} subjects/s, PostgreSQL ${ms(f.pgUs)} µs CPU per subject`,

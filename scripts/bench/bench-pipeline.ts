@@ -47,6 +47,7 @@ import {
   exists,
   flag,
   machineBusyTicks,
+  mostPerSecond,
   postgresTicks,
   procTicks,
   stackTicks,
@@ -495,7 +496,7 @@ async function main(): Promise<void> {
           (f) =>
             `  floor, PostgreSQL alone running the relay's claim and mark-sent (no publish, no dispatch), batches of ${RELAY_BATCH_SIZE}, ${f.connections} connection(s): ` +
             `${Math.round(f.rate)} rows/s, ratio ${(f.rate / ceiling).toFixed(2)}; PostgreSQL ${f.pgUs.toFixed(0)} µs CPU per row → ` +
-            `at most ${Math.round((availableParallelism() * 1e6) / f.pgUs)} rows/s on ${availableParallelism()} cores from PostgreSQL's share alone (ratio ${((availableParallelism() * 1e6) / f.pgUs / ceiling).toFixed(2)})`,
+            `at most ${Math.round(mostPerSecond(f.pgUs))} rows/s on ${availableParallelism()} cores from PostgreSQL's share alone (ratio ${(mostPerSecond(f.pgUs) / ceiling).toFixed(2)})`,
         ),
         `  partners + acks: ${Math.round(requests / completeSeconds)} requests completed/s (${completeSeconds.toFixed(1)} s from partner start, 3 acks each)`,
         `  steady ${rate} req/s for ${seconds} s (offered ${generator === 'open' ? 'open-loop, evenly spaced' : 'by autocannon overallRate'}, ${Math.round(load.sent / seconds)} req/s sent): ${lat.n} accepted (${failed} failed: ${load['4xx']} 4xx, ${load['5xx']} 5xx, ${load.errors} errors of which ${load.timeouts} timeouts), accept→completed p50 ${Math.round(lat.p50)} ms, p99 ${Math.round(lat.p99)} ms   goal p99 < 2000 ms`,

@@ -1,4 +1,5 @@
 /** What every benchmark script shares: its options, progress lines and child processes. */
+import { availableParallelism } from 'node:os';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -122,4 +123,12 @@ export function stackTicks(): Record<string, number> {
     if (t) out[file.slice(0, -4)] = t.self;
   }
   return out;
+}
+
+/**
+ * The most items a second this machine's cores allow when each costs `cpuUs` µs of CPU,
+ * every core busy with nothing else: the bound the benches' floors print.
+ */
+export function mostPerSecond(cpuUs: number): number {
+  return (availableParallelism() * 1e6) / cpuUs;
 }
