@@ -60,7 +60,7 @@ export function loadStackConfig(env: NodeJS.ProcessEnv, argv: string[] = []): St
     infra,
     ports,
     kafkaNodes: nodesRaw === '3' ? 3 : 1,
-    mavenRepo: env['STACK_MAVEN_REPO'] || undefined,
+    mavenRepo: env['STACK_MAVEN_REPO'] ? resolve(env['STACK_MAVEN_REPO']) : undefined, // Maven may run elsewhere
     mavenOffline: env['STACK_MAVEN_OFFLINE'] === '1',
     startTimeoutMs,
     fetchTimeoutMs,

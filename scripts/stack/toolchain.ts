@@ -35,12 +35,12 @@ function mavenArgs(cfg: StackConfig): string[] {
   return args;
 }
 
-async function runMaven(cfg: StackConfig, part: string, args: string[]): Promise<void> {
+async function runMaven(cfg: StackConfig, part: string, args: string[], cwd = cfg.repoRoot): Promise<void> {
   requireMaven(part);
   const logFile = join(cfg.logsDir, `${part}-fetch.log`);
   try {
     await runLogged('mvn', [...mavenArgs(cfg), ...args], {
-      cwd: cfg.repoRoot,
+      cwd,
       logFile,
       timeoutMs: cfg.fetchTimeoutMs,
     });
@@ -87,12 +87,20 @@ export async function mavenUnpack(
   const dir = join(cfg.stackDir, 'dist', into);
   const marker = join(dir, '.unpacked');
   if (existsSync(marker) && readFileSync(marker, 'utf8').trim() === coords) return dir;
-  await runMaven(cfg, part, [
-    `${DEPENDENCY_PLUGIN_SINGLE}:unpack`,
-    `-Dartifact=${coords}`,
-    `-DoutputDirectory=${dir}`,
-    '-Dmdep.overWriteReleases=true',
-  ]);
+  mkdirSync(join(cfg.stackDir, 'dist'), { recursive: true });
+  // Run without a POM, the plugin writes its markers under a literal `${project.basedir}/target`
+  // in the working directory (no property moves them in 2.10): the stack's folder, not the repo.
+  await runMaven(
+    cfg,
+    part,
+    [
+      `${DEPENDENCY_PLUGIN_SINGLE}:unpack`,
+      `-Dartifact=${coords}`,
+      `-DoutputDirectory=${dir}`,
+      '-Dmdep.overWriteReleases=true',
+    ],
+    join(cfg.stackDir, 'dist'),
+  );
   writeFileSync(marker, coords + '\n');
   return dir;
 }

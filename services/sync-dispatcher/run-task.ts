@@ -104,7 +104,9 @@ export async function runTask(task: ClaimedTask, deps: RunTaskDeps): Promise<Tas
     if (ours) leaseEndsAt = sentAt + ms;
     return ours;
   };
-  if (calls.length > 1) await extendLease(leaseFor(calls.length));
+  // A task gone from us before its first call (acknowledged through the API meanwhile, or
+  // retaken after a stall) is not called: the writer would drop the answer as stale anyway.
+  if (calls.length > 1 && !(await extendLease(leaseFor(calls.length)))) return released();
 
   let deletedBy: Extract<CallOutcome, { class: 'deleted' | 'not_found' }> | undefined;
   let last: Extract<CallOutcome, { class: 'deleted' | 'not_found' }> | undefined;

@@ -1,7 +1,10 @@
-// A claimed task waiting for its target's gate before its first call (run-task.ts), with a
-// fake clock and the real gate: one the gate will not admit within its lease is handed back
-// uncalled, to the state and due time its claim found. Nothing here reaches the network.
+// A claimed task waiting for its target's gate (run-task.ts), with a fake clock and the real
+// gate: one the gate will not admit within its lease before its first call is handed back
+// uncalled, to the state and due time its claim found; a task whose lease is no longer ours
+// is released without its next call. Only the two-call cases reach a server, on loopback.
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import type { TargetHttp } from '../../services/shared/validate-target.ts';
 import type { ClaimedTask } from '../../services/sync-dispatcher/claim-sync-tasks.ts';
@@ -108,5 +111,60 @@ describe('sync task waiting for its target gate', () => {
     assert.equal(result.state, 'retrying');
     assert.ok(result.state === 'retrying' && result.kind === 'task.released');
     assert.equal(result.lastError, RELEASED_MESSAGE);
+  });
+
+  // Two user_id values: the task makes two calls, and holds its lease for both.
+  const twoCalls = (urlTemplate: string) =>
+    claimed({
+      http: { ...http, urlTemplate },
+      identifiers: [
+        { type: 'user_id', value: 'u-1' },
+        { type: 'user_id', value: 'u-2' },
+      ],
+    });
+
+  it('makes no call for a task that stopped being ours before its first call', async () => {
+    const { gate, deps } = setup();
+    const leases: number[] = [];
+    const result = await runTask(
+      twoCalls(http.urlTemplate),
+      deps(gate, {
+        extendLease: (ms) => {
+          leases.push(ms);
+          return Promise.resolve(false); // acknowledged through the API meanwhile
+        },
+      }),
+    );
+    assert.deepEqual(leases, [2 * (http.timeoutMs + 1000) + 4000]);
+    assert.ok(result.state === 'retrying' && result.kind === 'task.released');
+  });
+
+  it('releases a task without its second call when extending its lease for the wait finds it gone', async () => {
+    const calls: string[] = [];
+    const server = createServer((req, res) => {
+      calls.push(req.url ?? '');
+      res.statusCode = 204;
+      res.end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const { port } = server.address() as AddressInfo;
+      // One token a minute: after the first call's token the second call waits 60 s, past
+      // the lease, so the task asks for a longer one, and the database says it is not ours.
+      const { gate, deps } = setup({ ratePerSecond: 1 / 60, concurrency: 4 });
+      const answers = [true, false];
+      const result = await runTask(
+        twoCalls(`http://127.0.0.1:${port}/erase/{{user_id}}`),
+        deps(gate, {
+          extendLease: () => Promise.resolve(answers.shift() ?? assert.fail('asked a third time')),
+          onCall: () => undefined,
+        }),
+      );
+      assert.deepEqual(calls, ['/erase/u-1']);
+      assert.deepEqual(answers, []);
+      assert.ok(result.state === 'retrying' && result.kind === 'task.released');
+    } finally {
+      server.close();
+    }
   });
 });
