@@ -32,6 +32,14 @@ async function waitForLockWait(api: TestApi, ...fragments: string[]): Promise<vo
   throw new Error(`no statement with ${fragments.join(', ')} waited on a lock`);
 }
 
+/** The statuses of a request's outbox rows (its erasure event), in the order written. */
+async function outboxStatuses(api: TestApi, requestId: string): Promise<string[]> {
+  const { rows } = await api.db.pool.query(`SELECT status FROM outbox WHERE request_id = $1 ORDER BY id`, [
+    requestId,
+  ]);
+  return rows.map((r) => r.status as string);
+}
+
 async function count(api: TestApi, table: string): Promise<number> {
   const { rows } = await api.db.pool.query(`SELECT count(*)::int AS n FROM ${table}`);
   return rows[0].n;
@@ -224,14 +232,7 @@ describe('intake API', () => {
       assert.equal(cancelled.status, 200);
       assert.equal(accepted.status, 202);
       assert.equal(accepted.body.linkedTo ?? null, null, 'not linked to a cancelled request');
-      const events = await api.db.pool.query(`SELECT status FROM outbox WHERE request_id = $1`, [
-        accepted.body.id,
-      ]);
-      assert.deepEqual(
-        events.rows.map((r) => r.status),
-        ['pending'],
-        'its own erasure event',
-      );
+      assert.deepEqual(await outboxStatuses(api, accepted.body.id), ['pending'], 'its own erasure event');
     } finally {
       holder.release();
     }
@@ -300,14 +301,7 @@ describe('intake API', () => {
         ['profiles', 'pending'],
       ],
     );
-    const events = await api.db.pool.query(`SELECT status FROM outbox WHERE request_id = $1`, [
-      second.body.id,
-    ]);
-    assert.deepEqual(
-      events.rows.map((r) => r.status),
-      ['pending'],
-      'its own erasure event',
-    );
+    assert.deepEqual(await outboxStatuses(api, second.body.id), ['pending'], 'its own erasure event');
     // A third one, while the second is undispatched, links to the second.
     const third = await submit(api, 'link-disp-3', { ...body, reason: 'account_deletion' });
     assert.equal(third.body.linkedTo, second.body.id);
@@ -699,8 +693,7 @@ describe('intake API', () => {
       states.rows.map((r) => r.state),
       ['cancelled'],
     );
-    const ob = await api.db.pool.query(`SELECT status FROM outbox WHERE request_id = $1`, [a.body.id]);
-    assert.equal(ob.rows[0].status, 'cancelled', 'the event will never be published');
+    assert.equal((await outboxStatuses(api, a.body.id))[0], 'cancelled', 'the event will never be published');
     assert.equal(
       (await api.call('POST', `/v1/erasure-requests/${a.body.id}/cancel`)).status,
       200,
