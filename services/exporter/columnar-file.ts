@@ -475,7 +475,7 @@ class PlainColumn implements Column {
     if (v > this.max) this.max = v;
     this.defs?.push(1, count);
   }
-  offset(v: bigint | null, count: number): void {
+  offset(v: number | bigint | null, count: number): void {
     if (v === null) {
       if (!this.defs) throw new Error(`${this.name} is not nullable`);
       this.defs.push(0, count);
@@ -484,7 +484,7 @@ class PlainColumn implements Column {
     const n = Number(v);
     // Kafka offsets stay far below 2^53: written like a timestamp, without a BigInt store.
     if (Number.isSafeInteger(n)) for (let i = 0; i < count; i++) this.out.int64(n);
-    else for (let i = 0; i < count; i++) this.out.bigint64(v);
+    else for (let i = 0; i < count; i++) this.out.bigint64(BigInt(v));
     if (n < this.min) this.min = n;
     if (n > this.max) this.max = n;
     this.defs?.push(1, count);
@@ -516,7 +516,8 @@ export interface RowPosition {
   /** `dt` of eventTime (the caller has it already). */
   dt: string;
   partition: number | null;
-  offset: bigint | null;
+  /** A number from the exporter (exact below 2^53), a bigint or null from backfill. */
+  offset: number | bigint | null;
   source: 'exporter' | 'backfill';
 }
 

@@ -91,6 +91,12 @@ export function createRequestedDecoder(registryUrl: string, opts: RegistryClient
       if (!sameLayout.has(value.readInt32BE(1))) return false;
       return parseRequested(value, 5, out);
     },
+    /** `spans` for a value at buf[start, start+len) (len -1: null), read where it is. */
+    spansAt(buf: Buffer, start: number, len: number, out: RequestedSpans): boolean {
+      if (len < 6 || buf[start] !== 0) return false;
+      if (!sameLayout.has(buf.readInt32BE(start + 1))) return false;
+      return parseRequested(buf, start + 5, out, start + len);
+    },
     /**
      * Synchronous when the schema id is known (the common case); undefined otherwise, and for
      * bytes or events decode refuses (decode then says why).

@@ -30,7 +30,7 @@
  * day may then show the duplicate until it is compacted. (The DELETE-free alternative, a
  * per-partition fencing token, needs conditional writes the local S3 server lacks.)
  */
-import type { Consumer, EachBatchPayload } from 'kafkajs';
+import type { Admin, Consumer } from 'kafkajs';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { createStoppableRetry, STOPPED } from '../shared/stoppable-retry.ts';
 import { utcDate } from '../shared/dataset/dataset-schema.ts';
@@ -49,9 +49,11 @@ import {
   partitionFilePrefix,
 } from '../shared/dataset/object-keys.ts';
 import type { Logger } from '../shared/logger.ts';
-import { ColumnarFileBuilder, inlineEncoder, type GroupEncoder } from './columnar-file.ts';
+import { ColumnarFileBuilder, inlineEncoder, type GroupEncoder, type RowPosition } from './columnar-file.ts';
 import { UndecodableEventError, type RequestedDecoder } from './decode-requested.ts';
 import { workerEncoder } from './group-encoder.ts';
+import type { FetchedRecords } from './kafka-fetch/fetch-wire.ts';
+import { PartitionFetcher } from './kafka-fetch/partition-fetcher.ts';
 import { PartitionState } from './partition-state.ts';
 import { RequestedSpans } from './requested-spans.ts';
 
@@ -81,8 +83,24 @@ export interface ExportLimits {
   readonly maxConcurrentUploads: number;
 }
 
+/** How the exporter's own fetcher reads (kafka-fetch/partition-fetcher.ts). */
+export interface FetchLimits {
+  /** Bytes per fetch response, and per partition in it. */
+  readonly maxBytes: number;
+  readonly maxBytesPerPartition: number;
+  /** How long a fetch of caught-up partitions waits on the broker, ms; stop() waits for it. */
+  readonly maxWaitMs: number;
+  /** Connect and request timeout, ms. */
+  readonly requestTimeoutMs: number;
+}
+
 export interface ExporterDeps {
+  /** Group membership, heartbeats and commits only: its fetching is paused on every join. */
   consumer: Consumer;
+  /** Committed offsets, log ends and metadata for the fetcher. */
+  admin: Admin;
+  groupId: string;
+  fetch: FetchLimits;
   decoder: RequestedDecoder;
   store: DatasetStore;
   logger: Logger;
@@ -112,7 +130,8 @@ interface OpenFile {
   generation: number;
   dt: string;
   first: bigint;
-  last: bigint;
+  /** The last offset in the file (a number: set per record, a BigInt would be made per record). */
+  last: number;
   builder: ColumnarFileBuilder;
   openedAt: number;
   /** Opened while the partition was behind (its last batch had not reached the high watermark). */
@@ -291,7 +310,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
       try {
         await consumer.commitOffsets([{ topic, partition: p.partition, offset: offset.toString() }]);
         p.committed = offset;
-        resumeAt.set(p.partition, offset.toString());
+        resumeAt.set(p.partition, offset);
       } catch (err) {
         // A rebalance in progress or a coordinator change: the files are durable, and the
         // next owner skips their records (point 2 above), so a failed commit only costs a replay.
@@ -319,7 +338,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
     const held = file.builder.memoryBytes;
     uploadingBytes += held;
     const task = (async () => {
-      const key = exporterFileKey(prefix, file.dt, topic, file.partition, file.first, file.last);
+      const key = exporterFileKey(prefix, file.dt, topic, file.partition, file.first, BigInt(file.last));
       const rows = file.builder.rows;
       const bytes = await file.builder.finish();
       // A late file for a sealed day: `_SUCCESS` says the directory's *.parquet are exactly
@@ -413,14 +432,20 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
   );
   ticker.unref();
 
-  consumer.on(consumer.events.GROUP_JOIN, () => {
-    // A new assignment: kafkajs restarts every partition at its committed offset, so what
-    // the open files hold (never committed) is dropped and will be read again.
+  consumer.on(consumer.events.GROUP_JOIN, (e) => {
+    // kafkajs must not fetch: the fetcher reads. Paused again on every join, because
+    // kafkajs starts a new group state, unpaused, when it restarts after a crash. The event
+    // comes before kafkajs' first fetch of the assignment, and listeners run at once.
+    consumer.pause([{ topic }]);
+    // A new assignment: every partition restarts at its committed offset, so what the open
+    // files hold (never committed) is dropped and will be read again.
     generation++;
     for (const p of parts.values()) p.open.clear();
     parts.clear();
     resumeAt.clear();
+    queue.length = 0;
     updateGauges();
+    fetcher.assign(e.payload.memberAssignment[topic] ?? []);
   });
   consumer.on(consumer.events.CRASH, (e) =>
     logger.error('kafka consumer crashed', {
@@ -454,36 +479,52 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
    * simply read again.
    */
   const READ_AHEAD = 2;
-  const queue: { batch: EachBatchPayload['batch']; heartbeat: () => Promise<void>; generation: number }[] =
-    [];
+  const queue: { batch: FetchedRecords; generation: number }[] = [];
   /** True while processQueue runs; `processing` is its promise, for stop() to await. */
   let draining = false;
   let processing: Promise<void> | undefined;
-  let queueSpace: (() => void) | undefined;
+  /** Fetch loops waiting for room in the queue (one per leader broker at most). */
+  const queueSpace: (() => void)[] = [];
   /**
    * Per partition of this assignment, where reading must resume if queued batches are
    * dropped by a failure: the first offset queued, then each committed offset.
    */
-  const resumeAt = new Map<number, string>();
+  const resumeAt = new Map<number, bigint>();
 
-  async function eachBatch({ batch, resolveOffset, heartbeat, isStale }: EachBatchPayload): Promise<void> {
-    // A stale batch was fetched before a seek (failure recovery below): it is read again.
-    if (stopping || batch.messages.length === 0 || isStale()) return;
-    if (!resumeAt.has(batch.partition)) resumeAt.set(batch.partition, batch.messages[0]!.offset);
-    resolveOffset(batch.lastOffset());
-    queue.push({ batch, heartbeat, generation });
+  /** The fetcher's hand-over: queues a partition's records; returns when there is room. */
+  async function deliver(batch: FetchedRecords): Promise<void> {
+    if (stopping) return;
+    if (!resumeAt.has(batch.partition))
+      resumeAt.set(batch.partition, BigInt(batch.count > 0 ? batch.offsets[0]! : batch.nextOffset!));
+    queue.push({ batch, generation });
     if (!draining) {
       draining = true;
       processing = processQueue();
     }
-    while (queue.length > READ_AHEAD && !stopping) await new Promise<void>((r) => (queueSpace = r));
+    while (queue.length > READ_AHEAD && !stopping) await new Promise<void>((r) => queueSpace.push(r));
   }
 
   function wakeReader(): void {
-    const wake = queueSpace;
-    queueSpace = undefined;
-    wake?.();
+    for (const wake of queueSpace.splice(0)) wake();
   }
+
+  const fetcher = new PartitionFetcher({
+    admin: deps.admin,
+    topic,
+    groupId: deps.groupId,
+    clientId: 'erasure-exporter',
+    fromBeginning: deps.fromBeginning,
+    logger,
+    ...deps.fetch,
+    maxBackoffMs: deps.maxBackoffMs,
+    random,
+    deliver,
+    onExpired: (partition) =>
+      logger.error(
+        'records were deleted from Kafka before they were exported; the dataset misses them: backfill the days they belong to',
+        { code: 'ERR_EXPORTER_RECORDS_EXPIRED', partition },
+      ),
+  });
 
   /**
    * Runs while the queue has batches. `draining` is cleared in the same synchronous step
@@ -505,7 +546,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
       }
       if (item.generation !== generation) continue; // an earlier assignment's batch
       try {
-        await appendBatch(item.batch, item.heartbeat, item.generation);
+        await appendBatch(item.batch, item.generation);
       } catch (err) {
         // Never expected (S3 and registry calls retry inside); nothing of the batch is
         // committed. Drop everything open and queued, and move every partition back to its first
@@ -518,16 +559,12 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
         queue.length = 0;
         generation++;
         parts.clear();
-        for (const [partition, offset] of resumeAt) consumer.seek({ topic, partition, offset });
+        for (const [partition, offset] of resumeAt) fetcher.seek(partition, Number(offset));
       }
     }
   }
 
-  async function appendBatch(
-    batch: EachBatchPayload['batch'],
-    heartbeat: () => Promise<void>,
-    batchGeneration: number,
-  ): Promise<void> {
+  async function appendBatch(batch: FetchedRecords, batchGeneration: number): Promise<void> {
     if (stopping) return;
     const partition = batch.partition;
     let p = partFor(partition);
@@ -545,22 +582,41 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
     let exported = 0;
     let durable = 0;
     let sinceCheck = 0;
-    for (const m of batch.messages) {
-      if (stopping || p.generation !== generation) break;
-      const offset = BigInt(m.offset);
-      if (p.next !== undefined && offset < p.next) {
-        continue; // seen already in this assignment
+    const { buf, offsets, timestamps, valueStarts, valueLens } = batch;
+    let completed = true;
+    // The next offset as a number while the loop runs, written to p.next before every await
+    // (commits and the ticker read it only then) and at the end: no BigInt per record.
+    let next = p.next === undefined ? -1 : Number(p.next);
+    const flush = () => {
+      if (next >= 0 && p.generation === generation && (p.next === undefined || BigInt(next) > p.next))
+        p.next = BigInt(next);
+    };
+    // One position object per batch, updated per record (appendSpans reads it at once).
+    const pos: RowPosition = { eventTime: 0, dt: '', partition, offset: 0, source: 'exporter' };
+    for (let i = 0; i < batch.count; i++) {
+      if (stopping || p.generation !== generation) {
+        completed = false;
+        break;
       }
-      const fast = decoder.spans(m.value, spans);
-      let event = fast ? undefined : decoder.decodeKnown(m.value);
+      const offset = offsets[i]!;
+      if (offset < next) continue; // seen already in this assignment
+      const at = valueStarts[i]!;
+      const len = valueLens[i]!;
+      const fast = decoder.spansAt(buf, at, len, spans);
+      const value = fast ? null : len < 0 ? null : buf.subarray(at, at + len);
+      let event = fast ? undefined : decoder.decodeKnown(value);
       if (!fast && !event) {
+        flush();
         try {
           const decoded = await retrying(
             'decoding an event',
-            () => decoder.decode(m.value),
+            () => decoder.decode(value),
             (e) => !(e instanceof UndecodableEventError),
           );
-          if (decoded === STOPPED) break;
+          if (decoded === STOPPED) {
+            completed = false;
+            break;
+          }
           event = decoded;
         } catch (err) {
           // Not an erasure event we can read (wrong format, unknown schema): it cannot be in
@@ -568,35 +624,43 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
           logger.error('event skipped: not decodable', {
             code: 'ERR_EXPORTER_UNDECODABLE',
             partition,
-            offset: m.offset,
+            offset,
             reason: err instanceof Error ? err.message : String(err),
           });
           eventsCounter.inc({ result: 'undecodable' });
-          p.next = offset + 1n;
+          next = offset + 1;
           continue;
         }
       }
-      const eventTime = Number(m.timestamp);
+      const eventTime = timestamps[i]!;
       const dt = dayOf(eventTime);
       let ranges = p.covered.get(dt);
       if (!ranges) {
+        flush();
         const listed = await coverage(p, dt);
-        if (listed === STOPPED || p.generation !== generation) break;
+        if (listed === STOPPED || p.generation !== generation) {
+          completed = false;
+          break;
+        }
         ranges = listed;
       }
-      if (ranges.length > 0 && inRanges(ranges, offset)) {
+      if (ranges.length > 0 && inRanges(ranges, BigInt(offset))) {
         durable++;
-        p.next = offset + 1n;
+        next = offset + 1;
         continue;
       }
       let file = p.open.get(dt);
       if (!file) {
-        if ((await recheckSealed(p, dt)) === STOPPED || p.generation !== generation) break;
+        flush();
+        if ((await recheckSealed(p, dt)) === STOPPED || p.generation !== generation) {
+          completed = false;
+          break;
+        }
         file = {
           partition,
           generation: p.generation,
           dt,
-          first: offset,
+          first: BigInt(offset),
           last: offset,
           builder: new ColumnarFileBuilder(encoder, limits.rowGroupRows, {
             'erasure.dataset.source': 'exporter',
@@ -608,12 +672,14 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
         p.open.set(dt, file);
       }
       deps.beforeAppend?.();
-      const pos = { eventTime, dt, partition, offset, source: 'exporter' } as const;
+      pos.eventTime = eventTime;
+      pos.dt = dt;
+      pos.offset = offset;
       if (fast) file.builder.appendSpans(spans, pos);
       else file.builder.appendEvent(event!, pos);
       file.last = offset;
       if (eventTime > file.maxEventTime) file.maxEventTime = eventTime;
-      p.next = offset + 1n;
+      next = offset + 1;
       exported++;
       let rolled = false;
       if (file.builder.rows >= limits.maxFileRows || file.builder.encodedBytes >= limits.maxFileBytes) {
@@ -626,9 +692,15 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
         overCap = bufferedBytes() + uploadingBytes > limits.maxBufferedBytes;
       }
       if (overCap || uploads.size >= limits.maxConcurrentUploads) {
+        flush();
         await backpressure();
-        await heartbeat();
       }
+    }
+    flush();
+    // Records the fetch left out (control records, aborted transactions) were read too.
+    if (completed && !stopping && p.generation === generation && batch.nextOffset !== undefined) {
+      const end = BigInt(batch.nextOffset);
+      if (p.next === undefined || end > p.next) p.next = end;
     }
     // Caught up (this batch reached the partition's high watermark): roll now, rather than
     // when they age, the files worth a file and every file opened while the partition was
@@ -644,19 +716,16 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
     if (durable > 0) eventsCounter.inc({ result: 'already_durable' }, durable);
     if (p.open.size === 0 && p.uploading.size === 0) void commit(p);
     updateGauges();
-    await heartbeat();
   }
 
   try {
     await consumer.connect();
     await consumer.subscribe({ topics: [topic], fromBeginning: deps.fromBeginning });
-    await consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      eachBatch,
-    });
+    // The fetcher reads; kafkajs, paused on every join, never delivers a batch.
+    await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: async () => undefined });
   } catch (err) {
     clearInterval(ticker);
+    await fetcher.stop();
     await worker?.close();
     throw err;
   }
@@ -667,8 +736,8 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
       stopping = true;
       clearInterval(ticker);
       wakeReader();
+      await fetcher.stop();
       await processing;
-      consumer.pause([{ topic }]);
       for (const p of parts.values()) for (const f of [...p.open.values()]) void roll(f);
       wakeAll(); // cut retry waits short: each gets its last attempts
       await Promise.all(uploads.values());

@@ -4,7 +4,7 @@
  * in one consumer group; each file belongs to one partition, so replicas never write the
  * same object. Compaction and backfill are CLI jobs (`erasure dataset compact|backfill`).
  */
-import { Kafka, logLevel, type logCreator } from 'kafkajs';
+import { Kafka, logLevel } from 'kafkajs';
 import { Registry } from 'prom-client';
 import { createDatasetStore, createS3Client } from '../shared/dataset/dataset-store.ts';
 import {
@@ -111,24 +111,6 @@ export interface ExporterOptions {
 }
 
 /**
- * Of kafkajs' own log lines, the exporter keeps one: a partition's committed offset fell below
- * its log start (the records were deleted, by retention, before they were exported), and
- * kafkajs moved the group to the earliest record it still has. Those records are missing from
- * the dataset and only a backfill from the request store can bring them back, so it is an
- * error an operator must see. The rest (connection retries, rebalances) is routine here.
- */
-function expiredRecordsLog(logger: Logger): logCreator {
-  return () =>
-    ({ log }) => {
-      if (!/^Offset out of range, resetting/.test(String(log.message))) return;
-      logger.error(
-        'records were deleted from Kafka before they were exported; the dataset misses them: backfill the days they belong to',
-        { code: 'ERR_EXPORTER_RECORDS_EXPIRED', topic: log['topic'], partition: log['partition'] },
-      );
-    };
-}
-
-/**
  * Starts the exporter. The topic and its schema must exist (the API or `npm run stack:up`
  * creates and registers them). stop() stops reading, writes the open files, commits their
  * offsets, then leaves the group: reverse order of creation. Nothing is committed for rows
@@ -154,22 +136,30 @@ export async function start(
   const kafka = new Kafka({
     clientId: 'erasure-exporter',
     brokers: [...cfg.kafkaBrokers],
-    logLevel: logLevel.ERROR,
-    logCreator: expiredRecordsLog(logger),
+    // kafkajs' own lines (connection retries, rebalances) are routine here; what matters is
+    // logged by the exporter (records expired, fetch and commit failures).
+    logLevel: logLevel.NOTHING,
   });
-  const consumer = kafka.consumer({
-    groupId: cfg.groupId,
-    // Large fetches: the exporter reads in bulk and every record is small.
-    maxBytesPerPartition: 1024 * 1024,
-    maxBytes: 8 * 1024 * 1024,
-    // A caught-up fetch waits at most this long on the broker; stop() waits for that fetch
-    // (kafkajs' default 5 s made every stop take ~5 s).
-    maxWaitTimeInMs: 500,
-  });
+  // kafkajs runs the group (membership, heartbeats, commits); its fetching is paused and the
+  // exporter's fetcher reads (kafka-fetch/). Paused, kafkajs sleeps maxWaitTimeInMs between
+  // heartbeat checks, and stop() waits out one such sleep.
+  const consumer = kafka.consumer({ groupId: cfg.groupId, maxWaitTimeInMs: 500 });
+  const admin = kafka.admin();
   let running: Awaited<ReturnType<typeof runExporter>>;
   try {
+    await admin.connect();
     running = await runExporter({
       consumer,
+      admin,
+      groupId: cfg.groupId,
+      fetch: {
+        // Large fetches: the exporter reads in bulk and every record is small.
+        maxBytes: 8 * 1024 * 1024,
+        maxBytesPerPartition: 1024 * 1024,
+        // A caught-up fetch waits at most this long on the broker; stop() waits for it.
+        maxWaitMs: 500,
+        requestTimeoutMs: 30_000,
+      },
       decoder: createRequestedDecoder(cfg.schemaRegistryUrl, { timeoutMs: cfg.schemaRegistryTimeoutMs }),
       store,
       logger,
@@ -186,6 +176,7 @@ export async function start(
     });
   } catch (err) {
     await consumer.disconnect().catch(() => undefined);
+    await admin.disconnect().catch(() => undefined);
     s3.destroy();
     throw err;
   }
@@ -194,6 +185,7 @@ export async function start(
     url: `s3://${cfg.dataset.bucket}/${cfg.dataset.prefix}/`,
     async stop() {
       await running.stop();
+      await admin.disconnect();
       s3.destroy();
       logger.info('exporter stopped');
     },

@@ -11,9 +11,8 @@
  * being written twice.
  */
 export interface FileSpan {
-  /** First and last offset in the file (inclusive). Files of one (partition, day) never overlap. */
+  /** First offset in the file. Files of one (partition, day) never overlap. */
   first: bigint;
-  last: bigint;
 }
 
 export class PartitionState<F extends FileSpan = FileSpan> {

@@ -104,13 +104,14 @@ function str(): number {
 }
 
 /**
- * Reads the record at buf[start..] into `out`. False if the bytes are not a well-formed
- * record of this layout (the caller then decodes with avsc).
+ * Reads the record at buf[start, stop) into `out` (stop: the buffer's end unless given).
+ * False if the bytes are not a well-formed record of this layout (the caller then decodes
+ * with avsc).
  */
-export function parseRequested(buf: Buffer, start: number, out: RequestedSpans): boolean {
+export function parseRequested(buf: Buffer, start: number, out: RequestedSpans, stop = buf.length): boolean {
   src = buf;
   p = start;
-  end = buf.length;
+  end = stop;
   return parse(out);
 }
 
