@@ -469,6 +469,60 @@ describe('exporter', () => {
     );
   });
 
+  it('two exporters in one group split the partitions, and one takes all when the other stops: every row once', async () => {
+    // Its own topic, so that the group's members are the only readers and all its records ours.
+    const topic = uniqueName('test.exporter.pair');
+    const own = `${prefix}-caught-up/pair`;
+    const group = uniqueName('exporter-pair');
+    const admin = kafka.admin();
+    await admin.connect();
+    const exported = async (r: Registry) =>
+      (await r.getSingleMetric('erasure_dataset_events_total')!.get()).values.find(
+        (v) => v.labels['result'] === 'exported',
+      )?.value ?? 0;
+    const produce = async (slice: RequestedEvent[]) => {
+      await producer.send({
+        topic,
+        messages: await Promise.all(
+          slice.map(async (e, i) => ({
+            key: e.requestId,
+            value: await codec.encode(TOPIC, e),
+            timestamp: String(DAY1 + i * 1000),
+          })),
+        ),
+      });
+      return topicEnd(topic);
+    };
+    try {
+      await admin.createTopics({ topics: [{ topic, numPartitions: 4 }], waitForLeaders: true });
+      const cfg = loadExporterConfig(env(group, { DATASET_PREFIX: own, EXPORTER_TOPIC: topic }));
+      const [ra, rb] = [new Registry(), new Registry()];
+      const a = await start(cfg, quiet(), { registry: ra });
+      let b: Awaited<ReturnType<typeof start>> | undefined;
+      try {
+        b = await start(cfg, quiet(), { registry: rb });
+        // Both members in the group, each with its share, before anything is produced.
+        for (let t0 = Date.now(); ; await sleep(200)) {
+          const g = (await admin.describeGroups([group])).groups[0]!;
+          if (g.state === 'Stable' && g.members.length === 2) break;
+          if (Date.now() - t0 > 30_000) throw new Error(`group ${group} did not settle with 2 members`);
+        }
+        await caughtUp(group, 40_000, await produce(events.slice(0, 60)), topic);
+        assert.ok((await exported(ra)) > 0 && (await exported(rb)) > 0, 'both members exported rows');
+        await b.stop(); // its files are durable and committed; its partitions go to the other
+        b = undefined;
+        await caughtUp(group, 40_000, await produce(events.slice(60)), topic);
+      } finally {
+        await b?.stop();
+        await a.stop();
+      }
+    } finally {
+      await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
+      await admin.disconnect();
+    }
+    await assertExactlyOnce(own);
+  });
+
   it('an event whose schema lacks a field the dataset needs is skipped as undecodable; the partition moves on', async () => {
     const own = `${prefix}-evolved`;
     const group = uniqueName('exporter-evolved');

@@ -267,15 +267,18 @@ const CODECS = ['none', 'gzip', 'snappy', 'lz4', 'zstd'];
 function batchHeads(buf: Buffer, start: number, end: number): BatchHead[] {
   const heads: BatchHead[] = [];
   let at = start;
-  while (at + BATCH_HEADER <= end) {
-    const length = buf.readInt32BE(at + 8);
-    const batchEnd = at + 12 + length;
-    if (batchEnd > end) break;
+  // The format version first: an old-format message can be shorter than a v2 header, and
+  // taken for a batch cut short it would be asked for again forever.
+  while (at + 17 <= end) {
     const magic = buf.readInt8(at + 16);
     if (magic !== 2)
       throw new KafkaWireError(
         `message format v${magic}: the exporter reads format v2 (Kafka 0.11 and later)`,
       );
+    if (at + BATCH_HEADER > end) break;
+    const length = buf.readInt32BE(at + 8);
+    const batchEnd = at + 12 + length;
+    if (batchEnd > end) break;
     const baseOffset = int64At(buf, at);
     heads.push({
       at,
