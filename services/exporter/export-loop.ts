@@ -444,6 +444,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
     parts.clear();
     resumeAt.clear();
     queue.length = 0;
+    wakeReader(); // a fetch loop of the old assignment waiting for room ends
     updateGauges();
     fetcher.assign(e.payload.memberAssignment[topic] ?? []);
   });
@@ -496,12 +497,14 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
     if (stopping) return;
     if (!resumeAt.has(batch.partition))
       resumeAt.set(batch.partition, BigInt(batch.count > 0 ? batch.offsets[0]! : batch.nextOffset!));
+    const queuedIn = generation;
     queue.push({ batch, generation });
     if (!draining) {
       draining = true;
       processing = processQueue();
     }
-    while (queue.length > READ_AHEAD && !stopping) await new Promise<void>((r) => queueSpace.push(r));
+    while (queue.length > READ_AHEAD && !stopping && queuedIn === generation)
+      await new Promise<void>((r) => queueSpace.push(r));
   }
 
   function wakeReader(): void {

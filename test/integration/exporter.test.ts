@@ -480,8 +480,11 @@ describe('exporter', () => {
       (await r.getSingleMetric('erasure_dataset_events_total')!.get()).values.find(
         (v) => v.labels['result'] === 'exported',
       )?.value ?? 0;
+    // Its own producer: the shared one still targets the topic the previous test deleted,
+    // and kafkajs refreshes the metadata of every targeted topic when a new one is added.
+    const pairProducer = kafka.producer();
     const produce = async (slice: RequestedEvent[]) => {
-      await producer.send({
+      await pairProducer.send({
         topic,
         messages: await Promise.all(
           slice.map(async (e, i) => ({
@@ -495,6 +498,7 @@ describe('exporter', () => {
     };
     try {
       await admin.createTopics({ topics: [{ topic, numPartitions: 4 }], waitForLeaders: true });
+      await pairProducer.connect();
       const cfg = loadExporterConfig(env(group, { DATASET_PREFIX: own, EXPORTER_TOPIC: topic }));
       const [ra, rb] = [new Registry(), new Registry()];
       const a = await start(cfg, quiet(), { registry: ra });
@@ -517,6 +521,7 @@ describe('exporter', () => {
         await a.stop();
       }
     } finally {
+      await pairProducer.disconnect();
       await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
       await admin.disconnect();
     }

@@ -70,8 +70,9 @@ export class PartitionFetcher {
   private readonly log: Logger;
   private readonly random: () => number;
   private readonly backoff: BackoffPolicy;
-  /** Ends the current pause early. */
+  /** Ends the current pause, and the current run's retry waits, early. */
   private wake: () => void = () => undefined;
+  private wakeRetries: () => void = () => undefined;
   /** Records were handed over since the last metadata read. */
   private progressed = false;
 
@@ -86,6 +87,7 @@ export class PartitionFetcher {
     const epoch = ++this.epoch;
     this.closeConnections();
     this.wake();
+    this.wakeRetries();
     this.positions.clear();
     const previous = this.running;
     this.running = (async () => {
@@ -114,6 +116,7 @@ export class PartitionFetcher {
     this.epoch++;
     this.closeConnections();
     this.wake();
+    this.wakeRetries();
     await this.running;
   }
 
@@ -125,13 +128,14 @@ export class PartitionFetcher {
   private async runAssignment(epoch: number, partitions: number[]): Promise<void> {
     const { admin, topic } = this.o;
     const current = () => epoch === this.epoch && !this.stopped;
-    const { retrying } = createStoppableRetry({
+    const { retrying, wakeAll } = createStoppableRetry({
       logger: this.log,
       code: 'ERR_EXPORTER_FETCH',
       maxBackoffMs: this.o.maxBackoffMs,
       isStopping: () => !current(),
       random: this.o.random,
     });
+    this.wakeRetries = wakeAll;
     const start = await retrying(
       'reading the group offsets',
       async () => {
@@ -149,7 +153,8 @@ export class PartitionFetcher {
       () => true,
     );
     if (start === STOPPED || !current()) return;
-    for (const [p, offset] of start) if (!this.positions.has(p)) this.positions.set(p, offset);
+    // Set whatever an earlier run left (its last response may land after assign() cleared them).
+    for (const [p, offset] of start) this.positions.set(p, offset);
 
     let failures = 0;
     while (current()) {
@@ -241,7 +246,10 @@ export class PartitionFetcher {
           const i = parts.indexOf(fp.partition);
           if (i < 0 || (this.seeks.get(fp.partition) ?? 0) !== seeksAtSend[i]) continue; // moved meanwhile
           if (fp.errorCode === OFFSET_OUT_OF_RANGE) {
-            await this.outOfRange(fp.partition);
+            const moved = await this.outOfRange(fp.partition, request[i]!.offset);
+            if (!live()) return;
+            if ((this.seeks.get(fp.partition) ?? 0) === seeksAtSend[i])
+              this.positions.set(fp.partition, moved);
             continue;
           }
           if (REFRESH_METADATA.has(fp.errorCode)) throw new RefreshMetadata();
@@ -268,15 +276,15 @@ export class PartitionFetcher {
    * records this group never read (the dataset misses them: said as an error), above its end
    * after a truncation. Moves to the nearest end, as kafkajs did.
    */
-  private async outOfRange(partition: number): Promise<void> {
+  private async outOfRange(partition: number, pos: number): Promise<number> {
     const ends = await this.o.admin.fetchTopicOffsets(this.o.topic);
     const e = ends.find((x) => x.partition === partition);
     if (!e) throw new RefreshMetadata();
-    const pos = this.positions.get(partition)!;
     if (pos < Number(e.low)) {
       this.o.onExpired(partition);
-      this.positions.set(partition, Number(e.low));
-    } else if (pos > Number(e.high)) this.positions.set(partition, Number(e.high));
+      return Number(e.low);
+    }
+    return pos > Number(e.high) ? Number(e.high) : pos;
   }
 }
 
