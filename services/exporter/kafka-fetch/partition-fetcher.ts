@@ -139,8 +139,10 @@ export class PartitionFetcher {
     const start = await retrying(
       'reading the group offsets',
       async () => {
-        const [committed] = await admin.fetchOffsets({ groupId: this.o.groupId, topics: [topic] });
-        const ends = await admin.fetchTopicOffsets(topic);
+        const [[committed], ends] = await Promise.all([
+          admin.fetchOffsets({ groupId: this.o.groupId, topics: [topic] }),
+          admin.fetchTopicOffsets(topic),
+        ]);
         const out = new Map<number, number>();
         for (const p of partitions) {
           const c = Number(committed?.partitions.find((x) => x.partition === p)?.offset ?? -1);
@@ -220,13 +222,17 @@ export class PartitionFetcher {
     const conn = await BrokerConnection.open(host, port, o.clientId, o.requestTimeoutMs);
     this.connections.add(conn);
     try {
-      while (live()) {
-        const request = parts.map((partition) => ({
+      for (let round = 0; live(); round++) {
+        // The partitions in turn first: a broker returns a batch larger than the partition's
+        // byte limit only to the first partition with records, so a fixed order could keep a
+        // later partition's large batch out for good.
+        const turn = round % parts.length;
+        const request = [...parts.slice(turn), ...parts.slice(0, turn)].map((partition) => ({
           partition,
           offset: this.positions.get(partition)!,
           maxBytes: o.maxBytesPerPartition,
         }));
-        const seeksAtSend = parts.map((p) => this.seeks.get(p) ?? 0);
+        const seeksAtSend = request.map((r) => this.seeks.get(r.partition) ?? 0);
         const body = fetchRequestBody(o.topic, request, {
           maxWaitMs: o.maxWaitMs,
           minBytes: 1,
@@ -243,7 +249,7 @@ export class PartitionFetcher {
         const decoded = decodeFetchResponse(response, 4, o.topic);
         if (decoded.errorCode !== 0) throw new Error(`fetch failed with Kafka error ${decoded.errorCode}`);
         for (const fp of decoded.partitions) {
-          const i = parts.indexOf(fp.partition);
+          const i = request.findIndex((r) => r.partition === fp.partition);
           if (i < 0 || (this.seeks.get(fp.partition) ?? 0) !== seeksAtSend[i]) continue; // moved meanwhile
           if (fp.errorCode === OFFSET_OUT_OF_RANGE) {
             const moved = await this.outOfRange(fp.partition, request[i]!.offset);
