@@ -82,16 +82,11 @@ export function createRequestedDecoder(registryUrl: string, opts: RegistryClient
       return event as RequestedEvent;
     },
     /**
-     * The fast path: true if the record's schema is known and has the layout
-     * requested-spans.ts reads, and the bytes parsed; `out` then says where the fields are.
-     * False otherwise (decode it with decodeKnown or decode).
+     * The fast path, for a value at buf[start, start+len) (len -1: null), read where it is:
+     * true if the record's schema is known and has the layout requested-spans.ts reads, and
+     * the bytes parsed; `out` then says where the fields are. False otherwise (decode it with
+     * decodeKnown or decode).
      */
-    spans(value: Buffer | null, out: RequestedSpans): boolean {
-      if (!value || value.length < 6 || value[0] !== 0) return false;
-      if (!sameLayout.has(value.readInt32BE(1))) return false;
-      return parseRequested(value, 5, out);
-    },
-    /** `spans` for a value at buf[start, start+len) (len -1: null), read where it is. */
     spansAt(buf: Buffer, start: number, len: number, out: RequestedSpans): boolean {
       if (len < 6 || buf[start] !== 0) return false;
       if (!sameLayout.has(buf.readInt32BE(start + 1))) return false;

@@ -699,12 +699,9 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
         await backpressure();
       }
     }
-    flush();
     // Records the fetch left out (control records, aborted transactions) were read too.
-    if (completed && !stopping && p.generation === generation && batch.nextOffset !== undefined) {
-      const end = BigInt(batch.nextOffset);
-      if (p.next === undefined || end > p.next) p.next = end;
-    }
+    if (completed && batch.nextOffset !== undefined && batch.nextOffset > next) next = batch.nextOffset;
+    flush();
     // Caught up (this batch reached the partition's high watermark): roll now, rather than
     // when they age, the files worth a file and every file opened while the partition was
     // behind (a backlog's or a burst's last files). A file opened while the partition was

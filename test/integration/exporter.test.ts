@@ -28,6 +28,11 @@ const TOPIC = TOPICS.requested;
 const HMAC_KEY = 'exporter-test-dataset-hmac-key-0123456789';
 const DAY1 = Date.UTC(2001, 1, 3, 23, 59, 0); // events straddle midnight: two dt directories
 const quiet = () => createLogger({ service: 'exporter', level: 'error' });
+/** What an exporter counted in erasure_dataset_events_total under `result` (0 if nothing). */
+const eventsCounted = async (registry: Registry, result: string) =>
+  (await registry.getSingleMetric('erasure_dataset_events_total')!.get()).values.find(
+    (v) => v.labels['result'] === result,
+  )?.value ?? 0;
 
 describe('exporter', () => {
   const prefix = `test/${uniqueName('exporter')}`;
@@ -183,10 +188,10 @@ describe('exporter', () => {
     } finally {
       await exporter.stop();
     }
-    const skipped = (await registry.getSingleMetric('erasure_dataset_events_total')!.get()).values.find(
-      (v) => v.labels['result'] === 'already_durable',
+    assert.ok(
+      (await eventsCounted(registry, 'already_durable')) > 0,
+      'the restart skipped records the crashed run had made durable',
     );
-    assert.ok((skipped?.value ?? 0) > 0, 'the restart skipped records the crashed run had made durable');
     await assertExactlyOnce();
   });
 
@@ -476,10 +481,6 @@ describe('exporter', () => {
     const group = uniqueName('exporter-pair');
     const admin = kafka.admin();
     await admin.connect();
-    const exported = async (r: Registry) =>
-      (await r.getSingleMetric('erasure_dataset_events_total')!.get()).values.find(
-        (v) => v.labels['result'] === 'exported',
-      )?.value ?? 0;
     // Its own producer: the shared one still targets the topic the previous test deleted,
     // and kafkajs refreshes the metadata of every targeted topic when a new one is added.
     const pairProducer = kafka.producer();
@@ -512,7 +513,10 @@ describe('exporter', () => {
           if (Date.now() - t0 > 30_000) throw new Error(`group ${group} did not settle with 2 members`);
         }
         await caughtUp(group, 40_000, await produce(events.slice(0, 60)), topic);
-        assert.ok((await exported(ra)) > 0 && (await exported(rb)) > 0, 'both members exported rows');
+        assert.ok(
+          (await eventsCounted(ra, 'exported')) > 0 && (await eventsCounted(rb, 'exported')) > 0,
+          'both members exported rows',
+        );
         await b.stop(); // its files are durable and committed; its partitions go to the other
         b = undefined;
         await caughtUp(group, 40_000, await produce(events.slice(60)), topic);
@@ -569,8 +573,7 @@ describe('exporter', () => {
     } finally {
       await exporter.stop();
     }
-    const counted = (await registry.getSingleMetric('erasure_dataset_events_total')!.get()).values;
-    assert.equal(counted.find((v) => v.labels['result'] === 'undecodable')?.value, 1);
+    assert.equal(await eventsCounted(registry, 'undecodable'), 1);
     const read = await readDataset(own, { eventIds: [bad.eventId, good.eventId] });
     assert.deepEqual(
       [...new Set(read.rows.map((r) => r.event_id))],

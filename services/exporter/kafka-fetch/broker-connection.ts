@@ -130,8 +130,4 @@ export class BrokerConnection {
       w.reject(new BrokerConnectionError('connection closed'));
     }
   }
-
-  get isClosed(): boolean {
-    return this.closed;
-  }
 }

@@ -58,9 +58,8 @@ export class RequestWriter {
     this.pos += 8;
     return this;
   }
-  /** A non-nullable string (int16 length); null writes length -1. */
-  string(s: string | null): this {
-    if (s === null) return this.int16(-1);
+  /** A string: int16 length, UTF-8 bytes. */
+  string(s: string): this {
     const n = Buffer.byteLength(s);
     this.int16(n);
     this.room(n);
@@ -172,9 +171,6 @@ class Reader {
     readonly buf: Buffer,
     public pos: number,
   ) {}
-  int8(): number {
-    return this.buf.readInt8((this.pos += 1) - 1);
-  }
   int16(): number {
     return this.buf.readInt16BE((this.pos += 2) - 2);
   }

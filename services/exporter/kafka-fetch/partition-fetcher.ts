@@ -14,7 +14,6 @@
  * batch) and drops what was fetched before it.
  */
 import type { Admin } from 'kafkajs';
-import { computeBackoff, type BackoffPolicy } from '../../shared/compute-backoff.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { createStoppableRetry, STOPPED } from '../../shared/stoppable-retry.ts';
 import { BrokerConnection } from './broker-connection.ts';
@@ -57,8 +56,6 @@ export interface FetcherOptions {
 const REFRESH_METADATA = new Set([3, 5, 6, 9, 56, 74, 75]);
 const OFFSET_OUT_OF_RANGE = 1;
 
-class RefreshMetadata extends Error {}
-
 export class PartitionFetcher {
   private epoch = 0;
   private stopped = false;
@@ -68,25 +65,17 @@ export class PartitionFetcher {
   private readonly seeks = new Map<number, number>();
   private readonly connections = new Set<BrokerConnection>();
   private readonly log: Logger;
-  private readonly random: () => number;
-  private readonly backoff: BackoffPolicy;
-  /** Ends the current pause, and the current run's retry waits, early. */
-  private wake: () => void = () => undefined;
+  /** Ends the current run's retry waits early (a new assignment, stop). */
   private wakeRetries: () => void = () => undefined;
-  /** Records were handed over since the last metadata read. */
-  private progressed = false;
 
   constructor(private readonly o: FetcherOptions) {
     this.log = o.logger.child({ component: 'exporter-fetcher' });
-    this.random = o.random ?? Math.random;
-    this.backoff = { initialMs: 200, maxMs: o.maxBackoffMs, multiplier: 2 };
   }
 
   /** A new assignment: the previous one's fetching ends; this one's starts. */
   assign(partitions: readonly number[]): void {
     const epoch = ++this.epoch;
     this.closeConnections();
-    this.wake();
     this.wakeRetries();
     this.positions.clear();
     const previous = this.running;
@@ -115,7 +104,6 @@ export class PartitionFetcher {
     this.stopped = true;
     this.epoch++;
     this.closeConnections();
-    this.wake();
     this.wakeRetries();
     await this.running;
   }
@@ -158,66 +146,63 @@ export class PartitionFetcher {
     // Set whatever an earlier run left (its last response may land after assign() cleared them).
     for (const [p, offset] of start) this.positions.set(p, offset);
 
-    let failures = 0;
+    // Rounds: read the metadata, then fetch from every leader until one loop needs fresh
+    // metadata (partitions may have moved) or fails. A round that handed records over starts
+    // the next at once; one that failed before that is retried with backoff.
     while (current()) {
-      const plan = await retrying(
-        'reading the topic metadata',
-        async () => {
-          const [{ brokers }, meta] = await Promise.all([
-            admin.describeCluster(),
-            admin.fetchTopicMetadata({ topics: [topic] }),
-          ]);
-          const byLeader = new Map<number, number[]>();
-          for (const p of partitions) {
-            const leader = meta.topics[0]?.partitions.find((x) => x.partitionId === p)?.leader;
-            if (leader === undefined || leader < 0) throw new Error(`partition ${p} has no leader`);
-            byLeader.set(leader, [...(byLeader.get(leader) ?? []), p]);
-          }
-          return [...byLeader].map(([nodeId, parts]) => {
-            const b = brokers.find((x) => x.nodeId === nodeId);
-            if (!b) throw new Error(`leader broker ${nodeId} is not in the cluster metadata`);
-            return { host: b.host, port: b.port, parts };
-          });
-        },
+      const round = await retrying(
+        'fetching',
+        () => this.round(partitions, current),
         () => true,
       );
-      if (plan === STOPPED || !current()) return;
-      // Every broker loop ends when one needs fresh metadata: partitions may have moved.
-      let refresh = false;
-      const loops = plan.map((b) =>
-        this.brokerLoop(b.host, b.port, b.parts, () => current() && !refresh).catch((err: unknown) => {
-          refresh = true;
-          this.closeConnections();
-          if (!(err instanceof RefreshMetadata) && current())
-            this.log.warn('fetch failed; reading the metadata again', {
-              code: 'ERR_EXPORTER_FETCH',
-              broker: `${b.host}:${b.port}`,
-              error: err instanceof Error ? err.message : String(err),
-            });
-        }),
-      );
-      await Promise.all(loops);
-      // A fetch that failed right after fresh metadata waits longer each time; one that
-      // read records first starts over at the first wait.
-      failures = this.progressed ? 1 : failures + 1;
-      this.progressed = false;
-      if (refresh && current()) await this.pause(computeBackoff(failures, this.backoff, this.random));
+      if (round === STOPPED) return;
     }
   }
 
-  /** A wait that stop() and a new assignment cut short. */
-  private pause(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(() => this.wake(), ms);
-      this.wake = () => {
-        clearTimeout(t);
-        this.wake = () => undefined;
-        resolve();
-      };
+  /** One round (see runAssignment); throws if it ended before handing any records over. */
+  private async round(partitions: number[], current: () => boolean): Promise<void> {
+    const { admin, topic } = this.o;
+    const [{ brokers }, meta] = await Promise.all([
+      admin.describeCluster(),
+      admin.fetchTopicMetadata({ topics: [topic] }),
+    ]);
+    const byLeader = new Map<number, number[]>();
+    for (const p of partitions) {
+      const leader = meta.topics[0]?.partitions.find((x) => x.partitionId === p)?.leader;
+      if (leader === undefined || leader < 0) throw new Error(`partition ${p} has no leader`);
+      byLeader.set(leader, [...(byLeader.get(leader) ?? []), p]);
+    }
+    const plan = [...byLeader].map(([nodeId, parts]) => {
+      const b = brokers.find((x) => x.nodeId === nodeId);
+      if (!b) throw new Error(`leader broker ${nodeId} is not in the cluster metadata`);
+      return { host: b.host, port: b.port, parts };
+    });
+    let failure: unknown;
+    const progress = { delivered: false };
+    const live = () => current() && failure === undefined;
+    await Promise.all(
+      plan.map((b) =>
+        this.brokerLoop(b.host, b.port, b.parts, live, progress).catch((err: unknown) => {
+          failure ??= err;
+          this.closeConnections(); // the other loops end too
+        }),
+      ),
+    );
+    if (failure === undefined || !current()) return;
+    if (!progress.delivered) throw failure; // retrying logs it and backs off
+    this.log.warn('fetch failed; reading the metadata again', {
+      code: 'ERR_EXPORTER_FETCH',
+      error: failure instanceof Error ? failure.message : String(failure),
     });
   }
 
-  private async brokerLoop(host: string, port: number, parts: number[], live: () => boolean): Promise<void> {
+  private async brokerLoop(
+    host: string,
+    port: number,
+    parts: number[],
+    live: () => boolean,
+    progress: { delivered: boolean },
+  ): Promise<void> {
     const o = this.o;
     const conn = await BrokerConnection.open(host, port, o.clientId, o.requestTimeoutMs);
     this.connections.add(conn);
@@ -258,7 +243,10 @@ export class PartitionFetcher {
               this.positions.set(fp.partition, moved);
             continue;
           }
-          if (REFRESH_METADATA.has(fp.errorCode)) throw new RefreshMetadata();
+          if (REFRESH_METADATA.has(fp.errorCode))
+            throw new Error(
+              `partition ${fp.partition}: Kafka error ${fp.errorCode}, reading the metadata again`,
+            );
           if (fp.errorCode !== 0) throw new Error(`partition ${fp.partition}: Kafka error ${fp.errorCode}`);
           const r = fp.records;
           if (r.nextOffset === undefined || r.nextOffset <= request[i]!.offset) continue;
@@ -266,7 +254,7 @@ export class PartitionFetcher {
           // Records before the fetch offset (a batch starts earlier) were read already.
           const from = request[i]!.offset;
           if (r.count > 0 && r.offsets[0]! < from) trimBefore(r, from);
-          this.progressed = true;
+          progress.delivered = true;
           await o.deliver(r);
           if (!live()) return;
         }
@@ -285,7 +273,7 @@ export class PartitionFetcher {
   private async outOfRange(partition: number, pos: number): Promise<number> {
     const ends = await this.o.admin.fetchTopicOffsets(this.o.topic);
     const e = ends.find((x) => x.partition === partition);
-    if (!e) throw new RefreshMetadata();
+    if (!e) throw new Error(`partition ${partition} not in the topic's offsets`);
     if (pos < Number(e.low)) {
       this.o.onExpired(partition);
       return Number(e.low);
