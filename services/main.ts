@@ -9,16 +9,7 @@
  * Metrics: every service in the process registers into one registry. The API serves it on
  * its /metrics; a process without the API serves it on METRICS_PORT when that is set.
  */
-import { loadApiConfig } from './api/config.ts';
-import { start as startApi } from './api/index.ts';
-import { startApiCluster } from './api/cluster.ts';
 import { createLogger } from './shared/logger.ts';
-import { loadSealerConfig, start as startSealer } from './journal-sealer/index.ts';
-import { loadAckConsumerConfig, start as startAckConsumer } from './ack-consumer/index.ts';
-import { loadRelayConfig, start as startRelay } from './relay/index.ts';
-import { loadRedeliveryConfig, start as startRedelivery } from './redelivery/index.ts';
-import { loadSyncDispatcherConfig, start as startSyncDispatcher } from './sync-dispatcher/index.ts';
-import { loadExporterConfig, start as startExporter } from './exporter/index.ts';
 import { ConfigurationError, ErasureError } from './shared/errors.ts';
 import { collectInfraConfig, intSetting, parseWholeNumber } from './shared/infra-config.ts';
 import { logLevelSetting, type LogLevel } from './shared/log-level-setting.ts';
@@ -79,30 +70,50 @@ export function createProcessGroup(cfg: ProcessConfig): ServiceGroup {
   });
 }
 
-function startOne(
+/**
+ * Each service's code is imported when it starts: a process loads only what it runs (one
+ * service per process in production starts faster and holds less).
+ */
+async function startOne(
   name: ServiceName,
   env: NodeJS.ProcessEnv,
   opts: { registry: Registry },
 ): Promise<RunningService> {
   switch (name) {
     case 'api': {
+      const { loadApiConfig } = await import('./api/config.ts');
       const cfg = loadApiConfig(env);
-      return cfg.workers > 1
-        ? startApiCluster(cfg, createLogger({ service: 'api', level: cfg.logLevel }), opts)
-        : startApi(cfg, undefined, opts);
+      if (cfg.workers > 1) {
+        const { startApiCluster } = await import('./api/cluster.ts');
+        return startApiCluster(cfg, createLogger({ service: 'api', level: cfg.logLevel }), opts);
+      }
+      const { start } = await import('./api/index.ts');
+      return start(cfg, undefined, opts);
     }
-    case 'journal-sealer':
-      return startSealer(loadSealerConfig(env));
-    case 'relay':
-      return startRelay(loadRelayConfig(env), undefined, opts);
-    case 'redelivery':
-      return startRedelivery(loadRedeliveryConfig(env));
-    case 'ack-consumer':
-      return startAckConsumer(loadAckConsumerConfig(env), undefined, opts);
-    case 'sync-dispatcher':
-      return startSyncDispatcher(loadSyncDispatcherConfig(env), undefined, opts);
-    case 'exporter':
-      return startExporter(loadExporterConfig(env), undefined, opts);
+    case 'journal-sealer': {
+      const { loadSealerConfig, start } = await import('./journal-sealer/index.ts');
+      return start(loadSealerConfig(env));
+    }
+    case 'relay': {
+      const { loadRelayConfig, start } = await import('./relay/index.ts');
+      return start(loadRelayConfig(env), undefined, opts);
+    }
+    case 'redelivery': {
+      const { loadRedeliveryConfig, start } = await import('./redelivery/index.ts');
+      return start(loadRedeliveryConfig(env));
+    }
+    case 'ack-consumer': {
+      const { loadAckConsumerConfig, start } = await import('./ack-consumer/index.ts');
+      return start(loadAckConsumerConfig(env), undefined, opts);
+    }
+    case 'sync-dispatcher': {
+      const { loadSyncDispatcherConfig, start } = await import('./sync-dispatcher/index.ts');
+      return start(loadSyncDispatcherConfig(env), undefined, opts);
+    }
+    case 'exporter': {
+      const { loadExporterConfig, start } = await import('./exporter/index.ts');
+      return start(loadExporterConfig(env), undefined, opts);
+    }
   }
 }
 

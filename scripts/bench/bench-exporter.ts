@@ -6,10 +6,11 @@
  *
  * 1. Creates a bench topic (12 partitions) and produces N erasure events (Avro, the real
  *    schema id, 1–3 identifiers each, realistic ids) in large batches.
- * 2. Starts the exporter in a child process (own group, own DATASET_PREFIX, production
- *    defaults: files roll when their partition is caught up, EXPORTER_CAUGHT_UP_ROLL_ROWS) and
- *    measures from its start, and from its ready signal, until its group has committed every
- *    offset: rows/s and events/s, the child's peak RSS, the files and bytes it wrote.
+ * 2. Starts the exporter as deployed, `services/main.ts exporter`, in a child process (own
+ *    group, own DATASET_PREFIX, production defaults: files roll when their partition is caught
+ *    up, EXPORTER_CAUGHT_UP_ROLL_ROWS) and measures from its spawn, and from its "exporter
+ *    started" line, until its group has committed every offset: rows/s and events/s, the
+ *    child's peak RSS and CPU (from /proc), the files and bytes it wrote.
  * 3. pyarrow reads those files and writes the same rows again (snappy, dictionary), timed,
  *    three ways: from Arrow columns to the same S3 endpoint (the ceiling the ratio uses),
  *    from Arrow columns to a local file, and from row records (Python dicts) to S3. Prints the
@@ -20,51 +21,57 @@ import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createDatasetStore } from '../../services/shared/dataset/dataset-store.ts';
 import { createEventCodec, TOPICS, type RequestedEvent } from '../../services/shared/event-codec.ts';
+import { registerSchemas } from '../../services/shared/event-log.ts';
 import { infra, testKafka, testS3 } from '../../test/helpers/infra.ts';
 import { PY_S3_FS, pythonS3Args, runPython } from '../../test/helpers/pyarrow.ts';
 import { REPO_ROOT } from '../stack/stack-config.ts';
-import { CLK_TCK, flag, postgresTicks, stackTicks, step } from './bench-util.ts';
+import { CLK_TCK, flag, postgresTicks, procTicks, stackTicks, step } from './bench-util.ts';
 
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
-const SELF = fileURLToPath(import.meta.url);
 
 // ------------------------------------------------------------------ exporter (child)
-async function exporterChild(): Promise<void> {
-  const { loadExporterConfig, start } = await import('../../services/exporter/index.ts');
-  const { Registry } = await import('prom-client');
-  const registry = new Registry();
-  const exporter = await start(loadExporterConfig(process.env), undefined, { registry });
-  process.stdout.write('ready\n');
-  // When the first and the last record were read (erasure_dataset_events_total), to tell the
-  // steady rate apart from start-up (group join) and the tail (last age roll, upload, commit).
+/**
+ * The exporter as deployed: `services/main.ts exporter`, its metrics on a port. Sampling
+ * erasure_dataset_events_total (every 100 ms) tells when the first and the last record were
+ * read, to tell the steady rate apart from start-up (group join) and the tail (last rolls,
+ * uploads, commits).
+ */
+function sampleEvents(port: number): { stop(): { firstEventAt?: number; lastEventAt?: number } } {
   let firstEventAt: number | undefined;
   let lastEventAt: number | undefined;
   let seen = 0;
-  const sampler = setInterval(() => {
-    void registry
-      .getSingleMetric('erasure_dataset_events_total')
-      ?.get()
-      .then((m) => {
-        const n = m.values.reduce((a, v) => a + v.value, 0);
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    fetch(`http://127.0.0.1:${port}/metrics`)
+      .then((r) => r.text())
+      .then((text) => {
+        let n = 0;
+        for (const m of text.matchAll(/^erasure_dataset_events_total\{[^}]*\} (\d+)$/gm)) n += Number(m[1]);
         if (n > 0) firstEventAt ??= Date.now();
         if (n > seen) lastEventAt = Date.now();
         seen = n;
-      });
-  }, 50);
-  process.on('SIGTERM', () => {
-    clearInterval(sampler);
-    void exporter.stop().then(() => {
-      const use = process.resourceUsage();
-      const maxRssMiB = use.maxRSS / 1024;
-      // Every thread of the process (main, encoder, libuv pool), from spawn to stop.
-      const cpuSeconds = (use.userCPUTime + use.systemCPUTime) / 1e6;
-      process.stdout.write(`${JSON.stringify({ maxRssMiB, firstEventAt, lastEventAt, cpuSeconds })}\n`);
-      process.exit(0);
-    });
-  });
+      })
+      .catch(() => undefined) // not listening yet
+      .finally(() => (busy = false));
+  }, 100);
+  return {
+    stop() {
+      clearInterval(timer);
+      return { firstEventAt, lastEventAt };
+    },
+  };
+}
+
+/** Peak resident memory of a live process (VmHWM), MiB. */
+function peakRssMiB(pid: number): number {
+  const m = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 // ------------------------------------------------------------------ driver
@@ -83,7 +90,9 @@ async function main(): Promise<void> {
   const s3 = testS3();
   const store = createDatasetStore(s3, infra.s3.bucket);
   try {
-    // Encoded with the real requested-event schema id: the exporter decodes by that id.
+    // Encoded with the real requested-event schema id: the exporter decodes by that id. A
+    // fresh stack has no schemas yet (npm start registers them); registering is idempotent.
+    await registerSchemas(infra.schemaRegistryUrl, join(REPO_ROOT, 'schemas', 'avro'));
     const codec = createEventCodec(infra.schemaRegistryUrl);
     const producer = kafka.producer({ allowAutoTopicCreation: false });
     await producer.connect();
@@ -128,23 +137,34 @@ async function main(): Promise<void> {
     const profArgs = prof
       ? ['--cpu-prof', `--cpu-prof-dir=${prof.split('=')[1] ?? `${REPO_ROOT}/scratch`}`]
       : [];
-    const child = spawn(process.execPath, [...profArgs, '--import', 'tsx', SELF, '--child'], {
-      cwd: REPO_ROOT,
-      env: {
-        ...process.env,
-        EXPORTER_TOPIC: topic,
-        EXPORTER_GROUP: group,
-        DATASET_PREFIX: prefix,
-        DATASET_HMAC_KEY: 'bench-dataset-hmac-key-0123456789abcdef',
-        LOG_LEVEL: 'warn',
+    const metricsPort = 19_000 + Math.floor(Math.random() * 1000);
+    const child = spawn(
+      process.execPath,
+      [...profArgs, '--import', 'tsx', join(REPO_ROOT, 'services', 'main.ts'), 'exporter'],
+      {
+        cwd: REPO_ROOT,
+        env: {
+          ...process.env,
+          EXPORTER_TOPIC: topic,
+          EXPORTER_GROUP: group,
+          DATASET_PREFIX: prefix,
+          DATASET_HMAC_KEY: 'bench-dataset-hmac-key-0123456789abcdef',
+          METRICS_PORT: String(metricsPort),
+          LOG_LEVEL: 'info',
+        },
+        stdio: ['ignore', 'pipe', 'inherit'],
       },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    );
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     const started = Date.now();
     const serversBefore: Record<string, number> = { ...stackTicks(), postgres: postgresTicks() };
-    while (!out.includes('ready')) await sleep(50);
+    const sampler = sampleEvents(metricsPort);
+    // Its info line once start() returned (joined, reading).
+    while (!out.includes('"exporter started"')) {
+      if (child.exitCode !== null) throw new Error(`the exporter exited (${child.exitCode}):\n${out}`);
+      await sleep(20);
+    }
     const ready = Date.now();
     for (;;) {
       const [c] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
@@ -154,16 +174,12 @@ async function main(): Promise<void> {
     }
     const seconds = (Date.now() - started) / 1000;
     const serversAfter: Record<string, number> = { ...stackTicks(), postgres: postgresTicks() };
+    // Every thread of the process (main, encoder, libuv pool), from spawn to the last commit.
+    const cpuSeconds = (procTicks(child.pid!)?.self ?? NaN) / CLK_TCK;
+    const maxRssMiB = peakRssMiB(child.pid!);
+    const { firstEventAt, lastEventAt } = sampler.stop();
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
-    const { maxRssMiB, firstEventAt, lastEventAt, cpuSeconds } = JSON.parse(
-      out.trim().split('\n').at(-1)!,
-    ) as {
-      maxRssMiB: number;
-      firstEventAt?: number;
-      lastEventAt?: number;
-      cpuSeconds: number;
-    };
     const serverCpu = Object.keys(serversAfter)
       .map((name) => `${name} ${((serversAfter[name]! - (serversBefore[name] ?? 0)) / CLK_TCK).toFixed(1)} s`)
       .join(', ');
@@ -180,9 +196,9 @@ async function main(): Promise<void> {
         `exporter end to end (process start → every offset committed): ${seconds.toFixed(1)} s = ${rate(exported)}, ${Math.round(n / seconds).toLocaleString('en')} events/s`,
         `exporter end to end (ready → every offset committed): ${(seconds - (ready - started) / 1000).toFixed(1)} s = ${rate(fromReady)}`,
         `  of which: process start ${((ready - started) / 1000).toFixed(1)} s, first record read ${firstEventAt ? ((firstEventAt - started) / 1000).toFixed(1) : '?'} s after start (group join), last record read ${lastEventAt ? ((lastEventAt - started) / 1000).toFixed(1) : '?'} s after start`,
-        `exporter reading rate (first → last record read, ±50 ms): ${rate(rows / span)}`,
+        `exporter reading rate (first → last record read, ±100 ms): ${rate(rows / span)}`,
         `exporter peak RSS: ${maxRssMiB.toFixed(0)} MiB`,
-        `CPU over those ${seconds.toFixed(1)} s (${availableParallelism()} cores = ${(availableParallelism() * seconds).toFixed(1)} core-seconds): exporter ${cpuSeconds.toFixed(1)} s (all threads, to its stop); servers: ${serverCpu || 'not started by this repo'}`,
+        `CPU over those ${seconds.toFixed(1)} s (${availableParallelism()} cores = ${(availableParallelism() * seconds).toFixed(1)} core-seconds): exporter ${cpuSeconds.toFixed(1)} s (all threads); servers: ${serverCpu || 'not started by this repo'}`,
         `files: ${objects.length}, bytes: ${(bytes / 1048576).toFixed(1)} MiB`,
       ].join('\n') + '\n',
     );
@@ -259,5 +275,4 @@ print(json.dumps({"rows": t.num_rows, "seconds": s3_seconds, "localSeconds": loc
   }
 }
 
-if (process.argv.includes('--child')) await exporterChild();
-else await main();
+await main();

@@ -4,10 +4,13 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startServices } from '../../services/main.ts';
+import { join } from 'node:path';
 import { migrate } from '../../services/shared/db/migrate.ts';
+import { ensureTopics, loadTopicDefinitions } from '../../services/shared/event-log.ts';
 import type { RunningService } from '../../services/shared/service-group.ts';
 import { SCHEMAS_SQL } from '../helpers/api.ts';
-import { createTestDatabase, uniqueName } from '../helpers/infra.ts';
+import { createTestDatabase, testKafka, uniqueName } from '../helpers/infra.ts';
+import { REPO_ROOT } from '../../scripts/stack/stack-config.ts';
 
 describe('process metrics', () => {
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -15,6 +18,11 @@ describe('process metrics', () => {
   before(async () => {
     db = await createTestDatabase();
     await migrate(db.pool, SCHEMAS_SQL);
+    // The services start on the contract's topics: created here, not left to an earlier test.
+    const admin = testKafka('metrics').admin();
+    await admin.connect();
+    await ensureTopics(admin, await loadTopicDefinitions(join(REPO_ROOT, 'schemas')));
+    await admin.disconnect();
     env = {
       ...process.env,
       DATABASE_URL: db.url,

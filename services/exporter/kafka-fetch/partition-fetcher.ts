@@ -127,10 +127,11 @@ export class PartitionFetcher {
     const start = await retrying(
       'reading the group offsets',
       async () => {
-        const [[committed], ends] = await Promise.all([
-          admin.fetchOffsets({ groupId: this.o.groupId, topics: [topic] }),
-          admin.fetchTopicOffsets(topic),
-        ]);
+        // The log ends first, then the group's offsets, not both at once: reading the ends
+        // loads the admin client's cluster metadata, and kafkajs, asked for a group's offsets
+        // while it knows no broker yet, waits out a retry (about 300 ms) before it asks.
+        const ends = await admin.fetchTopicOffsets(topic);
+        const [committed] = await admin.fetchOffsets({ groupId: this.o.groupId, topics: [topic] });
         const out = new Map<number, number>();
         for (const p of partitions) {
           const c = Number(committed?.partitions.find((x) => x.partition === p)?.offset ?? -1);
