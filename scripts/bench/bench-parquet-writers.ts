@@ -182,7 +182,7 @@ async function runWriter(writer: Writer, rows: number, out: string): Promise<voi
       });
     }
     let bytes: Uint8Array | undefined;
-    await timed(async () => (bytes = await b.finish()));
+    await timed(async () => (bytes = (await b.finish()).bytes));
     await worker?.close();
     writeFileSync(out, bytes!);
   } else if (writer === 'parquetjs-lite' || writer === '@dsnp/parquetjs') {

@@ -21,6 +21,8 @@
  * - Statistics: null count everywhere; min/max for timestamps, offsets and the dictionary
  *   columns (computed over the dictionary); none for the per-row unique columns.
  */
+import { createHash } from 'node:crypto';
+import * as zlib from 'node:zlib';
 import type { ColumnChunk, CompressionCodec, Encoding, RowGroup } from 'hyparquet';
 import { ByteWriter } from 'hyparquet-writer';
 import { writePageHeader } from 'hyparquet-writer/src/datapage.js';
@@ -34,20 +36,64 @@ import type { RequestedSpans } from './requested-spans.ts';
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
+/**
+ * The builder's column buffers live in shared memory: a row group posted to the encoder
+ * thread is shared, not copied (a structured clone of every row group cost the main thread
+ * 5 % of its time), and the main thread still has it if that thread fails. Shared buffers
+ * are reused: V8 (node 20) does not count them as external memory, so garbage ones would
+ * not prompt a collection and RSS would grow with the row count. Sizes are powers of two;
+ * a row group's buffers come back once it is encoded (releaseRawGroup).
+ */
+const SHARED_POOL = new Map<number, SharedArrayBuffer[]>();
+/** Buffers kept per size: row groups in flight × their columns, with room to spare. */
+const POOL_PER_SIZE = 128;
+
+function sharedBuffer(bytes: number): SharedArrayBuffer {
+  const size = 2 ** Math.max(10, Math.ceil(Math.log2(Math.max(1, bytes))));
+  return SHARED_POOL.get(size)?.pop() ?? new SharedArrayBuffer(size);
+}
+
+/** Returns a raw row group's buffers to the pool; nothing may read the group after this. */
+export function releaseRawGroup(raw: RawGroup): void {
+  for (const c of raw.chunks)
+    for (const a of [
+      c.kind === 'seq' ? c.dict : undefined,
+      'idx' in c ? c.idx : undefined,
+      'defs' in c ? c.defs : undefined,
+      c.kind === 'plain' ? c.bytes : undefined,
+    ]) {
+      const b = a?.buffer;
+      if (!(b instanceof SharedArrayBuffer)) continue;
+      let free = SHARED_POOL.get(b.byteLength);
+      if (!free) SHARED_POOL.set(b.byteLength, (free = []));
+      if (free.length < POOL_PER_SIZE) free.push(b);
+    }
+}
+
+/** A buffer of its own (offset 0, aligned): shared and pooled, or a plain one. */
+function ownBytes(n: number, shared: boolean): Buffer {
+  if (!shared) return Buffer.allocUnsafeSlow(n);
+  const b = sharedBuffer(n);
+  return Buffer.from(b, 0, b.byteLength);
+}
+
 /** A growable byte buffer. `take` hands the bytes over and starts a fresh buffer. */
 export class Bytes {
   buf: Buffer;
   len = 0;
   /** The same memory as 32-bit words (little-endian machines), for aligned INT64 stores. */
   private words: Int32Array;
-  constructor(private capacity = 1 << 16) {
-    // Never from Buffer's shared pool: its own ArrayBuffer, offset 0 (aligned).
-    this.buf = Buffer.allocUnsafeSlow(capacity);
+  constructor(
+    private capacity = 1 << 16,
+    /** In the shared pool (the builder's columns), or a plain buffer. */
+    private readonly shared = false,
+  ) {
+    this.buf = ownBytes(capacity, shared);
     this.words = new Int32Array(this.buf.buffer, 0, this.buf.length >> 2);
   }
   ensure(n: number): void {
     if (this.len + n <= this.buf.length) return;
-    const next = Buffer.allocUnsafeSlow(Math.max(this.buf.length * 2, this.len + n));
+    const next = ownBytes(Math.max(this.buf.length * 2, this.len + n), this.shared);
     this.buf.copy(next, 0, 0, this.len);
     this.buf = next;
     this.words = new Int32Array(next.buffer, 0, next.length >> 2);
@@ -102,7 +148,7 @@ export class Bytes {
   take(): Uint8Array {
     const out = new Uint8Array(this.buf.buffer, this.buf.byteOffset, this.len);
     this.capacity = Math.max(this.capacity, this.len);
-    this.buf = Buffer.allocUnsafeSlow(this.capacity);
+    this.buf = ownBytes(this.capacity, this.shared);
     this.words = new Int32Array(this.buf.buffer, 0, this.buf.length >> 2);
     this.len = 0;
     return out;
@@ -135,14 +181,16 @@ class Grow<A extends Int32Array | Uint8Array> {
     return out;
   }
 }
-const indices = () => new Grow(new Int32Array(1024), (n) => new Int32Array(n));
-const levels = () => new Grow(new Uint8Array(1024), (n) => new Uint8Array(n));
+const sharedInt32 = (n: number) => new Int32Array(sharedBuffer(4 * n));
+const sharedUint8 = (n: number) => new Uint8Array(sharedBuffer(n));
+const indices = () => new Grow(sharedInt32(1024), sharedInt32);
+const levels = () => new Grow(sharedUint8(1024), sharedUint8);
 const optional = (name: string) =>
   PARQUET_SCHEMA.find((e) => e.name === name)?.repetition_type === 'OPTIONAL';
 
 /**
  * A row group's columns as the appending thread leaves them, in PARQUET_SCHEMA order: plain
- * data and typed arrays only, so it can be posted to the encoder thread (buffers transferred).
+ * data and typed arrays over shared memory, so it can be posted to the encoder thread.
  */
 export type RawChunk =
   | { kind: 'seq'; dict: Uint8Array; count: number; idx: Int32Array }
@@ -153,21 +201,6 @@ export type RawChunk =
 export interface RawGroup {
   rows: number;
   chunks: RawChunk[];
-}
-
-/** The buffers of a raw group, for postMessage's transfer list. */
-export function rawTransferList(g: RawGroup): ArrayBuffer[] {
-  const out = new Set<ArrayBuffer>();
-  for (const c of g.chunks) {
-    for (const a of [
-      'dict' in c && c.kind === 'seq' ? c.dict : undefined,
-      'idx' in c ? c.idx : undefined,
-      'defs' in c ? c.defs : undefined,
-      'bytes' in c ? c.bytes : undefined,
-    ])
-      if (a && a.buffer instanceof ArrayBuffer) out.add(a.buffer);
-  }
-  return [...out];
 }
 
 /** A page body: its size before compression and its bytes as stored. */
@@ -183,7 +216,7 @@ function compressBody(raw: Uint8Array, codec: CompressionCodec): Body {
 }
 
 /** One column chunk of a row group, encoded and compressed. */
-export interface EncodedChunk {
+interface EncodedChunk {
   codec: CompressionCodec;
   rows: number;
   nulls: number;
@@ -194,18 +227,44 @@ export interface EncodedChunk {
   min?: Uint8Array | number;
   max?: Uint8Array | number;
 }
-export interface EncodedGroup {
+
+/** Where a column chunk lies in its row group's bytes, and its footer metadata. */
+export interface ChunkLayout {
+  /** Offsets from the row group's first byte. */
+  start: number;
+  dictionaryOffset?: number;
+  dataOffset: number;
+  size: number;
+  uncompressed: number;
+  codec: CompressionCodec;
+  encodings: Encoding[];
   rows: number;
-  chunks: EncodedChunk[];
+  nulls: number;
+  min?: Uint8Array | number;
+  max?: Uint8Array | number;
 }
 
-/** The buffers of an encoded group, for postMessage's transfer list. */
-export function encodedTransferList(g: EncodedGroup): ArrayBuffer[] {
-  const out = new Set<ArrayBuffer>();
-  for (const c of g.chunks)
-    for (const a of [c.levels, c.body.bytes, c.dictionary?.body.bytes])
-      if (a && a.buffer instanceof ArrayBuffer) out.add(a.buffer);
-  return [...out];
+/**
+ * A row group encoded and laid out: its pages as they go in the file (a buffer of its own,
+ * transferred back from the encoder thread), and per column where they lie. The file is the
+ * magic, the groups' bytes in order and the footer (ColumnarFileBuilder.finish).
+ */
+export interface EncodedGroup {
+  rows: number;
+  bytes: Uint8Array;
+  columns: ChunkLayout[];
+}
+
+/** A file's digests for its upload: SHA-256 (hex) and CRC32. */
+export interface FileDigests {
+  sha256: string;
+  /** Undefined on a node without zlib.crc32 (before 20.15): the S3 client computes it. */
+  crc32?: number;
+}
+
+/** A file's bytes, ready to upload, with their digests. */
+export interface AssembledFile extends FileDigests {
+  bytes: Uint8Array;
 }
 
 /** Codec and statistics per column, in PARQUET_SCHEMA order (see the header comment). */
@@ -227,6 +286,7 @@ const PLAN: Record<string, { codec: CompressionCodec; stats: boolean }> = {
   schema_version: { codec: 'SNAPPY', stats: true },
 };
 const COLUMN_ELEMENTS = PARQUET_SCHEMA.slice(1);
+const MAGIC = Buffer.from('PAR1', 'latin1');
 
 function levelsOf(defs: Uint8Array | undefined): { levels: Uint8Array; nulls: number } {
   if (!defs) return { levels: new Uint8Array(0), nulls: 0 };
@@ -350,18 +410,137 @@ export function encodeRawGroup(raw: RawGroup, hmac: IdentifierHmac): EncodedGrou
       }
     }
   });
-  return { rows, chunks };
+  return layOut(rows, chunks);
+}
+
+/** The pages of a row group's chunks, in order, as one buffer; and where each chunk lies. */
+function layOut(rows: number, chunks: EncodedChunk[]): EncodedGroup {
+  const parts: Uint8Array[] = [];
+  let offset = 0;
+  const add = (b: Uint8Array) => {
+    parts.push(b);
+    offset += b.length;
+  };
+  const columns = chunks.map((c): ChunkLayout => {
+    const start = offset;
+    let uncompressed = 0;
+    const encodings: Encoding[] = [];
+    let dictionaryOffset: number | undefined;
+    if (c.dictionary) {
+      dictionaryOffset = offset;
+      const body = c.dictionary.body.bytes;
+      const h = new ByteWriter(64);
+      writePageHeader(h, {
+        type: 'DICTIONARY_PAGE',
+        uncompressed_page_size: c.dictionary.body.uncompressed,
+        compressed_page_size: body.length,
+        dictionary_page_header: { num_values: c.dictionary.count, encoding: 'PLAIN' },
+      });
+      const header = h.getBytes();
+      add(header);
+      add(body);
+      uncompressed += header.length + c.dictionary.body.uncompressed;
+      encodings.push('PLAIN');
+    }
+    const dataOffset = offset;
+    const h = new ByteWriter(64);
+    writePageHeader(h, {
+      type: 'DATA_PAGE_V2',
+      uncompressed_page_size: c.levels.length + c.body.uncompressed,
+      compressed_page_size: c.levels.length + c.body.bytes.length,
+      data_page_header_v2: {
+        num_values: c.rows,
+        num_nulls: c.nulls,
+        num_rows: c.rows,
+        encoding: c.encoding,
+        definition_levels_byte_length: c.levels.length,
+        repetition_levels_byte_length: 0,
+        is_compressed: c.codec !== 'UNCOMPRESSED',
+      },
+    });
+    const header = h.getBytes();
+    add(header);
+    add(c.levels);
+    add(c.body.bytes);
+    uncompressed += header.length + c.levels.length + c.body.uncompressed;
+    if (!encodings.includes(c.encoding)) encodings.push(c.encoding);
+    const { codec, nulls, min, max } = c;
+    return {
+      start,
+      dictionaryOffset,
+      dataOffset,
+      size: offset - start,
+      uncompressed,
+      codec,
+      encodings,
+      rows: c.rows,
+      nulls,
+      ...(min !== undefined ? { min, max } : {}),
+    };
+  });
+  // Its own ArrayBuffer (never Buffer's shared pool): the encoder thread transfers it.
+  const bytes = Buffer.allocUnsafeSlow(offset);
+  let at = 0;
+  for (const b of parts) {
+    bytes.set(b, at);
+    at += b.length;
+  }
+  return { rows, bytes, columns };
+}
+
+const crc32 = (zlib as { crc32?: (data: Uint8Array, value?: number) => number }).crc32;
+
+/**
+ * The digests a file's upload sends, fed part by part (magic, row groups in order, footer):
+ * SHA-256 signs the payload, CRC32 is S3's checksum. The encoder thread keeps one per file
+ * and feeds each row group as it encodes it, so hashing 100 MB files does not hold up the
+ * loop (group-encoder.ts).
+ */
+export class FileDigester {
+  private readonly sha = createHash('sha256');
+  private crc = 0;
+  /** Row groups fed so far. */
+  groups = 0;
+  constructor() {
+    this.update(MAGIC);
+  }
+  update(b: Uint8Array): void {
+    this.sha.update(b);
+    if (crc32) this.crc = crc32(b, this.crc);
+  }
+  digest(footer: Uint8Array): FileDigests {
+    this.update(footer);
+    return { sha256: this.sha.digest('hex'), ...(crc32 ? { crc32: this.crc } : {}) };
+  }
+}
+
+/** The digests of a whole file's bytes. */
+export function fileDigests(bytes: Uint8Array): FileDigests {
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  return { sha256, ...(crc32 ? { crc32: crc32(bytes) } : {}) };
 }
 
 /** Encodes row groups somewhere (the encoder thread, or in-line when there is none). */
 export interface GroupEncoder {
-  encode(raw: RawGroup): Promise<EncodedGroup>;
+  /** Row group `seq` (0, 1, ...) of file `file` (a number unique in the process). */
+  encode(raw: RawGroup, file: number, seq: number): Promise<EncodedGroup>;
+  /**
+   * The digests of file `file`: its `groups` row groups, then `footer`. The encoder thread
+   * has them from the groups it encoded; `bytes` (the whole file) is hashed where it has not.
+   */
+  digest(file: number, groups: number, footer: Uint8Array, bytes: Uint8Array): Promise<FileDigests>;
 }
 
 export function inlineEncoder(hmacKey: Uint8Array): GroupEncoder {
   const hmac = identifierHmac(hmacKey);
-  return { encode: async (raw) => encodeRawGroup(raw, hmac) };
+  return {
+    encode: async (raw) => encodeRawGroup(raw, hmac),
+    digest: async (_file, _groups, _footer, bytes) => fileDigests(bytes),
+  };
 }
+
+/** Files numbered for the encoder (its per-file digests). */
+let nextFileId = 0;
 
 interface Column {
   readonly name: string;
@@ -441,7 +620,7 @@ class DictColumn<T extends string | number> implements Column {
 
 /** A dictionary in row order for per-event ids: each event adds one entry its rows share. */
 class SequenceDictColumn implements Column {
-  private readonly dict = new Bytes(1 << 18);
+  private readonly dict = new Bytes(1 << 18, true);
   private count = 0;
   private readonly idx = indices();
   constructor(readonly name: string) {}
@@ -462,7 +641,7 @@ class SequenceDictColumn implements Column {
 
 /** PLAIN values written as bytes (strings, INT64); min/max kept for INT64. */
 class PlainColumn implements Column {
-  readonly out = new Bytes(1 << 18);
+  readonly out = new Bytes(1 << 18, true);
   private min = Infinity;
   private max = -Infinity;
   private readonly defs: Grow<Uint8Array> | undefined;
@@ -564,6 +743,7 @@ export class ColumnarFileBuilder {
   private pendingEstimate = 0;
   private failure: unknown;
   private finished = false;
+  private readonly fileId = nextFileId++;
 
   constructor(
     private readonly encoder: GroupEncoder,
@@ -674,110 +854,63 @@ export class ColumnarFileBuilder {
     this.encoded += rawBytes;
     this.groupRows = 0;
     this.pendingEstimate = 0;
-    const group = this.encoder.encode(raw);
+    const group = this.encoder.encode(raw, this.fileId, this.groups.length);
     group.then(
       (g) => {
-        let stored = 0;
-        for (const c of g.chunks)
-          stored += c.levels.length + c.body.bytes.length + (c.dictionary?.body.bytes.length ?? 0) + 48;
-        this.encoded += stored - rawBytes;
+        releaseRawGroup(raw); // encoded: nothing reads it any more
+        this.encoded += g.bytes.length - rawBytes;
       },
       (err: unknown) => (this.failure ??= err), // surfaced by finish()
     );
     this.groups.push(group);
   }
 
-  /** Encodes what is pending and the footer; the builder is done after this. */
-  async finish(): Promise<Uint8Array> {
+  /**
+   * Encodes what is pending and the footer; the file's bytes and their digests (from the
+   * encoder). The builder is done after this.
+   */
+  async finish(): Promise<AssembledFile> {
     this.handOver();
     this.finished = true;
     const groups = await Promise.all(this.groups);
     this.groups.length = 0;
-    const parts: Uint8Array[] = [];
-    let offset = 0;
-    const add = (b: Uint8Array) => {
-      parts.push(b);
-      offset += b.length;
-    };
-    add(Buffer.from('PAR1', 'latin1'));
+    let offset = MAGIC.length;
     const rowGroups: RowGroup[] = [];
     let numRows = 0n;
     for (const g of groups) {
       const groupStart = offset;
-      let groupUncompressed = 0n;
-      const columns: ColumnChunk[] = [];
-      for (const [i, c] of g.chunks.entries()) {
+      let groupUncompressed = 0;
+      const columns = g.columns.map((c, i): ColumnChunk => {
         const element = COLUMN_ELEMENTS[i]!;
-        const chunkStart = offset;
-        let uncompressed = 0;
-        const encodings: Encoding[] = [];
-        let dictionaryOffset: bigint | undefined;
-        if (c.dictionary) {
-          dictionaryOffset = BigInt(offset);
-          const body = c.dictionary.body.bytes;
-          const h = new ByteWriter(64);
-          writePageHeader(h, {
-            type: 'DICTIONARY_PAGE',
-            uncompressed_page_size: c.dictionary.body.uncompressed,
-            compressed_page_size: body.length,
-            dictionary_page_header: { num_values: c.dictionary.count, encoding: 'PLAIN' },
-          });
-          const header = h.getBytes().slice();
-          add(header);
-          add(body);
-          uncompressed += header.length + c.dictionary.body.uncompressed;
-          encodings.push('PLAIN');
-        }
-        const dataOffset = BigInt(offset);
-        const body = c.body.bytes;
-        const h = new ByteWriter(64);
-        writePageHeader(h, {
-          type: 'DATA_PAGE_V2',
-          uncompressed_page_size: c.levels.length + c.body.uncompressed,
-          compressed_page_size: c.levels.length + body.length,
-          data_page_header_v2: {
-            num_values: c.rows,
-            num_nulls: c.nulls,
-            num_rows: c.rows,
-            encoding: c.encoding,
-            definition_levels_byte_length: c.levels.length,
-            repetition_levels_byte_length: 0,
-            is_compressed: c.codec !== 'UNCOMPRESSED',
-          },
-        });
-        const header = h.getBytes().slice();
-        add(header);
-        add(c.levels);
-        add(body);
-        uncompressed += header.length + c.levels.length + c.body.uncompressed;
-        if (!encodings.includes(c.encoding)) encodings.push(c.encoding);
-        groupUncompressed += BigInt(uncompressed);
-        columns.push({
-          file_offset: BigInt(chunkStart),
+        groupUncompressed += c.uncompressed;
+        return {
+          file_offset: BigInt(groupStart + c.start),
           meta_data: {
             type: element.type!,
-            encodings,
+            encodings: c.encodings,
             path_in_schema: [element.name],
             codec: c.codec,
             num_values: BigInt(c.rows),
-            total_uncompressed_size: BigInt(uncompressed),
-            total_compressed_size: BigInt(offset - chunkStart),
-            data_page_offset: dataOffset,
-            dictionary_page_offset: dictionaryOffset,
+            total_uncompressed_size: BigInt(c.uncompressed),
+            total_compressed_size: BigInt(c.size),
+            data_page_offset: BigInt(groupStart + c.dataOffset),
+            dictionary_page_offset:
+              c.dictionaryOffset === undefined ? undefined : BigInt(groupStart + c.dictionaryOffset),
             statistics: {
               null_count: BigInt(c.nulls),
               ...(c.min !== undefined ? { min_value: c.min, max_value: c.max } : {}),
             } as never,
           },
-        });
-      }
+        };
+      });
+      offset += g.bytes.length;
       numRows += BigInt(g.rows);
       rowGroups.push({
         columns,
-        total_byte_size: groupUncompressed,
+        total_byte_size: BigInt(groupUncompressed),
         num_rows: BigInt(g.rows),
         file_offset: BigInt(groupStart),
-        total_compressed_size: BigInt(offset - groupStart),
+        total_compressed_size: BigInt(g.bytes.length),
       });
     }
     const footer = new ByteWriter(4096);
@@ -790,7 +923,9 @@ export class ColumnarFileBuilder {
       key_value_metadata: fileMetadata(this.metadata),
     } as never);
     footer.appendUint32(0x31524150); // PAR1
-    add(footer.getBytes());
-    return Buffer.concat(parts, offset);
+    const tail = footer.getBytes();
+    const bytes = Buffer.concat([MAGIC, ...groups.map((g) => g.bytes), tail], offset + tail.length);
+    const digests = await this.encoder.digest(this.fileId, groups.length, tail, bytes);
+    return { bytes, ...digests };
   }
 }

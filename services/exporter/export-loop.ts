@@ -340,7 +340,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
     const task = (async () => {
       const key = exporterFileKey(prefix, file.dt, topic, file.partition, file.first, BigInt(file.last));
       const rows = file.builder.rows;
-      const bytes = await file.builder.finish();
+      const { bytes, sha256, crc32 } = await file.builder.finish();
       // A late file for a sealed day: `_SUCCESS` says the directory's *.parquet are exactly
       // the manifest's files, so it goes before the upload, and again after it in case a
       // sweep wrote it meanwhile (sweep-day.ts; the sweep LISTs again after writing it).
@@ -355,7 +355,7 @@ export async function runExporter(deps: ExporterDeps): Promise<{ stop(): Promise
           ? STOPPED
           : await retrying(
               'uploading a dataset file',
-              () => store.put(key, bytes, 'application/vnd.apache.parquet'),
+              () => store.put(key, bytes, 'application/vnd.apache.parquet', { sha256, crc32 }),
               isRetriable,
             );
       if (put === STOPPED) {

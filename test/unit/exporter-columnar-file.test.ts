@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { parquetMetadata } from 'hyparquet';
-import { ColumnarFileBuilder, inlineEncoder } from '../../services/exporter/columnar-file.ts';
+import { ColumnarFileBuilder, fileDigests, inlineEncoder } from '../../services/exporter/columnar-file.ts';
 import { workerEncoder } from '../../services/exporter/group-encoder.ts';
 import {
   appendEventRows,
@@ -61,8 +61,8 @@ async function roundTrip(
     offset += 3n;
   }
   assert.equal(b.rows, want.event_id.length);
-  const bytes = await b.finish();
-  return { bytes, want, got: await readDatasetFile(bytes) };
+  const { bytes, ...digests } = await b.finish();
+  return { bytes, digests, want, got: await readDatasetFile(bytes) };
 }
 
 describe('exporter columnar Parquet builder', () => {
@@ -98,7 +98,7 @@ describe('exporter columnar Parquet builder', () => {
     }));
     const { bytes } = await roundTrip(events, 30, 3);
     const md = parquetMetadata(
-      bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer,
+      Uint8Array.prototype.slice.call(bytes).buffer as ArrayBuffer, // the builder's is shared
     );
     assert.equal(md.num_rows, 100n);
     assert.equal(md.row_groups.length, 4);
@@ -120,6 +120,9 @@ describe('exporter columnar Parquet builder', () => {
       const inThread = await roundTrip(events, 64, 5, worker);
       const inline = await roundTrip(events, 64, 5);
       assert.deepEqual(Buffer.from(inThread.bytes), Buffer.from(inline.bytes));
+      // The thread's digests, fed group by group, are the whole file's.
+      assert.deepEqual(inThread.digests, fileDigests(inThread.bytes));
+      assert.deepEqual(inline.digests, inThread.digests);
       assert.equal(inThread.got.event_id.length, inline.want.event_id.length);
       assert.equal(fallback, undefined, 'the encoder thread did the work');
     } finally {

@@ -66,7 +66,7 @@ async function fileOf(events: RequestedEvent[], fast: boolean): Promise<Buffer> 
       b.appendSpans(spans, pos);
     } else b.appendEvent(type.fromBuffer(type.toBuffer(e)) as RequestedEvent, pos);
   }
-  return Buffer.from(await b.finish());
+  return Buffer.from((await b.finish()).bytes);
 }
 
 describe('exporter fast path: requested events from their Avro bytes', () => {
@@ -137,7 +137,7 @@ describe('exporter fast path: requested events from their Avro bytes', () => {
         if (fast && parseRequested(w, 5, spans)) b.appendSpans(spans, { ...pos, source: 'exporter' });
         else b.appendEvent(type.fromBuffer(w.subarray(5)) as RequestedEvent, { ...pos, source: 'exporter' });
       }
-      return Buffer.from(await b.finish());
+      return Buffer.from((await b.finish()).bytes);
     }
     let refused = 0;
     await fc.assert(

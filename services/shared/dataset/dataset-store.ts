@@ -97,19 +97,48 @@ export interface ListedObject {
   size: number;
 }
 
+/** S3's x-amz-checksum-crc32: the CRC32's four bytes, big-endian, in base64. */
+function crc32Base64(crc: number): string {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(crc >>> 0);
+  return b.toString('base64');
+}
+
 export function createDatasetStore(client: S3Client, bucket: string) {
   return {
     bucket,
-    async put(key: string, body: Uint8Array | string, contentType: string): Promise<void> {
-      try {
-        await client.send(
-          new PutObjectCommand({
-            Bucket: bucket,
-            Key: key,
-            Body: typeof body === 'string' ? Buffer.from(body, 'utf8') : body,
-            ContentType: contentType,
-          }),
+    /**
+     * Writes the object. `digests`, when the caller has them (the exporter computes them on
+     * its encoder thread): the body's SHA-256 (hex) and CRC32, sent as they are instead of
+     * the S3 client hashing the body again. The SHA-256 is what SigV4 signs as the payload
+     * hash and the server checks the body against; the CRC32 is S3's own checksum header.
+     */
+    async put(
+      key: string,
+      body: Uint8Array | string,
+      contentType: string,
+      digests?: { sha256: string; crc32?: number },
+    ): Promise<void> {
+      const crc32 = digests?.crc32;
+      const command = new PutObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        Body: typeof body === 'string' ? Buffer.from(body, 'utf8') : body,
+        ContentType: contentType,
+        ...(crc32 !== undefined ? { ChecksumCRC32: crc32Base64(crc32) } : {}),
+      });
+      if (digests)
+        command.middlewareStack.add(
+          (next) => (args) => {
+            // The signer takes a payload hash already in the headers as it is.
+            const request = args.request as { headers?: Record<string, string> };
+            if (request.headers) request.headers['x-amz-content-sha256'] = digests.sha256;
+            return next(args);
+          },
+          { step: 'build', name: 'precomputedPayloadHash' },
         );
+      try {
+        await client.send(command);
       } catch (err) {
         throw classifyS3Error(err, 'PutObject');
       }

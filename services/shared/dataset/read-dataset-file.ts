@@ -5,8 +5,9 @@
 import { parquetReadObjects } from 'hyparquet';
 import { DATASET_COLUMNS, emptyColumns, type ColumnBuffer } from './dataset-schema.ts';
 
+/** A copy in an ArrayBuffer of its own: hyparquet takes no SharedArrayBuffer (the exporter's). */
 const asArrayBuffer = (b: Uint8Array): ArrayBuffer =>
-  b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+  Uint8Array.prototype.slice.call(b).buffer as ArrayBuffer;
 
 /** Every row of a file, as columns in the writer's types (timestamps as epoch ms). */
 export async function readDatasetFile(bytes: Uint8Array): Promise<ColumnBuffer> {
