@@ -76,7 +76,7 @@ function peakRssMiB(pid: number): number {
 
 // ------------------------------------------------------------------ driver
 async function main(): Promise<void> {
-  const n = flag('events', 1_000_000);
+  let n = flag('events', 1_000_000);
   const id = randomBytes(4).toString('hex');
   // --topic=NAME --rows=R: export a topic a run with --keep produced (skips producing).
   const reuse = process.argv.find((a) => a.startsWith('--topic='))?.split('=')[1];
@@ -124,10 +124,10 @@ async function main(): Promise<void> {
       if ((i / batch) % 10 === 0) step(`produced ${Math.min(n, i + batch).toLocaleString('en')} events`);
     }
     await producer.disconnect();
-    const end = (await admin.fetchTopicOffsets(topic)).map((p) => ({
-      partition: p.partition,
-      offset: BigInt(p.high),
-    }));
+    const offsets = await admin.fetchTopicOffsets(topic);
+    const end = offsets.map((p) => ({ partition: p.partition, offset: BigInt(p.high) }));
+    // A kept topic holds what its run produced: one record per event.
+    if (reuse) n = offsets.reduce((sum, p) => sum + Number(p.high) - Number(p.low), 0);
     step(
       `produced ${n.toLocaleString('en')} events (${rows.toLocaleString('en')} rows) in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
     );

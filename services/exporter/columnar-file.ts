@@ -53,21 +53,22 @@ function sharedBuffer(bytes: number): SharedArrayBuffer {
   return SHARED_POOL.get(size)?.pop() ?? new SharedArrayBuffer(size);
 }
 
+/** Back to the pool: a buffer nothing reads or writes any more. */
+function recycle(b: ArrayBufferLike | undefined): void {
+  if (!(b instanceof SharedArrayBuffer)) return;
+  let free = SHARED_POOL.get(b.byteLength);
+  if (!free) SHARED_POOL.set(b.byteLength, (free = []));
+  if (free.length < POOL_PER_SIZE) free.push(b);
+}
+
 /** Returns a raw row group's buffers to the pool; nothing may read the group after this. */
 export function releaseRawGroup(raw: RawGroup): void {
-  for (const c of raw.chunks)
-    for (const a of [
-      c.kind === 'seq' ? c.dict : undefined,
-      'idx' in c ? c.idx : undefined,
-      'defs' in c ? c.defs : undefined,
-      c.kind === 'plain' ? c.bytes : undefined,
-    ]) {
-      const b = a?.buffer;
-      if (!(b instanceof SharedArrayBuffer)) continue;
-      let free = SHARED_POOL.get(b.byteLength);
-      if (!free) SHARED_POOL.set(b.byteLength, (free = []));
-      if (free.length < POOL_PER_SIZE) free.push(b);
-    }
+  for (const c of raw.chunks) {
+    if (c.kind === 'seq') recycle(c.dict.buffer);
+    if (c.kind === 'plain') recycle(c.bytes.buffer);
+    if ('idx' in c) recycle(c.idx.buffer);
+    if ('defs' in c) recycle(c.defs?.buffer);
+  }
 }
 
 /** A buffer of its own (offset 0, aligned): shared and pooled, or a plain one. */
@@ -95,6 +96,7 @@ export class Bytes {
     if (this.len + n <= this.buf.length) return;
     const next = ownBytes(Math.max(this.buf.length * 2, this.len + n), this.shared);
     this.buf.copy(next, 0, 0, this.len);
+    recycle(this.buf.buffer); // only this column had it
     this.buf = next;
     this.words = new Int32Array(next.buffer, 0, next.length >> 2);
   }
@@ -166,6 +168,7 @@ class Grow<A extends Int32Array | Uint8Array> {
     if (this.n + count > this.a.length) {
       const next = this.make(Math.max(this.a.length * 2, this.n + count));
       next.set(this.a.subarray(0, this.n));
+      recycle(this.a.buffer); // only this column had it
       this.a = next;
     }
     if (count === 1) this.a[this.n++] = v;
