@@ -62,7 +62,7 @@ function recycle(b: ArrayBufferLike | undefined): void {
 }
 
 /** Returns a raw row group's buffers to the pool; nothing may read the group after this. */
-export function releaseRawGroup(raw: RawGroup): void {
+function releaseRawGroup(raw: RawGroup): void {
   for (const c of raw.chunks) {
     if (c.kind === 'seq') recycle(c.dict.buffer);
     if (c.kind === 'plain') recycle(c.bytes.buffer);
@@ -75,7 +75,7 @@ export function releaseRawGroup(raw: RawGroup): void {
 function ownBytes(n: number, shared: boolean): Buffer {
   if (!shared) return Buffer.allocUnsafeSlow(n);
   const b = sharedBuffer(n);
-  return Buffer.from(b, 0, b.byteLength);
+  return Buffer.from(b);
 }
 
 /** A growable byte buffer. `take` hands the bytes over and starts a fresh buffer. */
